@@ -1,0 +1,12 @@
+//! Read a live CPython process from outside.
+//!
+//! * [`memory`]: [`ProcessMemory`], the one trait through which every byte of the
+//!   target is read (`process_vm_readv` for a live process, snapshots in tests).
+//! * [`event`]: [`Event`] and [`EventSink`], the seam between producers of a trace
+//!   and its consumers.
+
+pub mod event;
+pub mod memory;
+
+pub use event::{Event, EventKind, EventSink, Source};
+pub use memory::{MemoryError, ProcessMemory, RemoteMemory};

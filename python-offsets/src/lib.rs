@@ -1,0 +1,323 @@
+//! CPython struct layouts, one table of plain offsets per minor version.
+//!
+//! `tracer` reads a live interpreter's memory from outside, so it has to know where
+//! each field it reads sits in CPython's structs. That knowledge lives here and
+//! nowhere else:
+//!
+//! * [`Layout`]: every offset the reader uses (runtime, interpreter and thread state,
+//!   frames, code objects, and the object types a repr needs), for 3.8 to 3.13 on
+//!   x86_64 GIL builds. [`Layout::for_version`] gives the table of a version.
+//! * [`debug_offsets`]: from 3.13 on the interpreter carries its own layout in
+//!   `_Py_DebugOffsets` at the start of `_PyRuntime`; [`Layout::apply_debug_offsets`]
+//!   overrides the table with the numbers the target itself reports.
+//! * [`linetable`]: the three line-number table formats (3.8–3.9 `co_lnotab`, 3.10
+//!   `co_linetable`, 3.11+ location table), decoded from raw bytes.
+//! * [`Version`]: parsing `PY_VERSION_HEX` (`Py_Version`) and version strings.
+//!
+//! The test `tests/dwarf.rs` reads the DWARF debug info of every interpreter on the
+//! machine and checks each offset in these tables against it.
+//!
+//! ```
+//! use python_offsets::{Layout, Version};
+//! let layout = Layout::for_version(Version::new(3, 12, 1)).unwrap();
+//! assert_eq!(layout.thread.next, 8);
+//! ```
+
+pub mod debug_offsets;
+pub mod linetable;
+mod tables;
+mod version;
+
+pub use version::Version;
+
+/// How a thread state reaches its innermost frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameModel {
+    /// 3.8–3.10: `tstate->frame` is a `PyFrameObject*`, chained by `f_back`.
+    FrameObject,
+    /// 3.11–3.12: `tstate->cframe->current_frame` is a `_PyInterpreterFrame*`.
+    CFrame,
+    /// 3.13+: `tstate->current_frame` is a `_PyInterpreterFrame*`.
+    CurrentFrame,
+}
+
+/// Which line table a code object carries (see [`linetable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineTableFormat {
+    /// 3.8–3.9 `co_lnotab`; `f_lasti` is a byte offset.
+    Lnotab,
+    /// 3.10 `co_linetable` (PEP 626); `f_lasti` counts code units.
+    Linetable310,
+    /// 3.11+ location table; the instruction pointer points into `co_code_adaptive`.
+    Locations,
+}
+
+/// How a dict's keys object is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DictKeysFormat {
+    /// 3.8–3.10: `dk_size` (a count) and `dk_nentries`; 24-byte `{hash, key, value}` entries.
+    Sized,
+    /// 3.11+: `dk_log2_size`, `dk_log2_index_bytes`, `dk_kind`; 24-byte general entries,
+    /// 16-byte `{key, value}` entries for unicode-only keys.
+    Log2,
+}
+
+/// How an `int` stores its size and sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LongFormat {
+    /// ≤3.11: `ob_size` is the signed number of 30-bit digits.
+    SignedSize,
+    /// 3.12+: `lv_tag`: digit count in bits 3.., sign in bits 0–1 (0 +, 1 zero, 2 −).
+    LvTag,
+}
+
+/// `_PyRuntime` fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeLayout {
+    /// `interpreters.head`: the first `PyInterpreterState*`.
+    pub interpreters_head: u64,
+    /// 3.8–3.11: `gilstate.tstate_current`, the thread state running Python now.
+    pub tstate_current: Option<u64>,
+    /// 3.8–3.11: `ceval.gil.last_holder` (a `PyThreadState*`).
+    pub gil_last_holder: Option<u64>,
+    /// 3.8–3.11: `ceval.gil.locked` (an int).
+    pub gil_locked: Option<u64>,
+}
+
+/// `PyInterpreterState` fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterpreterLayout {
+    pub next: u64,
+    /// `tstate_head` (≤3.11) / `threads.head` (3.12+).
+    pub threads_head: u64,
+    /// `modules` / `imports.modules`: the `sys.modules` dict.
+    pub modules: u64,
+    /// 3.12+: `ceval.gil`, a pointer to the `_gil_runtime_state` in use.
+    pub ceval_gil: Option<u64>,
+}
+
+/// `struct _gil_runtime_state` fields (3.12+, reached through [`InterpreterLayout::ceval_gil`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GilLayout {
+    pub last_holder: u64,
+    pub locked: u64,
+}
+
+/// `PyThreadState` fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadLayout {
+    pub next: u64,
+    pub interp: u64,
+    /// 3.8–3.10: `frame` (`PyFrameObject*`).
+    pub frame: Option<u64>,
+    /// 3.11–3.12: `cframe` (`_PyCFrame*`).
+    pub cframe: Option<u64>,
+    /// 3.11–3.12: `_PyCFrame.current_frame`.
+    pub cframe_current_frame: Option<u64>,
+    /// 3.13+: `current_frame`.
+    pub current_frame: Option<u64>,
+    /// `thread_id`: the `pthread_t` of the thread.
+    pub thread_id: u64,
+    /// 3.11+: `native_thread_id`, the kernel's TID.
+    pub native_thread_id: Option<u64>,
+}
+
+/// Frame fields: `PyFrameObject` (≤3.10) or `_PyInterpreterFrame` (3.11+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameLayout {
+    pub model: FrameModel,
+    /// `f_back` / `previous`.
+    pub previous: u64,
+    /// `f_code` / `f_executable`.
+    pub code: u64,
+    /// ≤3.10: `f_lasti` (an int; bytes before 3.10, code units in 3.10).
+    pub lasti: Option<u64>,
+    /// 3.11+: `prev_instr` (3.11, 3.12: last executed) / `instr_ptr` (3.13: current).
+    pub instr_ptr: Option<u64>,
+    /// 3.11+: `owner` (a char; see the `OWNED_BY_*` constants).
+    pub owner: Option<u64>,
+    /// `f_localsplus` / `localsplus`: the array of local variable slots.
+    pub localsplus: u64,
+    /// The size of the struct (an interpreter frame's locals start after it in 3.11+).
+    pub size: u64,
+}
+
+/// `PyCodeObject` fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeLayout {
+    pub argcount: u64,
+    pub posonlyargcount: u64,
+    pub kwonlyargcount: u64,
+    pub nlocals: u64,
+    pub flags: u64,
+    pub firstlineno: u64,
+    /// `co_varnames` (≤3.10) / `co_localsplusnames` (3.11+): a tuple of str.
+    pub varnames: u64,
+    /// ≤3.10: `co_cellvars` (tuple of str).
+    pub cellvars: Option<u64>,
+    /// ≤3.10: `co_freevars` (tuple of str).
+    pub freevars: Option<u64>,
+    /// 3.11+: `co_localspluskinds` (bytes, one kind per local slot).
+    pub localspluskinds: Option<u64>,
+    pub filename: u64,
+    pub name: u64,
+    /// 3.11+: `co_qualname`.
+    pub qualname: Option<u64>,
+    /// `co_lnotab` (≤3.9) / `co_linetable` (3.10+): a bytes object.
+    pub linetable: u64,
+    pub linetable_format: LineTableFormat,
+    /// 3.11+: `co_code_adaptive`, the inline bytecode.
+    pub code_adaptive: Option<u64>,
+    /// 3.11+: `_co_firsttraceable`, in code units.
+    pub firsttraceable: Option<u64>,
+}
+
+/// Fields of the object types a repr needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLayout {
+    pub ob_type: u64,
+    /// `PyVarObject.ob_size`.
+    pub ob_size: u64,
+    pub tp_name: u64,
+    pub tp_flags: u64,
+    /// `PyTupleObject.ob_item[]` (inline array).
+    pub tuple_items: u64,
+    /// `PyListObject.ob_item` (pointer to an array).
+    pub list_items: u64,
+    pub bytes_sval: u64,
+    pub float_fval: u64,
+    pub cell_ref: u64,
+    /// `PyLongObject` digits (`ob_digit` / `long_value.ob_digit`).
+    pub long_digits: u64,
+    /// 3.12+: `long_value.lv_tag`.
+    pub long_tag: Option<u64>,
+    pub long_format: LongFormat,
+    pub unicode: UnicodeLayout,
+    pub dict: DictLayout,
+    pub set: SetLayout,
+}
+
+/// `PyASCIIObject` / `PyCompactUnicodeObject` / `PyUnicodeObject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnicodeLayout {
+    pub length: u64,
+    /// The `state` bitfield (see the `UNICODE_STATE_*` constants).
+    pub state: u64,
+    /// `sizeof(PyASCIIObject)`: compact ASCII data starts here.
+    pub ascii_size: u64,
+    /// `sizeof(PyCompactUnicodeObject)`: compact non-ASCII data starts here.
+    pub compact_size: u64,
+    /// `PyUnicodeObject.data.any` for non-compact strings.
+    pub data_any: u64,
+}
+
+/// `PyDictObject` and its keys object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DictLayout {
+    pub ma_used: u64,
+    pub ma_keys: u64,
+    pub ma_values: u64,
+    pub keys_format: DictKeysFormat,
+    /// ≤3.10: `dk_size`; 3.11+: `dk_log2_size` (u8).
+    pub dk_size: u64,
+    /// 3.11+: `dk_log2_index_bytes` (u8).
+    pub dk_log2_index_bytes: Option<u64>,
+    /// 3.11+: `dk_kind` (u8; 0 general, 1 unicode, 2 split).
+    pub dk_kind: Option<u64>,
+    pub dk_nentries: u64,
+    /// Start of `dk_indices`.
+    pub dk_indices: u64,
+    /// 3.13+: `PyDictValues.values[]` starts at this offset of the values block.
+    pub values_items: u64,
+}
+
+/// `PySetObject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetLayout {
+    pub fill: u64,
+    pub used: u64,
+    pub mask: u64,
+    /// `table`: a pointer to `{key, hash}` entries of 16 bytes.
+    pub table: u64,
+}
+
+/// Everything the reader needs to know about one CPython version's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub version: Version,
+    pub runtime: RuntimeLayout,
+    pub interpreter: InterpreterLayout,
+    pub gil: GilLayout,
+    pub thread: ThreadLayout,
+    pub frame: FrameLayout,
+    pub code: CodeLayout,
+    pub object: ObjectLayout,
+}
+
+impl Layout {
+    /// The table for `version`, or `None` when the minor version is not supported.
+    pub fn for_version(version: Version) -> Option<Layout> {
+        tables::for_version(version)
+    }
+
+    /// The minor versions that have a table, oldest first.
+    pub fn supported() -> &'static [(u8, u8)] {
+        tables::SUPPORTED
+    }
+}
+
+/// `tp_flags` bits that tell a builtin type (and its subclasses) apart.
+pub mod type_flags {
+    pub const LONG_SUBCLASS: u64 = 1 << 24;
+    pub const LIST_SUBCLASS: u64 = 1 << 25;
+    pub const TUPLE_SUBCLASS: u64 = 1 << 26;
+    pub const BYTES_SUBCLASS: u64 = 1 << 27;
+    pub const UNICODE_SUBCLASS: u64 = 1 << 28;
+    pub const DICT_SUBCLASS: u64 = 1 << 29;
+    pub const BASE_EXC_SUBCLASS: u64 = 1 << 30;
+    pub const TYPE_SUBCLASS: u64 = 1 << 31;
+    /// 3.12+: instances keep their `__dict__` in managed storage before the object.
+    pub const MANAGED_DICT: u64 = 1 << 4;
+    /// 3.13+: instance attribute values live inline after the object header.
+    pub const INLINE_VALUES: u64 = 1 << 2;
+    pub const HEAPTYPE: u64 = 1 << 9;
+}
+
+/// Code flags (`co_flags`).
+pub mod code_flags {
+    pub const VARARGS: u32 = 0x4;
+    pub const VARKEYWORDS: u32 = 0x8;
+    pub const GENERATOR: u32 = 0x20;
+    pub const COROUTINE: u32 = 0x80;
+    pub const ASYNC_GENERATOR: u32 = 0x200;
+}
+
+/// 3.11+ `co_localspluskinds` bits.
+pub mod local_kinds {
+    pub const ARG_VAR: u8 = 0x08;
+    pub const HIDDEN: u8 = 0x10;
+    pub const CELL: u8 = 0x40;
+    pub const FREE: u8 = 0x80;
+    pub const LOCAL: u8 = 0x20;
+}
+
+/// 3.11+ `_PyInterpreterFrame.owner` values.
+pub mod frame_owner {
+    pub const THREAD: u8 = 0;
+    pub const GENERATOR: u8 = 1;
+    pub const FRAME_OBJECT: u8 = 2;
+    /// 3.12+: the entry (shim) frame of a C call into Python; not a Python frame.
+    pub const CSTACK: u8 = 3;
+}
+
+/// `PyASCIIObject.state` bits.
+pub mod unicode_state {
+    /// Bits 2–4: bytes per character (1, 2 or 4).
+    pub const KIND_SHIFT: u32 = 2;
+    pub const KIND_MASK: u32 = 0b111;
+    pub const COMPACT: u32 = 1 << 5;
+    pub const ASCII: u32 = 1 << 6;
+}
+
+/// Digits of an `int` are 30-bit values stored in u32s.
+pub const LONG_DIGIT_BITS: u32 = 30;

@@ -1,0 +1,1 @@
+//! Ask a trace: a DataFusion session over a trace path.
