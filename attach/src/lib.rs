@@ -10,3 +10,7 @@ pub mod memory;
 
 pub use event::{Event, EventKind, EventSink, Source};
 pub use memory::{MemoryError, ProcessMemory, RemoteMemory};
+pub mod error;
+pub mod objects;
+
+pub use error::{Error, Result};

@@ -95,7 +95,10 @@ fn decode_310(table: &[u8], firstlineno: i32) -> Vec<(u32, u32, Option<i32>)> {
 /// picks the form, `l + 1` is its length in code units.
 fn decode_locations(table: &[u8], firstlineno: i32) -> Vec<(u32, u32, Option<i32>)> {
     let mut ranges = Vec::new();
-    let mut reader = Varints { bytes: table, pos: 0 };
+    let mut reader = Varints {
+        bytes: table,
+        pos: 0,
+    };
     let mut line = firstlineno;
     let mut start: u32 = 0;
     while let Some(head) = reader.next_byte() {
@@ -231,7 +234,11 @@ mod tests {
         assert_eq!(r.line(0), Some(21));
         assert_eq!(r.line(2), Some(21), "first unit of entry 2 belongs to it");
         assert_eq!(r.line(4), Some(21));
-        assert_eq!(r.line(6), Some(22), "first unit of entry 3 belongs to entry 3");
+        assert_eq!(
+            r.line(6),
+            Some(22),
+            "first unit of entry 3 belongs to entry 3"
+        );
         assert_eq!(r.line(8), None);
     }
 
