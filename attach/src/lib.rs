@@ -14,3 +14,10 @@ pub mod error;
 pub mod objects;
 
 pub use error::{Error, Result};
+pub mod elf;
+pub mod process;
+pub mod threads;
+pub mod walker;
+
+pub use process::PythonProcess;
+pub use walker::Walker;

@@ -30,7 +30,7 @@ pub fn type_flags_of<M: ProcessMemory + ?Sized>(
     layout: &Layout,
     type_addr: u64,
 ) -> Result<u64> {
-    mem.read_u64(type_addr + layout.object.tp_flags)
+    Ok(mem.read_u64(type_addr + layout.object.tp_flags)?)
 }
 
 /// `tp_name` of the type at `type_addr` (a C string, read up to 128 bytes).
@@ -151,7 +151,7 @@ pub fn read_checked_str<M: ProcessMemory + ?Sized>(
 
 /// The size (`ob_size`) of a variable-size object.
 pub fn var_size<M: ProcessMemory + ?Sized>(mem: &M, layout: &Layout, addr: u64) -> Result<i64> {
-    mem.read_i64(addr + layout.object.ob_size)
+    Ok(mem.read_i64(addr + layout.object.ob_size)?)
 }
 
 /// A `bytes` object's content, refused beyond `max_len`.

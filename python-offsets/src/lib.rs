@@ -130,6 +130,8 @@ pub struct FrameLayout {
     pub previous: u64,
     /// `f_code` / `f_executable`.
     pub code: u64,
+    /// `f_globals`: the module's globals dict (its `__name__` names the module).
+    pub globals: u64,
     /// ≤3.10: `f_lasti` (an int; bytes before 3.10, code units in 3.10).
     pub lasti: Option<u64>,
     /// 3.11+: `prev_instr` (3.11, 3.12: last executed) / `instr_ptr` (3.13: current).
@@ -187,6 +189,8 @@ pub struct ObjectLayout {
     pub bytes_sval: u64,
     pub float_fval: u64,
     pub cell_ref: u64,
+    /// `PyModuleObject.md_dict`: a module's globals.
+    pub module_dict: u64,
     /// `PyLongObject` digits (`ob_digit` / `long_value.ob_digit`).
     pub long_digits: u64,
     /// 3.12+: `long_value.lv_tag`.

@@ -17,6 +17,7 @@ const OBJECT_BASE: ObjectLayout = ObjectLayout {
     bytes_sval: 32,
     float_fval: 16,
     cell_ref: 16,
+    module_dict: 16,
     long_digits: 24,
     long_tag: None,
     long_format: LongFormat::SignedSize,
@@ -105,6 +106,7 @@ const FRAME_38: FrameLayout = FrameLayout {
     model: FrameModel::FrameObject,
     previous: 24,
     code: 32,
+    globals: 48,
     lasti: Some(104),
     instr_ptr: None,
     owner: None,
@@ -206,6 +208,7 @@ const V311: Layout = Layout {
         model: FrameModel::CFrame,
         previous: 48,
         code: 32,
+        globals: 8,
         lasti: None,
         instr_ptr: Some(56),
         owner: Some(69),
@@ -257,6 +260,7 @@ const V312: Layout = Layout {
     frame: FrameLayout {
         previous: 8,
         code: 0,
+        globals: 24,
         owner: Some(70),
         ..V311.frame
     },

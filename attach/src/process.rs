@@ -1,0 +1,256 @@
+//! Finding the interpreter in a target process: which binary holds `_PyRuntime`
+//! (a shared `libpython3.X.so` or a static executable), where it is loaded, which
+//! Python version it is, and so which [`Layout`] to read it with.
+
+use std::path::{Path, PathBuf};
+
+use python_offsets::debug_offsets::{DebugOffsets, SIZE_313};
+use python_offsets::{Layout, Version};
+
+use crate::elf::BinaryInfo;
+use crate::error::{Error, Result};
+use crate::memory::{MemoryError, ProcessMemory, RemoteMemory};
+
+/// One line of `/proc/PID/maps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapEntry {
+    pub start: u64,
+    pub end: u64,
+    pub perms: String,
+    pub offset: u64,
+    pub path: String,
+}
+
+/// Parses `/proc/PID/maps`.
+pub fn read_maps(pid: i32) -> Result<Vec<MapEntry>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| proc_error(pid, e))?;
+    Ok(text.lines().filter_map(parse_map_line).collect())
+}
+
+fn parse_map_line(line: &str) -> Option<MapEntry> {
+    let mut fields = line.split_whitespace();
+    let range = fields.next()?;
+    let perms = fields.next()?.to_string();
+    let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
+    let _dev = fields.next()?;
+    let _inode = fields.next()?;
+    let path = fields.collect::<Vec<_>>().join(" ");
+    let (start, end) = range.split_once('-')?;
+    Some(MapEntry {
+        start: u64::from_str_radix(start, 16).ok()?,
+        end: u64::from_str_radix(end, 16).ok()?,
+        perms,
+        offset,
+        path,
+    })
+}
+
+/// Turns an error of reading `/proc/PID/...` into the user's words.
+pub(crate) fn proc_error(pid: i32, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                Error::Exited(pid)
+            } else {
+                Error::NoSuchProcess(pid)
+            }
+        }
+        std::io::ErrorKind::PermissionDenied => Error::Permission {
+            pid,
+            detail: e.to_string(),
+        },
+        _ => Error::Binary {
+            path: format!("/proc/{pid}"),
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// A Python process, found and ready to be read.
+#[derive(Debug, Clone)]
+pub struct PythonProcess {
+    pub pid: i32,
+    pub mem: RemoteMemory,
+    pub layout: Layout,
+    pub version: Version,
+    /// The target's executable (`/proc/PID/exe`).
+    pub executable: String,
+    /// Address of `_PyRuntime`.
+    pub runtime: u64,
+    /// Address of `PyCode_Type`, to tell code objects from other executables (3.13).
+    pub code_type: Option<u64>,
+}
+
+impl PythonProcess {
+    /// Finds the interpreter of process `pid`.
+    pub fn open(pid: i32) -> Result<PythonProcess> {
+        if pid <= 0 || !Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(Error::NoSuchProcess(pid));
+        }
+        let executable = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .map_err(|e| proc_error(pid, e))?
+            .to_string_lossy()
+            .into_owned();
+        let maps = read_maps(pid)?;
+        let (binary, name) = find_python_binary(pid, &maps, &executable)?;
+        let mem = RemoteMemory::new(pid);
+        let runtime = binary.symbol("_PyRuntime").ok_or_else(|| Error::NotPython {
+            pid,
+            exe: executable.clone(),
+            detail: "no _PyRuntime symbol".into(),
+        })?;
+        let version = detect_version(&mem, &binary, &name).ok_or_else(|| Error::NotPython {
+            pid,
+            exe: executable.clone(),
+            detail: "cannot tell the Python version".into(),
+        })?;
+        let mut layout = Layout::for_version(version).ok_or_else(|| Error::UnsupportedVersion {
+            pid,
+            version: version.to_string(),
+        })?;
+        if version.minor >= 13 {
+            let bytes = mem.read_vec(runtime, SIZE_313).map_err(|e| read_error(pid, e))?;
+            match DebugOffsets::parse(&bytes) {
+                Ok(debug) => layout.apply_debug_offsets(&debug),
+                Err(e) => {
+                    return Err(Error::NotPython {
+                        pid,
+                        exe: executable,
+                        detail: format!("_Py_DebugOffsets unusable: {e:?}"),
+                    })
+                }
+            }
+        }
+        Ok(PythonProcess {
+            pid,
+            mem,
+            layout,
+            version: layout.version,
+            executable,
+            runtime,
+            code_type: binary.symbol("PyCode_Type"),
+        })
+    }
+
+    /// The first interpreter state (`_PyRuntime.interpreters.head`), checked to hold at
+    /// least one thread that points back at it.
+    pub fn interpreter(&self) -> Result<u64> {
+        let head = self
+            .mem
+            .read_u64(self.runtime + self.layout.runtime.interpreters_head)
+            .map_err(|e| read_error(self.pid, e))?;
+        if head == 0 {
+            return Err(Error::inconsistent("the interpreter is not initialised yet"));
+        }
+        Ok(head)
+    }
+}
+
+/// A failed read, told apart from a process that has gone.
+pub(crate) fn read_error(pid: i32, e: MemoryError) -> Error {
+    if !Path::new(&format!("/proc/{pid}")).exists() {
+        return Error::Exited(pid);
+    }
+    match e {
+        MemoryError::Permission(pid) => Error::Permission {
+            pid,
+            detail: "process_vm_readv was refused (ptrace permission)".into(),
+        },
+        MemoryError::Gone(pid) => Error::Exited(pid),
+        other => Error::Memory(other),
+    }
+}
+
+/// The loaded binary that holds `_PyRuntime`: a `libpython3.X` if one is mapped,
+/// else the executable. Returns its symbols and its file name.
+fn find_python_binary(pid: i32, maps: &[MapEntry], executable: &str) -> Result<(BinaryInfo, String)> {
+    let is_libpython = |path: &str| {
+        Path::new(path)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("libpython3") && n.contains(".so"))
+    };
+    let mut candidates: Vec<(String, PathBuf)> = Vec::new();
+    if let Some(lib) = maps.iter().find(|m| is_libpython(&m.path)) {
+        let local = PathBuf::from(format!("/proc/{pid}/root{}", lib.path));
+        candidates.push((lib.path.clone(), local));
+    }
+    candidates.push((executable.to_string(), PathBuf::from(format!("/proc/{pid}/exe"))));
+    let mut last_error = None;
+    for (path, local) in candidates {
+        let Some(base) = maps
+            .iter()
+            .filter(|m| m.path == path || (path == executable && m.path.starts_with(executable)))
+            .map(|m| m.start - m.offset)
+            .min()
+        else {
+            continue;
+        };
+        match BinaryInfo::load(&local, base) {
+            Ok(info) if info.symbol("_PyRuntime").is_some() => {
+                return Ok((info, path));
+            }
+            Ok(_) => {}
+            Err(Error::Binary { reason, .. }) if reason.contains("ermission") => {
+                return Err(Error::Permission { pid, detail: reason });
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(Error::NotPython {
+        pid,
+        exe: executable.to_string(),
+        detail: match last_error {
+            Some(e) => e.to_string(),
+            None => "neither the executable nor a mapped libpython has a _PyRuntime symbol".into(),
+        },
+    })
+}
+
+/// The version from `Py_Version` (3.11+), else from the binary's name for the minor
+/// and its `PY_VERSION` string for the micro.
+fn detect_version(mem: &RemoteMemory, binary: &BinaryInfo, name: &str) -> Option<Version> {
+    if let Some(addr) = binary.symbol("Py_Version") {
+        if let Ok(hex) = mem.read_u32(addr) {
+            let v = Version::from_hex(hex);
+            if v.major == 3 {
+                return Some(v);
+            }
+        }
+    }
+    let file_name = Path::new(name).file_name()?.to_string_lossy().into_owned();
+    let from_name = Version::parse_prefix(&file_name);
+    let strings: Vec<Version> = binary
+        .version_strings
+        .iter()
+        .filter_map(|s| Version::parse_prefix(s))
+        .collect();
+    match from_name {
+        Some(v) => Some(
+            strings
+                .into_iter()
+                .find(|s| s.minor == v.minor)
+                .unwrap_or(v),
+        ),
+        None if strings.len() == 1 => strings.first().copied(),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_lines_with_and_without_paths() {
+        let m = parse_map_line(
+            "7f1c2a000000-7f1c2a200000 r-xp 00001000 08:01 1234   /usr/lib/libpython3.9.so.1.0",
+        )
+        .unwrap();
+        assert_eq!(m.start, 0x7f1c2a000000);
+        assert_eq!(m.offset, 0x1000);
+        assert_eq!(m.path, "/usr/lib/libpython3.9.so.1.0");
+        let anon = parse_map_line("7ffd1000-7ffd2000 rw-p 00000000 00:00 0").unwrap();
+        assert_eq!(anon.path, "");
+    }
+}
