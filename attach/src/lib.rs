@@ -4,6 +4,10 @@
 //!   target is read (`process_vm_readv` for a live process, snapshots in tests).
 //! * [`event`]: [`Event`] and [`EventSink`], the seam between producers of a trace
 //!   and its consumers.
+//! * [`objects`]: reading Python objects (str, bytes, tuples, dicts, instance
+//!   attributes) out of the target.
+//! * [`repr`]: [`repr_value`], Python's own `repr()` text of a remote value, bounded
+//!   in length, depth and items, with secrets redacted by [`redact`].
 
 pub mod event;
 pub mod memory;
@@ -13,11 +17,17 @@ pub use memory::{MemoryError, ProcessMemory, RemoteMemory};
 pub mod error;
 pub mod objects;
 
+pub mod redact;
+pub mod repr;
+
 pub use error::{Error, Result};
 pub mod elf;
+pub mod names;
+pub mod snapshot;
 pub mod process;
 pub mod threads;
 pub mod walker;
 
 pub use process::PythonProcess;
 pub use walker::Walker;
+pub use repr::{repr_named, repr_value, ReprOptions, TypeCache};

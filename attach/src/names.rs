@@ -35,7 +35,7 @@ impl Names {
         }
         let mem = &walker.process.mem;
         let layout = walker.layout();
-        let name: Arc<str> = dict_get_str(mem, layout, frame.globals, "__name__")
+        let name: Arc<str> = objects::dict_get_str(mem, layout, frame.globals, "__name__")
             .ok()
             .flatten()
             .and_then(|v| objects::read_checked_str(mem, layout, v).ok())
@@ -100,11 +100,11 @@ fn read_thread_names(walker: &Walker) -> Result<HashMap<u64, String>> {
     let layout = walker.layout();
     let interp = walker.process.interpreter()?;
     let modules = mem.read_u64(interp + layout.interpreter.modules)?;
-    let Some(threading) = dict_get_str(mem, layout, modules, "threading")? else {
+    let Some(threading) = objects::dict_get_str(mem, layout, modules, "threading")? else {
         return Ok(HashMap::new());
     };
     let module_dict = mem.read_u64(threading + layout.object.module_dict)?;
-    let Some(active) = dict_get_str(mem, layout, module_dict, "_active")? else {
+    let Some(active) = objects::dict_get_str(mem, layout, module_dict, "_active")? else {
         return Ok(HashMap::new());
     };
     let mut names = HashMap::new();
@@ -119,19 +119,6 @@ fn read_thread_names(walker: &Walker) -> Result<HashMap<u64, String>> {
         }
     }
     Ok(names)
-}
-
-/// The value of the `str` key `key` in the dict at `dict`.
-fn dict_get_str<M: ProcessMemory + ?Sized>(mem: &M, layout: &Layout, dict: u64, key: &str) -> Result<Option<u64>> {
-    if dict == 0 {
-        return Ok(None);
-    }
-    for (k, v) in objects::dict_items(mem, layout, dict, 1 << 16)? {
-        if objects::read_str_prefix(mem, layout, k, key.len() + 1).is_ok_and(|(s, _)| s == key) {
-            return Ok(Some(v));
-        }
-    }
-    Ok(None)
 }
 
 /// A non-negative `int` that fits in 64 bits (a thread ident).

@@ -69,7 +69,11 @@ pub fn os_thread(pid: i32, tid: i64, sockets: &mut SocketTable) -> OsThread {
         .take(6)
         .filter_map(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
         .collect();
-    let info = syscall_info(nr);
+    let mut info = syscall_info(nr);
+    // Python ≤3.10's time.sleep is a select() on no descriptors.
+    if matches!(nr, 23 | 270) && args.first() == Some(&0) {
+        info.sleeps = true;
+    }
     let fd = match info.fd {
         FdArg::First => args.first().map(|&a| a as i32),
         FdArg::PollArray => args

@@ -62,6 +62,51 @@ pub enum DictKeysFormat {
     Log2,
 }
 
+/// Where a split dict's insertion order is kept (split tables share their keys with
+/// every instance of a class; each instance has its own values array).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitValuesOrder {
+    /// 3.8–3.10: split tables are dense and in key order: value `i` belongs to entry
+    /// `i`, for `i < ma_used` (a deletion turns the table into a combined one).
+    Dense,
+    /// 3.11–3.12: `ma_values` is preceded by a byte array; the `i`-th inserted entry's
+    /// index is the byte at `ma_values - 3 - i` (CPython `get_index_from_order`).
+    BytesBefore,
+    /// 3.13+: `PyDictValues {uint8_t capacity, size, embedded, valid; values[]}`; the
+    /// insertion order bytes follow `values[capacity]` (CPython
+    /// `get_insertion_order_array`). The fields are offsets in `struct _dictvalues`.
+    BytesAfter {
+        /// `_dictvalues.capacity` (u8).
+        capacity: u64,
+        /// `_dictvalues.size` (u8): how many order bytes are in use.
+        size: u64,
+        /// `_dictvalues.valid` (u8): 0 once an object's inline values were moved
+        /// into a real dict.
+        valid: u64,
+    },
+}
+
+/// Where an instance of a Python class keeps its attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceDictModel {
+    /// 3.8–3.10: a `PyDictObject*` at `tp_dictoffset` from the object (a negative
+    /// offset counts from the end of a variable-size object).
+    DictOffset,
+    /// 3.11: types with `Py_TPFLAGS_MANAGED_DICT` keep a `PyDictValues*` at `values`
+    /// and a `PyDictObject*` at `dict`, both before the object (CPython
+    /// `_PyObject_ValuesPointer`, `_PyObject_ManagedDictPointer`); the keys of the
+    /// values are the type's `ht_cached_keys`.
+    ValuesAndDict { values: i64, dict: i64 },
+    /// 3.12: one `PyDictOrValues` word at `offset` before the object: odd means a
+    /// values pointer minus one, even a dict pointer (CPython
+    /// `_PyObject_DictOrValuesPointer`, `_PyDictOrValues_GetValues`).
+    Tagged { offset: i64 },
+    /// 3.13+: a `PyDictObject*` at `dict` before the object; with
+    /// `Py_TPFLAGS_INLINE_VALUES` and no dict yet, a `PyDictValues` sits right after
+    /// the object at `tp_basicsize` (CPython `_PyObject_InlineValues`).
+    InlineValues { dict: i64 },
+}
+
 /// How an `int` stores its size and sign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LongFormat {
@@ -191,6 +236,12 @@ pub struct ObjectLayout {
     pub cell_ref: u64,
     /// `PyModuleObject.md_dict`: a module's globals.
     pub module_dict: u64,
+    /// `PyFunctionObject.func_qualname` (a str).
+    pub func_qualname: u64,
+    /// `PyTypeObject` and `PyHeapTypeObject` fields beyond the name and flags.
+    pub types: TypeLayout,
+    /// Where instances keep their attributes.
+    pub instance_dict: InstanceDictModel,
     /// `PyLongObject` digits (`ob_digit` / `long_value.ob_digit`).
     pub long_digits: u64,
     /// 3.12+: `long_value.lv_tag`.
@@ -199,6 +250,26 @@ pub struct ObjectLayout {
     pub unicode: UnicodeLayout,
     pub dict: DictLayout,
     pub set: SetLayout,
+}
+
+/// `PyTypeObject` (`struct _typeobject`) and `PyHeapTypeObject` fields for naming a
+/// type the way Python's `repr` does and for finding instance attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypeLayout {
+    /// `_typeobject.tp_basicsize`.
+    pub tp_basicsize: u64,
+    /// `_typeobject.tp_itemsize`.
+    pub tp_itemsize: u64,
+    /// `_typeobject.tp_base`: the first base class.
+    pub tp_base: u64,
+    /// `_typeobject.tp_dict`: the class namespace (holds `__module__` for classes).
+    pub tp_dict: u64,
+    /// `_typeobject.tp_dictoffset`.
+    pub tp_dictoffset: u64,
+    /// `PyHeapTypeObject.ht_qualname` (a str).
+    pub ht_qualname: u64,
+    /// `PyHeapTypeObject.ht_cached_keys`: the keys shared by instances' split dicts.
+    pub ht_cached_keys: u64,
 }
 
 /// `PyASCIIObject` / `PyCompactUnicodeObject` / `PyUnicodeObject`.
@@ -233,6 +304,8 @@ pub struct DictLayout {
     pub dk_indices: u64,
     /// 3.13+: `PyDictValues.values[]` starts at this offset of the values block.
     pub values_items: u64,
+    /// Where a split table keeps its insertion order.
+    pub split_order: SplitValuesOrder,
 }
 
 /// `PySetObject`.

@@ -18,6 +18,17 @@ const OBJECT_BASE: ObjectLayout = ObjectLayout {
     float_fval: 16,
     cell_ref: 16,
     module_dict: 16,
+    func_qualname: 104,
+    types: TypeLayout {
+        tp_basicsize: 32,
+        tp_itemsize: 40,
+        tp_base: 256,
+        tp_dict: 264,
+        tp_dictoffset: 288,
+        ht_qualname: 864,
+        ht_cached_keys: 872,
+    },
+    instance_dict: InstanceDictModel::DictOffset,
     long_digits: 24,
     long_tag: None,
     long_format: LongFormat::SignedSize,
@@ -39,6 +50,7 @@ const OBJECT_BASE: ObjectLayout = ObjectLayout {
         dk_nentries: 32,
         dk_indices: 40,
         values_items: 0,
+        split_order: SplitValuesOrder::Dense,
     },
     set: SetLayout {
         fill: 16,
@@ -48,7 +60,31 @@ const OBJECT_BASE: ObjectLayout = ObjectLayout {
     },
 };
 
+/// 3.9: `PyTypeObject` shrank from 416 to 408 bytes, so the heap type fields after
+/// it moved back by 8.
+const OBJECT_39: ObjectLayout = ObjectLayout {
+    types: TypeLayout {
+        ht_qualname: 856,
+        ht_cached_keys: 864,
+        ..OBJECT_BASE.types
+    },
+    ..OBJECT_BASE
+};
+
+/// 3.10: `PyFunctionObject` starts with the `PyFunction_COMMON` fields, so
+/// `func_qualname` is at 40; `PyAsyncMethods` gained `am_send`, so `ht_qualname` is
+/// at 864 again.
+const OBJECT_310: ObjectLayout = ObjectLayout {
+    func_qualname: 40,
+    types: OBJECT_BASE.types,
+    ..OBJECT_BASE
+};
+
 const OBJECT_311: ObjectLayout = ObjectLayout {
+    instance_dict: InstanceDictModel::ValuesAndDict {
+        values: -32,
+        dict: -24,
+    },
     dict: DictLayout {
         keys_format: DictKeysFormat::Log2,
         dk_size: 8,
@@ -56,9 +92,10 @@ const OBJECT_311: ObjectLayout = ObjectLayout {
         dk_kind: Some(10),
         dk_nentries: 24,
         dk_indices: 32,
+        split_order: SplitValuesOrder::BytesBefore,
         ..OBJECT_BASE.dict
     },
-    ..OBJECT_BASE
+    ..OBJECT_310
 };
 
 const OBJECT_312: ObjectLayout = ObjectLayout {
@@ -71,14 +108,26 @@ const OBJECT_312: ObjectLayout = ObjectLayout {
         compact_size: 56,
         data_any: 56,
     },
+    types: TypeLayout {
+        ht_qualname: 872,
+        ht_cached_keys: 880,
+        ..OBJECT_BASE.types
+    },
+    instance_dict: InstanceDictModel::Tagged { offset: -24 },
     ..OBJECT_311
 };
 
 const OBJECT_313: ObjectLayout = ObjectLayout {
     dict: DictLayout {
         values_items: 8,
+        split_order: SplitValuesOrder::BytesAfter {
+            capacity: 0,
+            size: 1,
+            valid: 3,
+        },
         ..OBJECT_312.dict
     },
+    instance_dict: InstanceDictModel::InlineValues { dict: -24 },
     ..OBJECT_312
 };
 
@@ -163,6 +212,7 @@ const V39: Layout = Layout {
         modules: 856,
         ..V38.interpreter
     },
+    object: OBJECT_39,
     ..V38
 };
 
@@ -178,6 +228,7 @@ const V310: Layout = Layout {
         linetable_format: LineTableFormat::Linetable310,
         ..CODE_38
     },
+    object: OBJECT_310,
     ..V39
 };
 

@@ -25,6 +25,7 @@ class Payment:
 class Worker:
     def run_sleep(self, seconds):
         def inner(depth):
+            marker = "inner-local"
             ready.wait()
             time.sleep(seconds)  # LINE:inner_sleep
 

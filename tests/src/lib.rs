@@ -308,3 +308,6 @@ pub fn run_python(python: &Path, code: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+mod markers;
+pub use markers::line_markers;
