@@ -27,7 +27,7 @@
 //! * Only the first [`STR_READ_CHARS`] characters of a str (bytes of a bytes) are
 //!   read: a longer value chooses its quote character from that prefix.
 //! * An `int` of more than [`MAX_INT_DIGITS`] 30-bit digits prints as
-//!   `<int of N bits at 0x...>` (Python itself refuses to print more than 4300
+//!   `<int of about N bits at 0x...>` (Python itself refuses to print more than 4300
 //!   decimal digits).
 //! * Printable characters are those Rust's `char::escape_debug` leaves alone, which
 //!   follows the same rule as Python's `str.isprintable` (not in categories Cc, Cf,
@@ -143,6 +143,7 @@ pub struct TypeCache {
 }
 
 impl TypeCache {
+    /// An empty cache.
     pub fn new() -> TypeCache {
         TypeCache::default()
     }
@@ -157,6 +158,7 @@ impl TypeCache {
         self.types.len()
     }
 
+    /// Whether no type is remembered yet.
     pub fn is_empty(&self) -> bool {
         self.types.is_empty()
     }
