@@ -5,7 +5,8 @@
 //! size, in decimal), `float` (shortest round-trip, as Python prints it), `str` and
 //! `bytes` (Python's quoting and escapes), `list`, `tuple` (and named tuples),
 //! `dict`, `set` and `frozenset`, functions (`<function Outer.f at 0x...>`) and
-//! classes (`<class 'mod.Name'>`). Any other object prints as `object.__repr__` would:
+//! classes (`<class 'mod.Name'>`, also for classes whose metaclass has its own
+//! `__repr__`, such as enums). Any other object prints as `object.__repr__` would:
 //! `<module.Qualname object at 0x...>`, or `<tp_name object at 0x...>` for a type
 //! defined in C or in `builtins`. Its own `__repr__` is never run (nothing runs in the
 //! target), so a class with a custom `__repr__` still prints that default form.
@@ -26,7 +27,7 @@
 //! * Only the first [`STR_READ_CHARS`] characters of a str (bytes of a bytes) are
 //!   read: a longer value chooses its quote character from that prefix.
 //! * An `int` of more than [`MAX_INT_DIGITS`] 30-bit digits prints as
-//!   `<int of N bits at 0x...>` (Python itself refuses to print more than 4300
+//!   `<int of about N bits at 0x...>` (Python itself refuses to print more than 4300
 //!   decimal digits).
 //! * Printable characters are those Rust's `char::escape_debug` leaves alone, which
 //!   follows the same rule as Python's `str.isprintable` (not in categories Cc, Cf,
@@ -41,7 +42,7 @@
 //!
 //! Cost (the sampler reprs arguments on its hot path): one `process_vm_readv` of
 //! [`HEADER_READ`] bytes per value covers `None`, bools, ints up to 2**60 and more,
-//! floats, strs up to about 190 ASCII characters, and tuples of up to 29 items; a list
+//! floats, strs up to about 200 ASCII characters, and tuples of up to 29 items; a list
 //! adds one read for its items, a dict three (object, keys header, entries). Type
 //! facts are read once per type and kept in a [`TypeCache`].
 
@@ -142,6 +143,7 @@ pub struct TypeCache {
 }
 
 impl TypeCache {
+    /// An empty cache.
     pub fn new() -> TypeCache {
         TypeCache::default()
     }
@@ -156,6 +158,7 @@ impl TypeCache {
         self.types.len()
     }
 
+    /// Whether no type is remembered yet.
     pub fn is_empty(&self) -> bool {
         self.types.is_empty()
     }
@@ -204,6 +207,14 @@ impl TypeCache {
         let o = &layout.object;
         let head = mem.read_vec(ty, o.types.tp_dictoffset as usize + 8)?;
         let flags = word(&head, o.tp_flags);
+        // A torn read can hand over a pointer to something that is not a type;
+        // caching it under that address would outlive the garbage.
+        let metatype = word(&head, o.ob_type);
+        let is_type = flags & type_flags::READY != 0
+            && objects::type_flags_of(mem, layout, metatype)? & type_flags::TYPE_SUBCLASS != 0;
+        if !is_type {
+            return Err(Error::Inconsistent(format!("{ty:#x} is not a type")));
+        }
         let tp_name = objects::read_c_string(mem, word(&head, o.tp_name), 128)?;
         let heap = flags & type_flags::HEAPTYPE != 0;
         let flagged = [
@@ -1092,9 +1103,10 @@ mod tests {
             let word = match r % 8 {
                 0..=3 => base + (next() % words as u64) * 8,
                 4 => (r >> 8) % 64,
-                // A builtin type's subclass bit, so that garbage "types" classify
-                // as int, list, tuple, bytes, str, dict or type.
-                5 => 1 << (24 + (r >> 8) % 8),
+                // Flags of a ready type whose instances are types too, with a
+                // builtin's subclass bit, so that garbage "types" pass as types and
+                // classify as int, list, tuple, bytes, str, dict or type.
+                5 => type_flags::READY | type_flags::TYPE_SUBCLASS | 1 << (24 + (r >> 8) % 8),
                 6 => (r >> 8) % 1000,
                 _ => next(),
             };
@@ -1117,7 +1129,7 @@ mod tests {
             let Some(layout) = Layout::for_version(Version::new(major, minor, 0)) else {
                 panic!("no layout for {major}.{minor}");
             };
-            for seed in 1..4u64 {
+            for seed in 1..9u64 {
                 let mem = garbage(seed * 7919 + u64::from(minor), base, words);
                 let mut cache = TypeCache::new();
                 for i in 0..words as u64 {

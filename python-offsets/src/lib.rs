@@ -358,6 +358,8 @@ pub mod type_flags {
     /// 3.13+: instance attribute values live inline after the object header.
     pub const INLINE_VALUES: u64 = 1 << 2;
     pub const HEAPTYPE: u64 = 1 << 9;
+    /// Set on every type once `PyType_Ready` ran (all 3.8–3.13).
+    pub const READY: u64 = 1 << 12;
 }
 
 /// Code flags (`co_flags`).
