@@ -88,7 +88,7 @@ pub struct RuntimeLayout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InterpreterLayout {
     pub next: u64,
-    /// `tstate_head` (≤3.11) / `threads.head` (3.12+).
+    /// `tstate_head` (≤3.10) / `threads.head` (3.11+).
     pub threads_head: u64,
     /// `modules` / `imports.modules`: the `sys.modules` dict.
     pub modules: u64,
@@ -130,6 +130,8 @@ pub struct FrameLayout {
     pub previous: u64,
     /// `f_code` / `f_executable`.
     pub code: u64,
+    /// `f_globals`: the module's globals dict (its `__name__` names the module).
+    pub globals: u64,
     /// ≤3.10: `f_lasti` (an int; bytes before 3.10, code units in 3.10).
     pub lasti: Option<u64>,
     /// 3.11+: `prev_instr` (3.11, 3.12: last executed) / `instr_ptr` (3.13: current).
@@ -138,7 +140,8 @@ pub struct FrameLayout {
     pub owner: Option<u64>,
     /// `f_localsplus` / `localsplus`: the array of local variable slots.
     pub localsplus: u64,
-    /// The size of the struct (an interpreter frame's locals start after it in 3.11+).
+    /// `sizeof` the struct. In 3.11+ it counts the first `localsplus` slot, so a
+    /// reader of the fixed part reads up to [`FrameLayout::localsplus`] instead.
     pub size: u64,
 }
 
@@ -227,7 +230,9 @@ pub struct DictLayout {
     pub dk_nentries: u64,
     /// Start of `dk_indices`.
     pub dk_indices: u64,
-    /// 3.13+: `PyDictValues.values[]` starts at this offset of the values block.
+    /// Where the value array starts in the block `ma_values` points to: 8 in 3.13
+    /// (`PyDictValues.values[]` after four u8 counters), 0 before (3.11–3.12
+    /// `PyDictValues` is just the array; ≤3.10 `ma_values` is a `PyObject **`).
     pub values_items: u64,
 }
 

@@ -105,6 +105,7 @@ const FRAME_38: FrameLayout = FrameLayout {
     model: FrameModel::FrameObject,
     previous: 24,
     code: 32,
+    globals: 48,
     lasti: Some(104),
     instr_ptr: None,
     owner: None,
@@ -206,11 +207,12 @@ const V311: Layout = Layout {
         model: FrameModel::CFrame,
         previous: 48,
         code: 32,
+        globals: 8,
         lasti: None,
         instr_ptr: Some(56),
         owner: Some(69),
         localsplus: 72,
-        size: 72,
+        size: 80,
     },
     code: CodeLayout {
         argcount: 56,
@@ -257,6 +259,7 @@ const V312: Layout = Layout {
     frame: FrameLayout {
         previous: 8,
         code: 0,
+        globals: 24,
         owner: Some(70),
         ..V311.frame
     },
