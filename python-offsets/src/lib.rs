@@ -133,7 +133,7 @@ pub struct RuntimeLayout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InterpreterLayout {
     pub next: u64,
-    /// `tstate_head` (≤3.11) / `threads.head` (3.12+).
+    /// `tstate_head` (≤3.10) / `threads.head` (3.11+).
     pub threads_head: u64,
     /// `modules` / `imports.modules`: the `sys.modules` dict.
     pub modules: u64,
@@ -185,7 +185,8 @@ pub struct FrameLayout {
     pub owner: Option<u64>,
     /// `f_localsplus` / `localsplus`: the array of local variable slots.
     pub localsplus: u64,
-    /// The size of the struct (an interpreter frame's locals start after it in 3.11+).
+    /// `sizeof` the struct. In 3.11+ it counts the first `localsplus` slot, so a
+    /// reader of the fixed part reads up to [`FrameLayout::localsplus`] instead.
     pub size: u64,
 }
 
@@ -302,7 +303,9 @@ pub struct DictLayout {
     pub dk_nentries: u64,
     /// Start of `dk_indices`.
     pub dk_indices: u64,
-    /// 3.13+: `PyDictValues.values[]` starts at this offset of the values block.
+    /// Where the value array starts in the block `ma_values` points to: 8 in 3.13
+    /// (`PyDictValues.values[]` after four u8 counters), 0 before (3.11–3.12
+    /// `PyDictValues` is just the array; ≤3.10 `ma_values` is a `PyObject **`).
     pub values_items: u64,
     /// Where a split table keeps its insertion order.
     pub split_order: SplitValuesOrder,

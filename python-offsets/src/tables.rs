@@ -264,7 +264,7 @@ const V311: Layout = Layout {
         instr_ptr: Some(56),
         owner: Some(69),
         localsplus: 72,
-        size: 72,
+        size: 80,
     },
     code: CodeLayout {
         argcount: 56,
