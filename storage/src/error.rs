@@ -24,10 +24,14 @@ pub enum Error {
     #[error("{} holds no complete segments", path.display())]
     NoSegments { path: PathBuf },
 
-    /// [`crate::repair`] was asked to merge the segments of a run whose tracer is
-    /// still recording it.
-    #[error("{} is still being recorded by tracer process {pid}", path.display())]
-    StillRecording { path: PathBuf, pid: u32 },
+    /// [`crate::repair`] was asked to merge, or [`crate::TraceWriter::create`] with
+    /// `force` to replace, the segments of a run that a live tracer is recording.
+    #[error(
+        "{} is still being recorded{}",
+        path.display(),
+        pid.map(|pid| format!(" by tracer process {pid}")).unwrap_or_default()
+    )]
+    StillRecording { path: PathBuf, pid: Option<u32> },
 
     /// A file is not readable as Parquet (truncated, another format, damaged footer).
     #[error("{} is not a readable Parquet file: {detail}", path.display())]

@@ -107,7 +107,7 @@ pub fn repair(path: &Path) -> Result<PathBuf> {
     if trace.recording {
         return Err(Error::StillRecording {
             path: trace_path,
-            pid: trace.run.tracer_pid,
+            pid: Some(trace.run.tracer_pid),
         });
     }
     let mut run = trace.run;

@@ -28,10 +28,11 @@ use attach::{Event, EventSink};
 use crate::batch::EventBatchBuilder;
 use crate::error::{Error, Result};
 use crate::layout::{
-    create_dirs, create_private_dir, lock_parts_dir, parts_dir, segment_file_name,
+    create_dirs, create_private_dir, is_being_recorded, lock_parts_dir, parts_dir,
+    segment_file_name,
 };
 use crate::merge::merge_segments;
-use crate::parquet_io::write_segment;
+use crate::parquet_io::{read_run_info, write_segment};
 use crate::run::{RunInfo, RunStatus};
 use crate::schema::events_schema;
 use crate::utc::rfc3339;
@@ -109,7 +110,8 @@ impl TraceWriter {
     }
 
     /// Starts recording `run` to `path`: refuses an existing `path` or
-    /// `path.parts` unless `force` (then removes them), creates missing parent
+    /// `path.parts` unless `force` (then removes them; never the segments of a run
+    /// a live tracer is recording), creates missing parent
     /// folders (mode 0700) and the segments folder (0700), and writes segment 1,
     /// empty, carrying `run`.
     pub fn create_with_options(
@@ -130,6 +132,15 @@ impl TraceWriter {
         if parts_dir.symlink_metadata().is_ok() {
             if !force {
                 return Err(Error::AlreadyExists { path: parts_dir });
+            }
+            if is_being_recorded(&parts_dir) {
+                let pid = read_run_info(&parts_dir.join(segment_file_name(1)))
+                    .ok()
+                    .map(|(run, _)| run.tracer_pid);
+                return Err(Error::StillRecording {
+                    path: path.to_path_buf(),
+                    pid,
+                });
             }
             std::fs::remove_dir_all(&parts_dir).map_err(|e| Error::io("replace", &parts_dir, e))?;
         }

@@ -159,6 +159,14 @@ fn an_existing_trace_is_not_overwritten_without_force() {
         }
         other => panic!("expected AlreadyExists, got {:?}", other.err()),
     }
+    // Even with force: its segments are not taken from under a live writer.
+    match TraceWriter::create(&path, run(), true) {
+        Err(Error::StillRecording { path: busy, pid }) => {
+            assert_eq!(busy, path);
+            assert_eq!(pid, Some(std::process::id()));
+        }
+        other => panic!("expected StillRecording, got {:?}", other.err()),
+    }
     let mut done = first.clone();
     done.status = RunStatus::Completed;
     writer.finish(done).unwrap();
