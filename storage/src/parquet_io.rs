@@ -10,6 +10,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, SortingColumn};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
 use crate::layout::{create_private_file, rename_into_place, segment_file_name, temp_path};
@@ -29,11 +30,17 @@ pub(crate) const SEGMENT_ZSTD_LEVEL: i32 = 1;
 /// zstd level of a finished trace.
 pub(crate) const FINAL_ZSTD_LEVEL: i32 = 3;
 
+/// Columns whose values are (nearly) unique per row: dictionary encoding them costs
+/// a hash-table insert per value and, once the dictionary page is full, falls back
+/// to plain anyway. Every other column repeats and is dictionary-encoded.
+const UNIQUE_COLUMNS: [&str; 6] = ["seq", "ts", "call_id", "args", "value", "duration_ns"];
+
 /// Position of `run_id` and `seq` in [`events_schema`], for the sorting metadata.
 const RUN_ID_COLUMN: i32 = 0;
 const SEQ_COLUMN: i32 = 4;
 
-/// Writer properties of every trace file: dictionary encoding, zstd at `zstd_level`,
+/// Writer properties of every trace file: dictionary encoding (but for
+/// [`UNIQUE_COLUMNS`]), zstd at `zstd_level`,
 /// rows declared sorted by `(run_id, seq)`, and `tracer.run` when given now (a
 /// merged file adds it once its row count is known).
 pub(crate) fn writer_properties(zstd_level: i32, run: Option<&RunInfo>) -> WriterProperties {
@@ -50,14 +57,17 @@ pub(crate) fn writer_properties(zstd_level: i32, run: Option<&RunInfo>) -> Write
             nulls_first: false,
         },
     ];
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_dictionary_enabled(true)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_sorting_columns(Some(sorting))
         .set_created_by(format!("tracer {}", env!("CARGO_PKG_VERSION")))
-        .set_key_value_metadata(run.map(|run| vec![run_metadata(run)]))
-        .build()
+        .set_key_value_metadata(run.map(|run| vec![run_metadata(run)]));
+    for column in UNIQUE_COLUMNS {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    builder.build()
 }
 
 /// The `tracer.run` key-value pair of `run`.

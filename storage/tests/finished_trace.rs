@@ -98,6 +98,26 @@ fn pyarrow_reads_every_value_type_and_the_run_of_a_finished_trace() {
     }
     assert_eq!(types.as_object().unwrap().len(), 23);
 
+    // zstd everywhere; a dictionary for the columns that repeat.
+    let chunks = read["chunks"].as_object().unwrap();
+    assert_eq!(chunks.len(), 23);
+    for (name, chunk) in chunks {
+        assert_eq!(chunk["compression"], "ZSTD", "{name}");
+    }
+    for name in [
+        "run_id",
+        "function",
+        "module",
+        "file",
+        "kind",
+        "thread_name",
+        "tid",
+    ] {
+        assert_eq!(chunks[name]["dictionary"], true, "{name}");
+    }
+    // Row groups declare their order: run_id (column 0), then seq (column 4).
+    assert_eq!(read["sorting"], serde_json::json!([[0, false], [4, false]]));
+
     assert_eq!(read["num_rows"], 3500);
     // 3500 rows fit in one row group of the finished file.
     assert_eq!(read["row_groups"], 1);

@@ -186,16 +186,26 @@ pub fn python_json(code: &str, args: &[&str]) -> Value {
 }
 
 /// What pyarrow sees in the Parquet files `paths` (read as one table): column
-/// types, rows (ts cast to int64 ns), row groups, and the `tracer.run` of the first.
+/// types, rows (ts cast to int64 ns), row groups, each file's `tracer.run` and mode,
+/// and for the first row group of the first file that has one, each column chunk's
+/// compression and dictionary page, and the declared sort order.
 pub const PYARROW_READ: &str = r#"
 import json, os, sys
 import pyarrow as pa, pyarrow.parquet as pq
 paths = sys.argv[1:]
-tables, row_groups, runs, modes = [], 0, [], []
+tables, row_groups, runs, modes, chunks, sorting = [], 0, [], [], None, None
 for path in paths:
     f = pq.ParquetFile(path)
     tables.append(f.read())
     row_groups += f.metadata.num_row_groups
+    if chunks is None and f.metadata.num_row_groups > 0:
+        group = f.metadata.row_group(0)
+        chunks = {}
+        for i in range(group.num_columns):
+            column = group.column(i)
+            chunks[column.path_in_schema] = {"compression": column.compression,
+                                             "dictionary": column.has_dictionary_page}
+        sorting = [[c.column_index, c.descending] for c in group.sorting_columns]
     meta = f.metadata.metadata or {}
     runs.append(json.loads(meta[b"tracer.run"]) if b"tracer.run" in meta else None)
     modes.append(oct(os.stat(path).st_mode & 0o777))
@@ -204,7 +214,8 @@ types = {field.name: str(field.type) for field in table.schema}
 ts_index = table.schema.get_field_index("ts")
 rows = table.set_column(ts_index, "ts", table.column("ts").cast(pa.int64())).to_pylist()
 print(json.dumps({"types": types, "num_rows": table.num_rows, "row_groups": row_groups,
-                  "runs": runs, "modes": modes, "rows": rows}))
+                  "runs": runs, "modes": modes, "chunks": chunks, "sorting": sorting,
+                  "rows": rows}))
 "#;
 
 /// Reads `paths` with pyarrow (see [`PYARROW_READ`]).
