@@ -1,0 +1,167 @@
+//! Parquet files of the events table: the writer properties every trace file uses,
+//! writing one segment atomically, and reading a file's `tracer.run` and rows back.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, SortingColumn};
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{Error, Result};
+use crate::layout::{create_private_file, rename_into_place, segment_file_name, temp_path};
+use crate::run::RunInfo;
+use crate::schema::{events_schema, RUN_METADATA_KEY};
+
+/// Rows per row group of a finished trace: small enough that the writer's
+/// in-progress row group stays a few MiB, large enough for good compression.
+pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Rows per batch when reading segments back to merge them.
+pub(crate) const READ_BATCH_ROWS: usize = 8192;
+
+/// zstd level of segments: fast, they are rewritten when the run finishes.
+pub(crate) const SEGMENT_ZSTD_LEVEL: i32 = 1;
+
+/// zstd level of a finished trace.
+pub(crate) const FINAL_ZSTD_LEVEL: i32 = 3;
+
+/// Position of `run_id` and `seq` in [`events_schema`], for the sorting metadata.
+const RUN_ID_COLUMN: i32 = 0;
+const SEQ_COLUMN: i32 = 4;
+
+/// Writer properties of every trace file: dictionary encoding, zstd at `zstd_level`,
+/// rows declared sorted by `(run_id, seq)`, and `tracer.run` when given now (a
+/// merged file adds it once its row count is known).
+pub(crate) fn writer_properties(zstd_level: i32, run: Option<&RunInfo>) -> WriterProperties {
+    let level = ZstdLevel::try_new(zstd_level).expect("the crate's zstd levels are in 1..=22");
+    let sorting = vec![
+        SortingColumn {
+            column_idx: RUN_ID_COLUMN,
+            descending: false,
+            nulls_first: false,
+        },
+        SortingColumn {
+            column_idx: SEQ_COLUMN,
+            descending: false,
+            nulls_first: false,
+        },
+    ];
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_dictionary_enabled(true)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_sorting_columns(Some(sorting))
+        .set_created_by(format!("tracer {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(run.map(|run| vec![run_metadata(run)]))
+        .build()
+}
+
+/// The `tracer.run` key-value pair of `run`.
+pub(crate) fn run_metadata(run: &RunInfo) -> parquet::file::metadata::KeyValue {
+    parquet::file::metadata::KeyValue::new(RUN_METADATA_KEY.to_string(), run.to_json())
+}
+
+/// Writes segment number `number` of `parts_dir` holding `batch` and carrying
+/// `run`: under its temporary name first, renamed when the file is complete.
+pub(crate) fn write_segment(
+    parts_dir: &Path,
+    number: u64,
+    batch: &RecordBatch,
+    run: &RunInfo,
+) -> Result<PathBuf> {
+    let path = parts_dir.join(segment_file_name(number));
+    let temp = temp_path(&path);
+    let file = create_private_file(&temp)?;
+    let props = writer_properties(SEGMENT_ZSTD_LEVEL, Some(run));
+    let mut writer = ArrowWriter::try_new(file, events_schema(), Some(props))
+        .map_err(|e| Error::parquet("start writing", &temp, e))?;
+    writer
+        .write(batch)
+        .map_err(|e| Error::parquet("write", &temp, e))?;
+    writer
+        .close()
+        .map_err(|e| Error::parquet("write", &temp, e))?;
+    rename_into_place(&temp, &path)?;
+    Ok(path)
+}
+
+/// Reads the footer of `path`.
+pub(crate) fn read_metadata(path: &Path) -> Result<ParquetMetaData> {
+    let file = open(path)?;
+    ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map_err(|e| Error::NotParquet {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })
+}
+
+/// The run stored in a footer's `tracer.run`.
+pub(crate) fn run_of(path: &Path, metadata: &ParquetMetaData) -> Result<RunInfo> {
+    let json = metadata
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|pairs| pairs.iter().find(|kv| kv.key == RUN_METADATA_KEY))
+        .and_then(|kv| kv.value.as_deref())
+        .ok_or_else(|| Error::NotATrace {
+            path: path.to_path_buf(),
+        })?;
+    RunInfo::from_json(json).map_err(|source| Error::BadRunInfo {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The run stored in `path` and its row count, from the footer alone.
+pub fn read_run_info(path: &Path) -> Result<(RunInfo, u64)> {
+    let metadata = read_metadata(path)?;
+    let run = run_of(path, &metadata)?;
+    let rows = u64::try_from(metadata.file_metadata().num_rows()).unwrap_or(0);
+    Ok((run, rows))
+}
+
+/// A reader of `path`'s rows in batches, after checking it has the events table's
+/// columns.
+pub(crate) fn open_batches(path: &Path) -> Result<ParquetRecordBatchReader> {
+    let file = open(path)?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::NotParquet {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    let expected = events_schema();
+    if builder.schema().fields() != expected.fields() {
+        return Err(Error::SchemaMismatch {
+            path: path.to_path_buf(),
+            detail: format!(
+                "found columns {:?}",
+                builder
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                    .collect::<Vec<_>>()
+            ),
+        });
+    }
+    builder
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()
+        .map_err(|e| Error::parquet("read", path, e))
+}
+
+fn open(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::NotFound {
+                path: path.to_path_buf(),
+            }
+        } else {
+            Error::io("open", path, e)
+        }
+    })
+}
