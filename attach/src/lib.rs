@@ -27,6 +27,8 @@ pub mod snapshot;
 pub mod process;
 pub mod threads;
 pub mod walker;
+pub mod calls;
+pub mod filter;
 
 pub use process::PythonProcess;
 pub use walker::Walker;
