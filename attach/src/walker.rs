@@ -48,6 +48,9 @@ pub struct CodeInfo {
     pub nvarnames: u32,
     /// ≤3.10: how many cell variables follow `co_varnames`.
     pub ncellvars: u32,
+    /// 3.11+: `_co_firsttraceable` in bytes. A frame whose instruction offset is
+    /// below it has not started, and CPython itself hides it.
+    pub first_traceable: Option<i64>,
     /// The pointer to the line table object, to validate a cached entry.
     linetable_ptr: u64,
 }
@@ -266,15 +269,10 @@ impl Walker {
                 addr = previous;
                 continue;
             }
-            if let Some(code_type) = self.process.code_type {
-                if fl.model == FrameModel::CurrentFrame
-                    && objects::type_of(&self.process.mem, &layout, code_addr)? != code_type
-                {
-                    addr = previous;
-                    continue;
-                }
-            }
-            let code = self.code(code_addr)?;
+            let Some(code) = self.frame_code(code_addr)? else {
+                addr = previous;
+                continue;
+            };
             let instr_offset = match (fl.lasti, fl.instr_ptr) {
                 (Some(off), _) => {
                     let lasti = i64::from(i32::from_le_bytes(
@@ -296,7 +294,7 @@ impl Walker {
                 }
                 (None, None) => -1,
             };
-            if let (Some(first), Some(owner)) = (code_first_traceable(&self.process, code_addr)?, owner) {
+            if let (Some(first), Some(owner)) = (code.first_traceable, owner) {
                 if owner != frame_owner::GENERATOR && instr_offset < first {
                     addr = previous;
                     continue;
@@ -319,21 +317,31 @@ impl Walker {
     /// The code object at `addr`, from the cache when its first line and line table
     /// pointer still match.
     pub fn code(&mut self, addr: u64) -> Result<Arc<CodeInfo>> {
+        self.frame_code(addr)?
+            .ok_or_else(|| Error::inconsistent(format!("object at {addr:#x} is not a code object")))
+    }
+
+    /// The code object a frame runs, or `None` when the frame's executable is not a
+    /// code object (3.13 frames may run other executables; they are skipped).
+    fn frame_code(&mut self, addr: u64) -> Result<Option<Arc<CodeInfo>>> {
         let cl = self.process.layout.code;
         if let Some(cached) = self.codes.get(&addr) {
             let mem = &self.process.mem;
             let still = mem.read_u64(addr + cl.linetable).ok() == Some(cached.linetable_ptr)
                 && mem.read_i32(addr + cl.firstlineno).ok() == Some(cached.firstlineno);
             if still {
-                return Ok(cached.clone());
+                return Ok(Some(cached.clone()));
             }
         }
-        let info = Arc::new(read_code(&self.process, addr)?);
+        let Some(info) = read_code(&self.process, addr)? else {
+            return Ok(None);
+        };
+        let info = Arc::new(info);
         if self.codes.len() > 100_000 {
             self.codes.clear();
         }
         self.codes.insert(addr, info.clone());
-        Ok(info)
+        Ok(Some(info))
     }
 
     /// The argument slots of a frame: `(name, object address)`; an address of 0 is a
@@ -406,18 +414,6 @@ impl Walker {
     }
 }
 
-/// `_co_firsttraceable` in bytes (3.11+), or `None` where frames are never incomplete.
-fn code_first_traceable(process: &PythonProcess, code: u64) -> Result<Option<i64>> {
-    let Some(off) = process.layout.code.firsttraceable else {
-        return Ok(None);
-    };
-    let units = process
-        .mem
-        .read_i32(code + off)
-        .map_err(|e| read_error(process.pid, e))?;
-    Ok(Some(i64::from(units) * 2))
-}
-
 /// The kernel thread ids of a process.
 pub fn task_ids(pid: i32) -> Vec<i64> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -429,7 +425,9 @@ pub fn task_ids(pid: i32) -> Vec<i64> {
         .unwrap_or_default()
 }
 
-fn read_code(process: &PythonProcess, addr: u64) -> Result<CodeInfo> {
+/// Reads the code object at `addr`; `None` when the target says it is not one (its
+/// type is not `PyCode_Type`, checked where frames may run other executables).
+fn read_code(process: &PythonProcess, addr: u64) -> Result<Option<CodeInfo>> {
     let layout = &process.layout;
     let cl = layout.code;
     let mem = &process.mem;
@@ -448,6 +446,8 @@ fn read_code(process: &PythonProcess, addr: u64) -> Result<CodeInfo> {
         Some(cl.name),
         cl.qualname,
         Some(cl.linetable),
+        cl.firsttraceable,
+        Some(layout.object.ob_type),
     ]
     .into_iter()
     .flatten()
@@ -465,6 +465,11 @@ fn read_code(process: &PythonProcess, addr: u64) -> Result<CodeInfo> {
         let o = off as usize;
         u64::from_le_bytes(header[o..o + 8].try_into().unwrap_or([0; 8]))
     };
+    if let (Some(code_type), FrameModel::CurrentFrame) = (process.code_type, layout.frame.model) {
+        if u64_at(layout.object.ob_type) != code_type {
+            return Ok(None);
+        }
+    }
     let counts = [i32_at(cl.argcount), i32_at(cl.kwonlyargcount), i32_at(cl.nlocals)];
     if counts.iter().any(|&c| !(0..=65535).contains(&c)) {
         return Err(Error::inconsistent(format!("code object at {addr:#x} has bad counts")));
@@ -500,7 +505,7 @@ fn read_code(process: &PythonProcess, addr: u64) -> Result<CodeInfo> {
             )));
         }
     }
-    Ok(CodeInfo {
+    Ok(Some(CodeInfo {
         addr,
         name,
         qualname,
@@ -515,6 +520,7 @@ fn read_code(process: &PythonProcess, addr: u64) -> Result<CodeInfo> {
         slot_kinds,
         nvarnames,
         ncellvars,
+        first_traceable: cl.firsttraceable.map(|off| i64::from(i32_at(off)) * 2),
         linetable_ptr,
-    })
+    }))
 }
