@@ -107,6 +107,11 @@ pub struct Walker {
     /// ≤3.10: where glibc (or musl) keeps the kernel TID inside `struct pthread`,
     /// found by calibrating against `/proc/PID/task` (see [`Walker::threads`]).
     pthread_tid_offset: Option<u64>,
+    /// ≤3.10: `(tstate, ident, tid)` of threads whose TID was checked against
+    /// `/proc/PID/task`, so that the check runs only when a thread appears.
+    checked_tids: Vec<(u64, u64, i64)>,
+    /// The interpreter state, read once (checked by every thread pointing back at it).
+    interp: Option<u64>,
 }
 
 /// The largest frame struct read in one go (3.8's `PyFrameObject` is 368 bytes).
@@ -118,6 +123,8 @@ impl Walker {
             process,
             codes: HashMap::new(),
             pthread_tid_offset: None,
+            checked_tids: Vec::new(),
+            interp: None,
         }
     }
 
@@ -134,30 +141,53 @@ impl Walker {
 
     /// Every thread state of the first interpreter, in the interpreter's list order
     /// (newest first).
+    ///
+    /// Reads: the list head, then one read per thread state (≤3.10: one more per
+    /// thread for its TID, and `/proc/PID/task` when a thread appears).
     pub fn threads(&mut self) -> Result<Vec<RawThread>> {
         let layout = self.process.layout;
-        let interp = self.process.interpreter()?;
-        let mut tstate = self.read_u64(interp + layout.interpreter.threads_head)?;
+        let t = layout.thread;
+        let interp = match self.interp {
+            Some(interp) => interp,
+            None => self.process.interpreter()?,
+        };
+        let head = self.read_u64(interp + layout.interpreter.threads_head);
+        self.interp = head.as_ref().ok().map(|_| interp);
+        let mut tstate = head?;
+        let span = [Some(t.next), Some(t.interp), Some(t.thread_id), t.native_thread_id]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0) as usize
+            + 8;
+        let mut bytes = vec![0u8; span];
+        let word = |bytes: &[u8], off: u64| {
+            let o = off as usize;
+            u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap_or([0; 8]))
+        };
         let mut threads = Vec::new();
         while tstate != 0 {
             if threads.len() >= MAX_THREADS {
                 return Err(Error::inconsistent("thread list does not end"));
             }
-            let back = self.read_u64(tstate + layout.thread.interp)?;
-            if back != interp {
+            self.process
+                .mem
+                .read(tstate, &mut bytes)
+                .map_err(|e| read_error(self.process.pid, e))?;
+            if word(&bytes, t.interp) != interp {
+                self.interp = None;
                 return Err(Error::inconsistent(format!(
                     "thread state {tstate:#x} belongs to another interpreter"
                 )));
             }
-            let ident = self.read_u64(tstate + layout.thread.thread_id)?;
-            let tid = match layout.thread.native_thread_id {
-                Some(off) => Some(self.read_u64(tstate + off)? as i64),
-                None => None,
-            };
-            threads.push(RawThread { tstate, ident, tid });
-            tstate = self.read_u64(tstate + layout.thread.next)?;
+            threads.push(RawThread {
+                tstate,
+                ident: word(&bytes, t.thread_id),
+                tid: t.native_thread_id.map(|off| word(&bytes, off) as i64),
+            });
+            tstate = word(&bytes, t.next);
         }
-        if layout.thread.native_thread_id.is_none() {
+        if t.native_thread_id.is_none() {
             self.fill_tids_from_pthread(&mut threads);
         }
         Ok(threads)
@@ -168,9 +198,21 @@ impl Walker {
     /// found once: the first one at which every thread's value is a distinct TID of
     /// the target (`/proc/PID/task`).
     fn fill_tids_from_pthread(&mut self, threads: &mut [RawThread]) {
-        let tasks = task_ids(self.process.pid);
         let mem = &self.process.mem;
         let value_at = |ident: u64, off: u64| mem.read_i32(ident + off).ok().map(i64::from);
+        if let Some(off) = self.pthread_tid_offset {
+            let tids: Vec<Option<i64>> = threads.iter().map(|t| value_at(t.ident, off)).collect();
+            let checked = threads.iter().zip(&tids).all(|(t, tid)| {
+                tid.is_some_and(|tid| self.checked_tids.contains(&(t.tstate, t.ident, tid)))
+            });
+            if checked {
+                for (t, tid) in threads.iter_mut().zip(tids) {
+                    t.tid = tid;
+                }
+                return;
+            }
+        }
+        let tasks = task_ids(self.process.pid);
         let fits = |off: u64| {
             let mut seen = Vec::new();
             threads.iter().all(|t| match value_at(t.ident, off) {
@@ -187,9 +229,13 @@ impl Walker {
                 .chain((0..2048u64).step_by(4))
                 .find(|&off| !threads.is_empty() && fits(off));
         }
+        self.checked_tids.clear();
         if let Some(off) = self.pthread_tid_offset {
             for t in threads.iter_mut() {
                 t.tid = value_at(t.ident, off);
+                if let Some(tid) = t.tid {
+                    self.checked_tids.push((t.tstate, t.ident, tid));
+                }
             }
         }
     }
