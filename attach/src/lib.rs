@@ -29,7 +29,9 @@ pub mod threads;
 pub mod walker;
 pub mod calls;
 pub mod filter;
+pub mod sampler;
 
 pub use process::PythonProcess;
 pub use walker::Walker;
+pub use sampler::{Sampler, SamplerOptions, SamplerStats, StopReason};
 pub use repr::{repr_named, repr_value, ReprOptions, TypeCache};
