@@ -27,7 +27,11 @@ pub mod process;
 pub mod snapshot;
 pub mod threads;
 pub mod walker;
+pub mod calls;
+pub mod filter;
+pub mod sampler;
 
 pub use process::PythonProcess;
+pub use sampler::{Sampler, SamplerOptions, SamplerStats, StopReason};
 pub use repr::{repr_named, repr_value, ReprOptions, TypeCache};
 pub use walker::Walker;
