@@ -103,8 +103,11 @@ fn find_version_strings(data: &[u8]) -> Vec<String> {
         };
         let mut parts = text.splitn(3, '.');
         let (_, minor, micro) = (parts.next(), parts.next(), parts.next());
-        let digits = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-        let micro_digits = micro.map(|m| m.trim_end_matches(|c: char| !c.is_ascii_digit() || c == '+'));
+        let digits = |p: Option<&str>| {
+            p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let micro_digits =
+            micro.map(|m| m.trim_end_matches(|c: char| !c.is_ascii_digit() || c == '+'));
         let micro_ok = micro.is_some_and(|m| m.starts_with(|c: char| c.is_ascii_digit()))
             && micro_digits.is_some_and(|m| m.len() <= 9);
         if digits(minor) && micro_ok && !found.iter().any(|f: &String| f == text) {

@@ -87,6 +87,12 @@ pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 /// Whoever consumes events.
 pub trait EventSink {
     fn event(&mut self, event: Event) -> Result<(), SinkError>;
+
+    /// Called by producers now and then, events or not, so a sink that buffers can
+    /// write out what is due (the trace writer completes a segment every second).
+    fn tick(&mut self, _now: std::time::Instant) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 impl EventSink for Vec<Event> {

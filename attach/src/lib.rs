@@ -23,11 +23,15 @@ pub mod repr;
 pub use error::{Error, Result};
 pub mod elf;
 pub mod names;
-pub mod snapshot;
 pub mod process;
+pub mod snapshot;
 pub mod threads;
 pub mod walker;
+pub mod calls;
+pub mod filter;
+pub mod sampler;
 
 pub use process::PythonProcess;
-pub use walker::Walker;
+pub use sampler::{Sampler, SamplerOptions, SamplerStats, StopReason};
 pub use repr::{repr_named, repr_value, ReprOptions, TypeCache};
+pub use walker::Walker;

@@ -49,7 +49,12 @@ impl Names {
 
     /// The qualified function name: `co_qualname` on 3.11+; on 3.8–3.10, `Class.name`
     /// when the first argument is `self` (its type) or `cls` (the class itself).
-    pub fn function_name(&mut self, walker: &Walker, frame: &RawFrame, args: &[(Arc<str>, u64)]) -> Arc<str> {
+    pub fn function_name(
+        &mut self,
+        walker: &Walker,
+        frame: &RawFrame,
+        args: &[(Arc<str>, u64)],
+    ) -> Arc<str> {
         let code = &frame.code;
         if walker.layout().code.qualname.is_some() || code.argcount == 0 {
             return code.qualname.clone();
@@ -66,7 +71,8 @@ impl Names {
             return code.qualname.clone();
         };
         let class = if &**first == "cls" {
-            let is_type = objects::type_flags_of(mem, layout, ty).is_ok_and(|f| f & type_flags::TYPE_SUBCLASS != 0);
+            let is_type = objects::type_flags_of(mem, layout, ty)
+                .is_ok_and(|f| f & type_flags::TYPE_SUBCLASS != 0);
             if !is_type {
                 return code.qualname.clone();
             }

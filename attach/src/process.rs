@@ -23,7 +23,8 @@ pub struct MapEntry {
 
 /// Parses `/proc/PID/maps`.
 pub fn read_maps(pid: i32) -> Result<Vec<MapEntry>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| proc_error(pid, e))?;
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| proc_error(pid, e))?;
     Ok(text.lines().filter_map(parse_map_line).collect())
 }
 
@@ -94,11 +95,13 @@ impl PythonProcess {
         let maps = read_maps(pid)?;
         let (binary, name) = find_python_binary(pid, &maps, &executable)?;
         let mem = RemoteMemory::new(pid);
-        let runtime = binary.symbol("_PyRuntime").ok_or_else(|| Error::NotPython {
-            pid,
-            exe: executable.clone(),
-            detail: "no _PyRuntime symbol".into(),
-        })?;
+        let runtime = binary
+            .symbol("_PyRuntime")
+            .ok_or_else(|| Error::NotPython {
+                pid,
+                exe: executable.clone(),
+                detail: "no _PyRuntime symbol".into(),
+            })?;
         let version = detect_version(&mem, &binary, &name).ok_or_else(|| Error::NotPython {
             pid,
             exe: executable.clone(),
@@ -109,7 +112,9 @@ impl PythonProcess {
             version: version.to_string(),
         })?;
         if version.minor >= 13 {
-            let bytes = mem.read_vec(runtime, SIZE_313).map_err(|e| read_error(pid, e))?;
+            let bytes = mem
+                .read_vec(runtime, SIZE_313)
+                .map_err(|e| read_error(pid, e))?;
             match DebugOffsets::parse(&bytes) {
                 Ok(debug) => layout.apply_debug_offsets(&debug),
                 Err(e) => {
@@ -140,7 +145,9 @@ impl PythonProcess {
             .read_u64(self.runtime + self.layout.runtime.interpreters_head)
             .map_err(|e| read_error(self.pid, e))?;
         if head == 0 {
-            return Err(Error::inconsistent("the interpreter is not initialised yet"));
+            return Err(Error::inconsistent(
+                "the interpreter is not initialised yet",
+            ));
         }
         Ok(head)
     }
@@ -163,7 +170,11 @@ pub(crate) fn read_error(pid: i32, e: MemoryError) -> Error {
 
 /// The loaded binary that holds `_PyRuntime`: a `libpython3.X` if one is mapped,
 /// else the executable. Returns its symbols and its file name.
-fn find_python_binary(pid: i32, maps: &[MapEntry], executable: &str) -> Result<(BinaryInfo, String)> {
+fn find_python_binary(
+    pid: i32,
+    maps: &[MapEntry],
+    executable: &str,
+) -> Result<(BinaryInfo, String)> {
     let is_libpython = |path: &str| {
         Path::new(path)
             .file_name()
@@ -175,7 +186,10 @@ fn find_python_binary(pid: i32, maps: &[MapEntry], executable: &str) -> Result<(
         let local = PathBuf::from(format!("/proc/{pid}/root{}", lib.path));
         candidates.push((lib.path.clone(), local));
     }
-    candidates.push((executable.to_string(), PathBuf::from(format!("/proc/{pid}/exe"))));
+    candidates.push((
+        executable.to_string(),
+        PathBuf::from(format!("/proc/{pid}/exe")),
+    ));
     let mut last_error = None;
     for (path, local) in candidates {
         let Some(base) = maps
@@ -192,7 +206,10 @@ fn find_python_binary(pid: i32, maps: &[MapEntry], executable: &str) -> Result<(
             }
             Ok(_) => {}
             Err(Error::Binary { reason, .. }) if reason.contains("ermission") => {
-                return Err(Error::Permission { pid, detail: reason });
+                return Err(Error::Permission {
+                    pid,
+                    detail: reason,
+                });
             }
             Err(e) => last_error = Some(e),
         }

@@ -64,7 +64,11 @@ pub struct FrameSnapshot {
 const ATTEMPTS: usize = 5;
 
 /// Reads every thread of the process behind `walker`.
-pub fn take_snapshot(walker: &mut Walker, names: &mut Names, opts: &SnapshotOptions) -> Result<ProcessSnapshot> {
+pub fn take_snapshot(
+    walker: &mut Walker,
+    names: &mut Names,
+    opts: &SnapshotOptions,
+) -> Result<ProcessSnapshot> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
         match read_once(walker, names, opts) {
@@ -76,7 +80,11 @@ pub fn take_snapshot(walker: &mut Walker, names: &mut Names, opts: &SnapshotOpti
     Err(last.unwrap_or_else(|| Error::inconsistent("no consistent read")))
 }
 
-fn read_once(walker: &mut Walker, names: &mut Names, opts: &SnapshotOptions) -> Result<ProcessSnapshot> {
+fn read_once(
+    walker: &mut Walker,
+    names: &mut Names,
+    opts: &SnapshotOptions,
+) -> Result<ProcessSnapshot> {
     let pid = walker.process.pid;
     let threads = walker.threads()?;
     let gil = walker.gil_holder()?;
@@ -112,7 +120,12 @@ fn read_once(walker: &mut Walker, names: &mut Names, opts: &SnapshotOptions) -> 
     })
 }
 
-fn frame_snapshot(walker: &Walker, names: &mut Names, frame: &RawFrame, opts: &SnapshotOptions) -> Result<FrameSnapshot> {
+fn frame_snapshot(
+    walker: &Walker,
+    names: &mut Names,
+    frame: &RawFrame,
+    opts: &SnapshotOptions,
+) -> Result<FrameSnapshot> {
     let mem = &walker.process.mem;
     let layout = walker.layout();
     let slots = if opts.locals {
@@ -136,7 +149,9 @@ fn frame_snapshot(walker: &Walker, names: &mut Names, frame: &RawFrame, opts: &S
     let args = render(&slots[..nargs]);
     let locals = opts.locals.then(|| render(&slots));
     Ok(FrameSnapshot {
-        function: names.function_name(walker, frame, &slots[..nargs]).to_string(),
+        function: names
+            .function_name(walker, frame, &slots[..nargs])
+            .to_string(),
         module: names.module_name(walker, frame).to_string(),
         file: frame.code.filename.to_string(),
         line: frame.line,

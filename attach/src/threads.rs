@@ -53,7 +53,8 @@ pub fn os_thread(pid: i32, tid: i64, sockets: &mut SocketTable) -> OsThread {
             syscall: None,
         };
     }
-    let raw = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).unwrap_or_default();
+    let raw =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).unwrap_or_default();
     let mut fields = raw.split_whitespace();
     let Some(nr) = fields.next().and_then(|n| n.parse::<i64>().ok()) else {
         return OsThread {
@@ -203,14 +204,17 @@ fn read_sockets(pid: i32) -> HashMap<u64, String> {
             if f.len() < 10 {
                 continue;
             }
-            let (Some(local), Some(remote), Ok(inode)) = (parse_addr(f[1]), parse_addr(f[2]), f[9].parse::<u64>())
+            let (Some(local), Some(remote), Ok(inode)) =
+                (parse_addr(f[1]), parse_addr(f[2]), f[9].parse::<u64>())
             else {
                 continue;
             };
             let kind = proto.trim_end_matches('6');
             let text = if f[3] == "0A" && kind == "tcp" {
                 format!("{kind} {local} (listening)")
-            } else if remote.ends_with(":0") && (remote.starts_with("0.0.0.0") || remote.starts_with("[::]")) {
+            } else if remote.ends_with(":0")
+                && (remote.starts_with("0.0.0.0") || remote.starts_with("[::]"))
+            {
                 format!("{kind} {local}")
             } else {
                 format!("{kind} {local} -> {remote}")
@@ -266,7 +270,10 @@ mod tests {
 
     #[test]
     fn proc_net_addresses() {
-        assert_eq!(parse_addr("0100007F:1F90").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(
+            parse_addr("0100007F:1F90").as_deref(),
+            Some("127.0.0.1:8080")
+        );
         assert_eq!(
             parse_addr("00000000000000000000000001000000:0050").as_deref(),
             Some("[::1]:80")

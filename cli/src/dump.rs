@@ -75,7 +75,11 @@ fn command_line(pid: i32) -> String {
 pub fn render_text(s: &ProcessSnapshot, command: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Process {}: {command}", s.pid);
-    let _ = writeln!(out, "Python v{} ({})", s.python_version, s.python_executable);
+    let _ = writeln!(
+        out,
+        "Python v{} ({})",
+        s.python_version, s.python_executable
+    );
     for t in &s.threads {
         let _ = writeln!(out);
         let mut flags = vec![serde_json::to_value(t.state)
@@ -88,7 +92,11 @@ pub fn render_text(s: &ProcessSnapshot, command: &str) -> String {
         if t.is_main {
             flags.push("main".into());
         }
-        let name = t.name.as_deref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
+        let name = t
+            .name
+            .as_deref()
+            .map(|n| format!(" \"{n}\""))
+            .unwrap_or_default();
         let _ = writeln!(out, "Thread {} ({}):{name}", t.tid, flags.join(", "));
         if let Some(sc) = &t.syscall {
             match &sc.fd_target {

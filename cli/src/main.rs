@@ -15,7 +15,11 @@ use clap::{Parser, Subcommand};
 use crate::error::CliError;
 
 #[derive(Parser)]
-#[command(name = "tracer", version, about = "Shows what a Python process actually did: stacks, calls, arguments, timing")]
+#[command(
+    name = "tracer",
+    version,
+    about = "Shows what a Python process actually did: stacks, calls, arguments, timing"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

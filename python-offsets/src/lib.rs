@@ -15,7 +15,10 @@
 //! * [`Version`]: parsing `PY_VERSION_HEX` (`Py_Version`) and version strings.
 //!
 //! The test `tests/dwarf.rs` reads the DWARF debug info of every interpreter on the
-//! machine and checks each offset in these tables against it.
+//! machine and checks each offset in these tables against it. The instance-dict
+//! offsets ([`InstanceDictModel`]) come from CPython macros, not structs, so
+//! `tests/instance_dict.rs` follows them (and the split-dict order bytes) in live
+//! interpreters instead.
 //!
 //! ```
 //! use python_offsets::{Layout, Version};

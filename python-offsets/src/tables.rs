@@ -1,5 +1,7 @@
 //! The offset tables, x86_64 GIL builds. Every number is checked against DWARF by
-//! `tests/dwarf.rs`; the sources are in `shared/research/cpython-internals.md`.
+//! `tests/dwarf.rs` (the instance-dict offsets, which CPython keeps in macros, as far
+//! as the DWARF goes, and in live interpreters by `tests/instance_dict.rs`); the
+//! sources are in `shared/research/cpython-internals.md`.
 
 use crate::*;
 

@@ -6,6 +6,19 @@
 //! says `None` the member must not exist in that version. [`DEBUG_OFFSETS`] does the
 //! same for the 3.13 `_Py_DebugOffsets` decoder.
 //!
+//! The instance-dict offsets ([`InstanceDictModel`]) are negative and are not in the
+//! DWARF: CPython computes them in macros and inline functions (3.11
+//! `_PyObject_ValuesPointer` = object − 4 words and `_PyObject_ManagedDictPointer` =
+//! object − 3 words; 3.12–3.13 `MANAGED_DICT_OFFSET` = `-3 * sizeof(PyObject *)`), and
+//! pyenv's builds carry no `.debug_macro` to read a macro from. What the DWARF does
+//! fix is where those words are: `_PyType_PreHeaderSize` allocates the managed-dict
+//! words right before the object's `PyGC_Head` (a type with a managed dict is a GC
+//! type), so "3 words before the object" is the first word before the GC header
+//! exactly when `sizeof(PyGC_Head)` is 2 words. Those rows say `BeforeGcHead`, which
+//! the test turns into `-(sizeof(PyGC_Head) + n * sizeof(void *))` from the DWARF; a
+//! variant that does not apply to a version says `Nowhere` and why. The offsets
+//! themselves are followed in live interpreters by `tests/instance_dict.rs`.
+//!
 //! Only the compilation units needed to find the named types are parsed, so the whole
 //! check takes seconds.
 
@@ -18,14 +31,22 @@ use std::path::{Path, PathBuf};
 use dwarf_reader::{At, Binary, Found, Types};
 use python_offsets::debug_offsets::{self, DebugOffsets};
 use python_offsets::{
-    CodeLayout, DictLayout, FrameLayout, GilLayout, InterpreterLayout, Layout, ObjectLayout,
-    RuntimeLayout, SetLayout, ThreadLayout, UnicodeLayout, Version,
+    CodeLayout, DictLayout, FrameLayout, GilLayout, InstanceDictModel, InterpreterLayout, Layout,
+    ObjectLayout, RuntimeLayout, SetLayout, SplitValuesOrder, ThreadLayout, TypeLayout,
+    UnicodeLayout, Version,
 };
 
-use At::{Member, PointerArray, PointerTo, Size};
+use At::{BeforeGcHead, Member, Nowhere, PointerArray, PointerTo, Size};
 
 /// One [`Layout`] field and where it is, as `(first minor, last minor, place)`.
 type Row = (&'static str, &'static [(u8, u8, At)]);
+
+/// Why a version has no pre-header word of a kind (see the module doc).
+const DICT_OFFSET: &str =
+    "3.8-3.10 find an instance's dict through tp_dictoffset, not before the object";
+const NO_VALUES_POINTER: &str = "3.12+ keep no separate values pointer before the object";
+const DICT_IN_TAGGED_WORD: &str = "3.12 keeps the dict pointer in the tagged PyDictOrValues word";
+const UNTAGGED: &str = "only 3.12 tags the word before the GC header";
 
 /// Every offset of [`Layout`] and the DWARF it must match, 3.8 to 3.13.
 #[rustfmt::skip]
@@ -103,6 +124,27 @@ const OFFSETS: &[Row] = &[
     ("object.bytes_sval",               &[(8, 13, Member("PyBytesObject", "ob_sval"))]),
     ("object.float_fval",               &[(8, 13, Member("PyFloatObject", "ob_fval"))]),
     ("object.cell_ref",                 &[(8, 13, Member("PyCellObject", "ob_ref"))]),
+    ("object.module_dict",              &[(8, 13, Member("PyModuleObject", "md_dict"))]),
+    ("object.func_qualname",            &[(8, 13, Member("PyFunctionObject", "func_qualname"))]),
+    ("object.types.tp_basicsize",       &[(8, 13, Member("PyTypeObject", "tp_basicsize"))]),
+    ("object.types.tp_itemsize",        &[(8, 13, Member("PyTypeObject", "tp_itemsize"))]),
+    ("object.types.tp_base",            &[(8, 13, Member("PyTypeObject", "tp_base"))]),
+    ("object.types.tp_dict",            &[(8, 13, Member("PyTypeObject", "tp_dict"))]),
+    ("object.types.tp_dictoffset",      &[(8, 13, Member("PyTypeObject", "tp_dictoffset"))]),
+    ("object.types.ht_qualname",        &[(8, 13, Member("PyHeapTypeObject", "ht_qualname"))]),
+    ("object.types.ht_cached_keys",     &[(8, 13, Member("PyHeapTypeObject", "ht_cached_keys"))]),
+    // Instance attributes: macro offsets, placed relative to PyGC_Head (module doc)
+    ("object.instance_dict.values",     &[(8, 10, Nowhere(DICT_OFFSET)),
+                                          (11, 11, BeforeGcHead(2)),
+                                          (12, 13, Nowhere(NO_VALUES_POINTER))]),
+    ("object.instance_dict.dict",       &[(8, 10, Nowhere(DICT_OFFSET)),
+                                          (11, 11, BeforeGcHead(1)),
+                                          (12, 12, Nowhere(DICT_IN_TAGGED_WORD)),
+                                          (13, 13, BeforeGcHead(1))]),
+    ("object.instance_dict.tagged",     &[(8, 10, Nowhere(DICT_OFFSET)),
+                                          (11, 11, Nowhere(UNTAGGED)),
+                                          (12, 12, BeforeGcHead(1)),
+                                          (13, 13, Nowhere(UNTAGGED))]),
     ("object.long_digits",              &[(8, 11, Member("PyLongObject", "ob_digit")),
                                           (12, 13, Member("PyLongObject", "long_value.ob_digit"))]),
     ("object.long_tag",                 &[(8, 13, Member("PyLongObject", "long_value.lv_tag"))]),
@@ -122,6 +164,9 @@ const OFFSETS: &[Row] = &[
     ("object.dict.dk_indices",          &[(8, 13, Member("struct _dictkeysobject", "dk_indices"))]),
     ("object.dict.values_items",        &[(8, 10, PointerArray("PyDictObject", "ma_values")),
                                           (11, 13, Member("PyDictValues", "values"))]),
+    ("object.dict.split_order.capacity",&[(8, 13, Member("struct _dictvalues", "capacity"))]),
+    ("object.dict.split_order.size",    &[(8, 13, Member("struct _dictvalues", "size"))]),
+    ("object.dict.split_order.valid",   &[(8, 13, Member("struct _dictvalues", "valid"))]),
     ("object.set.fill",                 &[(8, 13, Member("PySetObject", "fill"))]),
     ("object.set.used",                 &[(8, 13, Member("PySetObject", "used"))]),
     ("object.set.mask",                 &[(8, 13, Member("PySetObject", "mask"))]),
@@ -129,9 +174,10 @@ const OFFSETS: &[Row] = &[
 ];
 
 /// Every offset field of a layout by its [`OFFSETS`] name. The destructuring lists
-/// every field, so a field added to [`Layout`] does not compile here until it is
-/// given a name (and then a row).
-fn layout_offsets(layout: &Layout) -> Vec<(&'static str, Option<u64>)> {
+/// every field (and the matches every variant), so a field added to [`Layout`] does
+/// not compile here until it is given a name (and then a row). Offsets are signed:
+/// the instance-dict ones count back from the object.
+fn layout_offsets(layout: &Layout) -> Vec<(&'static str, Option<i128>)> {
     let Layout {
         version: _,
         runtime,
@@ -262,6 +308,10 @@ fn layout_offsets(layout: &Layout) -> Vec<(&'static str, Option<u64>)> {
         bytes_sval,
         float_fval,
         cell_ref,
+        module_dict,
+        func_qualname,
+        types,
+        instance_dict,
         long_digits,
         long_tag,
         long_format: _,
@@ -279,8 +329,28 @@ fn layout_offsets(layout: &Layout) -> Vec<(&'static str, Option<u64>)> {
         ("object.bytes_sval", Some(bytes_sval)),
         ("object.float_fval", Some(float_fval)),
         ("object.cell_ref", Some(cell_ref)),
+        ("object.module_dict", Some(module_dict)),
+        ("object.func_qualname", Some(func_qualname)),
         ("object.long_digits", Some(long_digits)),
         ("object.long_tag", long_tag),
+    ]);
+    let TypeLayout {
+        tp_basicsize,
+        tp_itemsize,
+        tp_base,
+        tp_dict,
+        tp_dictoffset,
+        ht_qualname,
+        ht_cached_keys,
+    } = types;
+    all.extend([
+        ("object.types.tp_basicsize", Some(tp_basicsize)),
+        ("object.types.tp_itemsize", Some(tp_itemsize)),
+        ("object.types.tp_base", Some(tp_base)),
+        ("object.types.tp_dict", Some(tp_dict)),
+        ("object.types.tp_dictoffset", Some(tp_dictoffset)),
+        ("object.types.ht_qualname", Some(ht_qualname)),
+        ("object.types.ht_cached_keys", Some(ht_cached_keys)),
     ]);
     let UnicodeLayout {
         length,
@@ -307,6 +377,7 @@ fn layout_offsets(layout: &Layout) -> Vec<(&'static str, Option<u64>)> {
         dk_nentries,
         dk_indices,
         values_items,
+        split_order,
     } = dict;
     all.extend([
         ("object.dict.ma_used", Some(ma_used)),
@@ -318,6 +389,19 @@ fn layout_offsets(layout: &Layout) -> Vec<(&'static str, Option<u64>)> {
         ("object.dict.dk_nentries", Some(dk_nentries)),
         ("object.dict.dk_indices", Some(dk_indices)),
         ("object.dict.values_items", Some(values_items)),
+    ]);
+    let (order_capacity, order_size, order_valid) = match split_order {
+        SplitValuesOrder::Dense | SplitValuesOrder::BytesBefore => (None, None, None),
+        SplitValuesOrder::BytesAfter {
+            capacity,
+            size,
+            valid,
+        } => (Some(capacity), Some(size), Some(valid)),
+    };
+    all.extend([
+        ("object.dict.split_order.capacity", order_capacity),
+        ("object.dict.split_order.size", order_size),
+        ("object.dict.split_order.valid", order_valid),
     ]);
     let SetLayout {
         fill,
@@ -331,7 +415,22 @@ fn layout_offsets(layout: &Layout) -> Vec<(&'static str, Option<u64>)> {
         ("object.set.mask", Some(mask)),
         ("object.set.table", Some(table)),
     ]);
-    all
+    let (values_word, dict_word, tagged_word) = match instance_dict {
+        InstanceDictModel::DictOffset => (None, None, None),
+        InstanceDictModel::ValuesAndDict { values, dict } => (Some(values), Some(dict), None),
+        InstanceDictModel::Tagged { offset } => (None, None, Some(offset)),
+        InstanceDictModel::InlineValues { dict } => (None, Some(dict), None),
+    };
+    let mut signed: Vec<(&'static str, Option<i128>)> = all
+        .into_iter()
+        .map(|(name, offset)| (name, offset.map(i128::from)))
+        .collect();
+    signed.extend([
+        ("object.instance_dict.values", values_word.map(i128::from)),
+        ("object.instance_dict.dict", dict_word.map(i128::from)),
+        ("object.instance_dict.tagged", tagged_word.map(i128::from)),
+    ]);
+    signed
 }
 
 /// Every field of [`DebugOffsets`] and its member of `struct _Py_DebugOffsets`.
@@ -572,7 +671,7 @@ fn libpython(python: &Path, minor: u8) -> Result<PathBuf, String> {
 fn compare_layout(types: &mut Types<'_>, version: Version) -> Result<Vec<String>, String> {
     let layout = Layout::for_version(version).ok_or_else(|| format!("no table for {version}"))?;
     let minor = version.minor;
-    let values: HashMap<&str, Option<u64>> = layout_offsets(&layout).into_iter().collect();
+    let values: HashMap<&str, Option<i128>> = layout_offsets(&layout).into_iter().collect();
     let mut mismatches = Vec::new();
     for (field, places) in OFFSETS {
         let at = places
@@ -604,6 +703,8 @@ fn describe(at: At) -> String {
         PointerTo(ty, path, target) => format!("{ty}.{path}, a {target} *"),
         Size(ty) => format!("sizeof({ty})"),
         PointerArray(ty, path) => format!("{ty}.{path}[0]"),
+        BeforeGcHead(words) => format!("word {words} before PyGC_Head"),
+        Nowhere(why) => why.to_string(),
     }
 }
 
@@ -662,7 +763,8 @@ fn debug_offsets_313_decode_the_interpreters_own_table_and_agree_with_ours() {
 
     let member = |types: &mut Types<'_>, path: &'static str| -> u64 {
         match types.locate(Member("struct _Py_DebugOffsets", path)) {
-            Ok(Found::At(offset)) => offset,
+            Ok(Found::At(offset)) => u64::try_from(offset)
+                .unwrap_or_else(|e| panic!("_Py_DebugOffsets.{path} is at {offset}: {e}")),
             Ok(Found::Absent(why)) => panic!("_Py_DebugOffsets.{path}: {why}"),
             Err(e) => panic!("_Py_DebugOffsets.{path}: {e}"),
         }
@@ -681,7 +783,7 @@ fn debug_offsets_313_decode_the_interpreters_own_table_and_agree_with_ours() {
     match types.locate(Size("struct _Py_DebugOffsets")) {
         Ok(Found::At(size)) => assert_eq!(
             size,
-            debug_offsets::SIZE_313 as u64,
+            debug_offsets::SIZE_313 as i128,
             "SIZE_313 is not sizeof(_Py_DebugOffsets)"
         ),
         other => panic!("sizeof(_Py_DebugOffsets): {other:?}"),

@@ -340,6 +340,11 @@ impl EventSink for TraceWriter {
     fn event(&mut self, event: Event) -> Result<(), SinkError> {
         self.write(event).map_err(|e| Box::new(e) as SinkError)
     }
+
+    /// Completes a segment when one is due, even when no event arrives.
+    fn tick(&mut self, now: Instant) -> Result<(), SinkError> {
+        self.flush_if_due(now).map_err(|e| Box::new(e) as SinkError)
+    }
 }
 
 impl Drop for TraceWriter {

@@ -311,3 +311,6 @@ pub fn run_python(python: &Path, code: &str, args: &[&str]) -> String {
 
 mod markers;
 pub use markers::line_markers;
+
+mod trace_rows;
+pub use trace_rows::read_trace;

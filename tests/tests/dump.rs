@@ -50,7 +50,12 @@ fn frames(thread: &Value) -> Vec<(String, i64)> {
         .as_array()
         .expect("frames")
         .iter()
-        .map(|f| (f["function"].as_str().unwrap_or("").to_string(), f["line"].as_i64().unwrap_or(-1)))
+        .map(|f| {
+            (
+                f["function"].as_str().unwrap_or("").to_string(),
+                f["line"].as_i64().unwrap_or(-1),
+            )
+        })
         .collect()
 }
 
@@ -84,7 +89,10 @@ fn dump_shows_every_thread_stack_line_and_argument_on_every_interpreter() {
         let pid = d.target.pid();
         assert_eq!(dump["pid"], pid, "{label}");
         assert!(
-            dump["python_version"].as_str().unwrap().starts_with(&format!("3.{}.", interp.minor)),
+            dump["python_version"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("3.{}.", interp.minor)),
             "{label}: version {}",
             dump["python_version"]
         );
@@ -96,13 +104,33 @@ fn dump_shows_every_thread_stack_line_and_argument_on_every_interpreter() {
         assert_eq!(main["name"], "MainThread", "{label}");
         assert_eq!(main["state"], "idle", "{label}: {main:#}");
         let main_frames = frames(main);
-        assert_eq!(main_frames[0], ("login".to_string(), l("login_sleep")), "{label}");
-        assert_eq!(main_frames[1], ("recurse".to_string(), l("login_call")), "{label}");
+        assert_eq!(
+            main_frames[0],
+            ("login".to_string(), l("login_sleep")),
+            "{label}"
+        );
+        assert_eq!(
+            main_frames[1],
+            ("recurse".to_string(), l("login_call")),
+            "{label}"
+        );
         for (i, f) in main_frames[2..122].iter().enumerate() {
-            assert_eq!(f, &("recurse".to_string(), l("recurse")), "{label}: recurse frame {i}");
+            assert_eq!(
+                f,
+                &("recurse".to_string(), l("recurse")),
+                "{label}: recurse frame {i}"
+            );
         }
-        assert_eq!(main_frames[122], ("main".to_string(), l("main_recurse")), "{label}");
-        assert_eq!(main_frames[123], ("<module>".to_string(), l("module_main")), "{label}");
+        assert_eq!(
+            main_frames[122],
+            ("main".to_string(), l("main_recurse")),
+            "{label}"
+        );
+        assert_eq!(
+            main_frames[123],
+            ("<module>".to_string(), l("module_main")),
+            "{label}"
+        );
         assert_eq!(main_frames.len(), 124, "{label}");
         let login = args(&main["frames"][0]);
         assert_eq!(login["user"], "'alice'", "{label}");
@@ -116,10 +144,17 @@ fn dump_shows_every_thread_stack_line_and_argument_on_every_interpreter() {
         let f = frames(sleeper);
         assert_eq!(
             f[0],
-            (qual(&interp, "Worker.run_sleep.<locals>.inner", "inner").to_string(), l("inner_sleep")),
+            (
+                qual(&interp, "Worker.run_sleep.<locals>.inner", "inner").to_string(),
+                l("inner_sleep")
+            ),
             "{label}"
         );
-        assert_eq!(f[1], ("Worker.run_sleep".to_string(), l("run_sleep_call")), "{label}");
+        assert_eq!(
+            f[1],
+            ("Worker.run_sleep".to_string(), l("run_sleep_call")),
+            "{label}"
+        );
         assert_eq!(args(&sleeper["frames"][0])["depth"], "1", "{label}");
         let run_sleep_args = args(&sleeper["frames"][1]);
         assert_eq!(run_sleep_args["seconds"], "1000", "{label}");
@@ -128,12 +163,19 @@ fn dump_shows_every_thread_stack_line_and_argument_on_every_interpreter() {
             "{label}: {}",
             run_sleep_args["self"]
         );
-        assert!(f.iter().any(|(func, _)| func.ends_with("_bootstrap")), "{label}: {f:?}");
+        assert!(
+            f.iter().any(|(func, _)| func.ends_with("_bootstrap")),
+            "{label}: {f:?}"
+        );
         assert_eq!(sleeper["state"], "idle", "{label}");
         assert_eq!(sleeper["is_main"], false, "{label}");
 
         let reader = thread(dump, "socket-reader");
-        assert_eq!(frames(reader)[0], ("read_socket".to_string(), l("recv")), "{label}");
+        assert_eq!(
+            frames(reader)[0],
+            ("read_socket".to_string(), l("recv")),
+            "{label}"
+        );
         assert_eq!(reader["state"], "blocked", "{label}: {reader:#}");
         assert_eq!(reader["syscall"]["name"], "recvfrom", "{label}: {reader:#}");
         let fd_target = reader["syscall"]["fd_target"].as_str().unwrap_or("");
@@ -143,7 +185,11 @@ fn dump_shows_every_thread_stack_line_and_argument_on_every_interpreter() {
         );
 
         let spinner = thread(dump, "spinner");
-        assert_eq!(frames(spinner)[0], ("spin".to_string(), l("spin")), "{label}");
+        assert_eq!(
+            frames(spinner)[0],
+            ("spin".to_string(), l("spin")),
+            "{label}"
+        );
         let gil_holders: Vec<&Value> = dump["threads"]
             .as_array()
             .unwrap()
@@ -159,20 +205,30 @@ fn dump_shows_every_thread_stack_line_and_argument_on_every_interpreter() {
         let generator = thread(dump, "generator");
         let f = frames(generator);
         assert_eq!(f[0], ("gen_values".to_string(), l("gen_sleep")), "{label}");
-        assert_eq!(f[1], ("consume_generator".to_string(), l("gen_consume")), "{label}");
+        assert_eq!(
+            f[1],
+            ("consume_generator".to_string(), l("gen_consume")),
+            "{label}"
+        );
         assert_eq!(args(&generator["frames"][0])["count"], "1", "{label}");
 
         let asyncio = thread(dump, "asyncio");
         let f = frames(asyncio);
         assert_eq!(f[0], ("handler".to_string(), l("async_sleep")), "{label}");
         assert_eq!(args(&asyncio["frames"][0])["request_id"], "7", "{label}");
-        assert!(f.contains(&("run_async".to_string(), l("async_run"))), "{label}: {f:?}");
+        assert!(
+            f.contains(&("run_async".to_string(), l("async_run"))),
+            "{label}: {f:?}"
+        );
 
         let lambda = thread(dump, "lambda");
         let f = frames(lambda);
         assert_eq!(
             f[0],
-            (qual(&interp, "call_lambda.<locals>.<lambda>", "<lambda>").to_string(), l("lambda")),
+            (
+                qual(&interp, "call_lambda.<locals>.<lambda>", "<lambda>").to_string(),
+                l("lambda")
+            ),
             "{label}"
         );
         assert_eq!(args(&lambda["frames"][0])["q"], "1000", "{label}");
@@ -185,13 +241,20 @@ fn dump_shows_every_thread_stack_line_and_argument_on_every_interpreter() {
         );
         assert_eq!(unicode["frames"][0]["module"], "módulo_ü", "{label}");
         assert!(
-            unicode["frames"][0]["file"].as_str().unwrap().ends_with("módulo_ü.py"),
+            unicode["frames"][0]["file"]
+                .as_str()
+                .unwrap()
+                .ends_with("módulo_ü.py"),
             "{label}"
         );
         assert_eq!(args(&unicode["frames"][0])["wert"], "42", "{label}");
 
         let values = thread(dump, "values");
-        assert_eq!(frames(values)[0], ("values".to_string(), l("values_sleep")), "{label}");
+        assert_eq!(
+            frames(values)[0],
+            ("values".to_string(), l("values_sleep")),
+            "{label}"
+        );
         let a = args(&values["frames"][0]);
         let expect = [
             ("none", "None"),
@@ -211,15 +274,27 @@ fn dump_shows_every_thread_stack_line_and_argument_on_every_interpreter() {
             ("extra", "{'flag2': False}"),
         ];
         for (name, repr) in expect {
-            assert_eq!(a.get(name).map(String::as_str), Some(repr), "{label}: argument {name}");
+            assert_eq!(
+                a.get(name).map(String::as_str),
+                Some(repr),
+                "{label}: argument {name}"
+            );
         }
-        assert!(a["obj"].starts_with("<__main__.Payment object at 0x"), "{label}: {}", a["obj"]);
-        let order: Vec<&String> = values["frames"][0]["args"].as_object().unwrap().keys().collect();
+        assert!(
+            a["obj"].starts_with("<__main__.Payment object at 0x"),
+            "{label}: {}",
+            a["obj"]
+        );
+        let order: Vec<&String> = values["frames"][0]["args"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
         assert_eq!(
             order,
             [
-                "none", "flag", "small", "big", "neg", "fl", "text", "data", "items", "pair", "mapping", "numbers",
-                "obj", "key", "rest", "extra"
+                "none", "flag", "small", "big", "neg", "fl", "text", "data", "items", "pair",
+                "mapping", "numbers", "obj", "key", "rest", "extra"
             ],
             "{label}: arguments in slot order (positional, keyword-only, *args, **kwargs)"
         );
@@ -231,11 +306,19 @@ fn dump_locals_adds_every_local_variable() {
     for interp in matrix() {
         let d = dump_target(&interp, &["--locals"]);
         let sleeper = thread(&d.json, "sleeper");
-        let locals = sleeper["frames"][0]["locals"].as_object().expect("locals with --locals");
+        let locals = sleeper["frames"][0]["locals"]
+            .as_object()
+            .expect("locals with --locals");
         assert_eq!(locals["marker"], "'inner-local'", "{}", interp.label);
         assert_eq!(locals["depth"], "1", "{}", interp.label);
         let without = dump_json(d.target.pid(), &[], &interp.label);
-        assert!(thread(&without, "sleeper")["frames"][0].get("locals").is_none(), "{}", interp.label);
+        assert!(
+            thread(&without, "sleeper")["frames"][0]
+                .get("locals")
+                .is_none(),
+            "{}",
+            interp.label
+        );
     }
 }
 
@@ -245,17 +328,32 @@ fn dump_text_reads_like_py_spy_with_state_columns() {
     let mut target = Target::start(&interp.path, &script("dump_target.py"), &[]);
     target.wait_for("READY", Duration::from_secs(30));
     let out = Command::new(tracer_bin())
-        .args(["dump", "--pid", &target.pid().to_string(), "--format", "text"])
+        .args([
+            "dump",
+            "--pid",
+            &target.pid().to_string(),
+            "--format",
+            "text",
+        ])
         .output()
         .expect("run tracer dump");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     let pid = target.pid();
     assert!(text.starts_with(&format!("Process {pid}: ")), "{text}");
-    assert!(text.contains(&format!("Thread {pid} (idle, main): \"MainThread\"")), "{text}");
-    assert!(text.contains("    login (") && text.contains("dump_target.py:"), "{text}");
+    assert!(
+        text.contains(&format!("Thread {pid} (idle, main): \"MainThread\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("    login (") && text.contains("dump_target.py:"),
+        "{text}"
+    );
     assert!(text.contains("            password: [REDACTED]"), "{text}");
-    assert!(text.contains("    waiting in recvfrom on tcp 127.0.0.1:"), "{text}");
+    assert!(
+        text.contains("    waiting in recvfrom on tcp 127.0.0.1:"),
+        "{text}"
+    );
 }
 
 /// py-spy's frames for each OS thread: `(name, line)`, innermost first.
@@ -266,7 +364,11 @@ fn py_spy_frames(pid: i32) -> HashMap<i64, Vec<(String, i64)>> {
         .args(["dump", "--pid", &pid.to_string(), "--json"])
         .output()
         .expect("run py-spy dump");
-    assert!(out.status.success(), "py-spy dump failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "py-spy dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: Value = serde_json::from_slice(&out.stdout).expect("py-spy JSON");
     json.as_array()
         .expect("py-spy threads")
@@ -276,7 +378,12 @@ fn py_spy_frames(pid: i32) -> HashMap<i64, Vec<(String, i64)>> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|f| (f["name"].as_str().unwrap_or("").to_string(), f["line"].as_i64().unwrap_or(-1)))
+                .map(|f| {
+                    (
+                        f["name"].as_str().unwrap_or("").to_string(),
+                        f["line"].as_i64().unwrap_or(-1),
+                    )
+                })
                 .collect();
             (t["os_thread_id"].as_i64().unwrap_or(0), frames)
         })
@@ -295,10 +402,19 @@ fn dump_agrees_with_py_spy_on_functions_and_lines() {
             }
             let tid = t["tid"].as_i64().unwrap();
             let Some(spy) = theirs.get(&tid) else {
-                panic!("{}: py-spy does not see thread {tid} ({})", interp.label, t["name"]);
+                panic!(
+                    "{}: py-spy does not see thread {tid} ({})",
+                    interp.label, t["name"]
+                );
             };
             let mine = frames(t);
-            assert_eq!(mine.len(), spy.len(), "{}: thread {}: {mine:?} vs {spy:?}", interp.label, t["name"]);
+            assert_eq!(
+                mine.len(),
+                spy.len(),
+                "{}: thread {}: {mine:?} vs {spy:?}",
+                interp.label,
+                t["name"]
+            );
             for ((func, line), (name, spy_line)) in mine.iter().zip(spy) {
                 assert!(
                     func == name || func.ends_with(&format!(".{name}")),
@@ -306,7 +422,11 @@ fn dump_agrees_with_py_spy_on_functions_and_lines() {
                     interp.label,
                     t["name"]
                 );
-                assert_eq!(line, spy_line, "{}: thread {}: {func}", interp.label, t["name"]);
+                assert_eq!(
+                    line, spy_line,
+                    "{}: thread {}: {func}",
+                    interp.label, t["name"]
+                );
             }
         }
     }

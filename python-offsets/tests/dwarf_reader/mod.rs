@@ -23,9 +23,17 @@ pub enum At {
     Size(&'static str),
     /// A member pointing straight at an array of pointers, so the array starts at 0.
     PointerArray(&'static str, &'static str),
+    /// The `n`-th pointer-sized word before an object's `PyGC_Head` (1 is the word
+    /// right before it), as a negative offset from the object:
+    /// `-(sizeof(PyGC_Head) + n * sizeof(void *))`. CPython keeps an object's GC
+    /// header right before it and the managed-dict pre-header before that.
+    BeforeGcHead(u64),
+    /// The field has no place in this version, for the reason given; the table must
+    /// say `None`.
+    Nowhere(&'static str),
 }
 
-use At::{Member, PointerArray, PointerTo, Size};
+use At::{BeforeGcHead, Member, Nowhere, PointerArray, PointerTo, Size};
 
 /// A mapped ELF file.
 pub struct Binary {
@@ -114,7 +122,8 @@ type MemberDie = (Option<String>, u64, Option<TypeRef>);
 /// What the DWARF says about an [`At`].
 #[derive(Debug)]
 pub enum Found {
-    At(u64),
+    /// An offset (negative for [`At::BeforeGcHead`]) or a size.
+    At(i128),
     /// It does not exist; the reason is for messages.
     Absent(String),
 }
@@ -388,11 +397,29 @@ impl<'a> Types<'a> {
         Ok(Some(self.type_of(t, &entry)?))
     }
 
+    /// `sizeof` the struct or union spelled `ty` and the size of an address in its
+    /// compilation unit, or `None` when the DWARF has no such type.
+    fn size_of(&mut self, ty: &str) -> Result<Option<(u64, u64)>, String> {
+        let Some(t) = self.find(ty)? else {
+            return Ok(None);
+        };
+        let t = self
+            .complete(t)?
+            .ok_or_else(|| format!("{ty} is not a struct or union"))?;
+        let entry = self.entry(t)?;
+        let size = entry
+            .attr_value(gimli::DW_AT_byte_size)
+            .and_then(|s| s.udata_value())
+            .ok_or_else(|| format!("{ty} has no size"))?;
+        let address_size = u64::from(self.units[t.unit].header.address_size());
+        Ok(Some((size, address_size)))
+    }
+
     /// What the DWARF says about `at`.
     pub fn locate(&mut self, at: At) -> Result<Found, String> {
         Ok(match at {
             Member(ty, path) => match self.path(ty, path)? {
-                Ok((offset, _)) => Found::At(offset),
+                Ok((offset, _)) => Found::At(offset.into()),
                 Err(why) => Found::Absent(why),
             },
             PointerTo(ty, path, target) => match self.path(ty, path)? {
@@ -403,7 +430,7 @@ impl<'a> Types<'a> {
                         self.peel(pointee, &mut names)?;
                     }
                     if names.iter().any(|n| n == target) {
-                        Found::At(offset)
+                        Found::At(offset.into())
                     } else {
                         Found::Absent(format!(
                             "{ty}.{path} is not a {target} * (it points to {names:?})"
@@ -411,20 +438,10 @@ impl<'a> Types<'a> {
                     }
                 }
             },
-            Size(ty) => {
-                let Some(t) = self.find(ty)? else {
-                    return Ok(Found::Absent(format!("no {ty} in the DWARF")));
-                };
-                let t = self
-                    .complete(t)?
-                    .ok_or_else(|| format!("{ty} is not a struct or union"))?;
-                let entry = self.entry(t)?;
-                let size = entry
-                    .attr_value(gimli::DW_AT_byte_size)
-                    .and_then(|s| s.udata_value())
-                    .ok_or_else(|| format!("{ty} has no size"))?;
-                Found::At(size)
-            }
+            Size(ty) => match self.size_of(ty)? {
+                Some((size, _)) => Found::At(size.into()),
+                None => Found::Absent(format!("no {ty} in the DWARF")),
+            },
             PointerArray(ty, path) => match self.path(ty, path)? {
                 Err(why) => Found::Absent(why),
                 Ok((_, member_ty)) => {
@@ -438,6 +455,13 @@ impl<'a> Types<'a> {
                     }
                 }
             },
+            BeforeGcHead(words) => match self.size_of("PyGC_Head")? {
+                Some((gc_head, word)) => {
+                    Found::At(-(i128::from(gc_head) + i128::from(words) * i128::from(word)))
+                }
+                None => Found::Absent("no PyGC_Head in the DWARF".to_string()),
+            },
+            Nowhere(why) => Found::Absent(why.to_string()),
         })
     }
 }

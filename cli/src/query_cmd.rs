@@ -1,0 +1,235 @@
+//! `tracer query [PATH] [QUESTION]`: ask a trace one question and print the answer.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::ArgGroup;
+use query::{Filters, Limits, QueryError, QuerySession, Question, TimeBound};
+
+use crate::error::CliError;
+use crate::output::{write_answer, Format};
+
+/// The folder `tracer` records into when no `-o` is given.
+const TRACES_DIR: &str = "traces";
+
+/// How many rows `--top` and `--slow` show when N is not given.
+const DEFAULT_TOP: &str = "20";
+
+/// Arguments of `tracer query`. One question at a time; with none, `--runs`.
+/// Put PATH before a question whose value is optional (`tracer query T.parquet --top`).
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(
+    ArgGroup::new("question")
+        .args(["gaps", "call", "flow", "tree", "top", "slow", "exceptions", "threads", "runs", "sql"])
+        .multiple(false)
+))]
+pub struct QueryArgs {
+    /// A trace file, a killed run's trace (its T.parquet.parts segments are read), or
+    /// a folder of traces; default: the newest trace in ./traces/
+    pub path: Option<PathBuf>,
+
+    /// Calls from traced code into untraced code, by callee and caller, with the
+    /// --include that would trace them
+    #[arg(long)]
+    pub gaps: bool,
+
+    /// Every call of a function: `multiply`, `Order.total` or
+    /// `myapp.billing.Order.total`; args, return value or exception, duration,
+    /// caller and the calls it made
+    #[arg(long, value_name = "NAME")]
+    pub call: Option<String>,
+
+    /// Every event in order with its depth
+    #[arg(long)]
+    pub flow: bool,
+
+    /// The calls of each thread as a tree, with durations
+    #[arg(long)]
+    pub tree: bool,
+
+    /// The N most called functions (default 20), with exclude suggestions
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = DEFAULT_TOP)]
+    pub top: Option<usize>,
+
+    /// The N functions with the most total time (default 20), with per-call times
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = DEFAULT_TOP)]
+    pub slow: Option<usize>,
+
+    /// Every exception: type, message, where it was raised or passed through
+    #[arg(long)]
+    pub exceptions: bool,
+
+    /// One row per thread
+    #[arg(long)]
+    pub threads: bool,
+
+    /// One row per run (the default question)
+    #[arg(long)]
+    pub runs: bool,
+
+    /// Any read-only SQL query over the tables `events` and `runs`
+    #[arg(long, value_name = "SELECT ...")]
+    pub sql: Option<String>,
+
+    /// Only functions whose module matches this glob (`myapp.*`)
+    #[arg(long, value_name = "PATTERN")]
+    pub module: Option<String>,
+
+    /// Only this thread: an OS thread id or a Python thread name
+    #[arg(long, value_name = "TID|NAME")]
+    pub thread: Option<String>,
+
+    /// Only events at or after TIME: a duration since the run's start (`1.5s`,
+    /// `250ms`, `40us`, `2m`) or a UTC time (`2024-05-01T12:00:00Z`)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Only events at or before TIME (same forms as --since)
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+
+    /// At most N rows (each question has its own default; --sql has none)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    /// Only this run of a folder: its id or a unique prefix
+    #[arg(long = "run", value_name = "RUN_ID")]
+    pub run_id: Option<String>,
+
+    /// Output format; default: table on a terminal, json otherwise
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
+
+    /// Stop a query that runs longer than SECS seconds
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub timeout: f64,
+
+    /// Memory a query may use, in MiB (nothing spills to disk)
+    #[arg(long, value_name = "MIB", default_value_t = 4096)]
+    pub memory_limit: usize,
+}
+
+impl QueryArgs {
+    /// The question asked, `--runs` when none is.
+    fn question(&self) -> Question {
+        if self.gaps {
+            Question::Gaps
+        } else if let Some(name) = &self.call {
+            Question::Call(name.clone())
+        } else if self.flow {
+            Question::Flow
+        } else if self.tree {
+            Question::Tree
+        } else if let Some(n) = self.top {
+            Question::Top(n)
+        } else if let Some(n) = self.slow {
+            Question::Slow(n)
+        } else if self.exceptions {
+            Question::Exceptions
+        } else if self.threads {
+            Question::Threads
+        } else {
+            Question::Runs
+        }
+    }
+
+    fn filters(&self) -> Result<Filters, CliError> {
+        let bound = |flag: &str, text: &Option<String>| -> Result<Option<TimeBound>, CliError> {
+            text.as_deref()
+                .map(|t| {
+                    t.parse::<TimeBound>()
+                        .map_err(|e| CliError::usage(format!("{flag}: {e}")))
+                })
+                .transpose()
+        };
+        Ok(Filters {
+            module: self.module.clone(),
+            thread: self.thread.clone(),
+            since: bound("--since", &self.since)?,
+            until: bound("--until", &self.until)?,
+            limit: self.limit,
+            run: self.run_id.clone(),
+        })
+    }
+
+    fn limits(&self) -> Result<Limits, CliError> {
+        if !(self.timeout.is_finite() && self.timeout > 0.0) {
+            return Err(CliError::usage("--timeout must be a positive number of seconds"));
+        }
+        if self.memory_limit == 0 {
+            return Err(CliError::usage("--memory-limit must be at least 1 MiB"));
+        }
+        Ok(Limits {
+            timeout: Duration::from_secs_f64(self.timeout),
+            memory_limit_mib: self.memory_limit,
+        })
+    }
+}
+
+/// Runs `tracer query`: opens the trace, asks, prints. An empty answer is a
+/// success that says "no rows" on stderr.
+pub fn run(args: &QueryArgs) -> Result<(), CliError> {
+    let path = match &args.path {
+        Some(path) => path.clone(),
+        None => query::newest_trace(Path::new(TRACES_DIR)).map_err(|e| match e {
+            QueryError::Io { .. } | QueryError::EmptyFolder { .. } => {
+                CliError::new(format!("no trace given and none in ./{TRACES_DIR}/"))
+                    .hint("tracer record -- python3 app.py   (then: tracer query)")
+            }
+            other => cli_error(other, Path::new(TRACES_DIR)),
+        })?,
+    };
+    let filters = args.filters()?;
+    let session = QuerySession::open_with_limits(&path, args.limits()?)
+        .map_err(|e| cli_error(e, &path))?;
+    let answer = match &args.sql {
+        Some(sql) => session.sql(sql, args.limit),
+        None => session.ask(&args.question(), &filters),
+    }
+    .map_err(|e| cli_error(e, &path))?;
+    let format = args.format.unwrap_or_else(Format::for_stdout);
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    write_answer(&answer, format, &mut stdout.lock(), &mut stderr.lock()).or_else(|e| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Ok(())
+        } else {
+            Err(CliError::new(format!("cannot write the answer: {e}")))
+        }
+    })
+}
+
+/// The command line's form of a query error: usage errors exit 2, the rest 1, each
+/// with the command that helps where there is one.
+fn cli_error(error: QueryError, path: &Path) -> CliError {
+    let shown = path.display();
+    let hint = match &error {
+        QueryError::NotFound { .. } => Some(format!("ls {TRACES_DIR}/   (tracer query with no path asks the newest trace)")),
+        QueryError::EmptyFolder { .. } | QueryError::NoSegments { .. } => {
+            Some("tracer record -- python3 app.py".to_string())
+        }
+        QueryError::Refused { .. } => Some(format!(
+            "tracer query {shown} --sql \"SELECT function, COUNT(*) FROM events GROUP BY function\""
+        )),
+        QueryError::UnknownColumn { .. } => Some(format!(
+            "tracer query {shown} --sql \"SELECT * FROM events LIMIT 1\""
+        )),
+        QueryError::UnknownRun { .. } => Some(format!("tracer query {shown} --runs")),
+        QueryError::Timeout { .. } => Some("--timeout 120 allows more time".to_string()),
+        QueryError::MemoryLimit { limit_mib, .. } => Some(format!(
+            "--memory-limit {} allows more memory, or narrow the query with --run, --since or a WHERE",
+            limit_mib.saturating_mul(2)
+        )),
+        _ => None,
+    };
+    let usage = error.is_usage();
+    let mut cli = if usage {
+        CliError::usage(error.to_string())
+    } else {
+        CliError::new(error.to_string())
+    };
+    if let Some(hint) = hint {
+        cli = cli.hint(hint);
+    }
+    cli
+}

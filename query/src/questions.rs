@@ -1,0 +1,485 @@
+//! The named questions of `tracer query`, each written as SQL over `events` and
+//! `runs`, and the filters they share.
+//!
+//! Filters (all optional): `--module` is a glob over the `module` column (`*` any
+//! text, `?` one character; `myapp.*` is every submodule of `myapp`, not `myapp`
+//! itself); `--thread` is an OS thread id or a Python thread name; `--since` and
+//! `--until` are either absolute times (RFC 3339, `2024-05-01T12:00:00.5Z`, or
+//! `2024-05-01 12:00:00`, read as UTC) or durations since each run's start
+//! (`tracer.run.started_at`): `1.5s`, `250ms`, `40us`, `900ns`, `2m`, `1h`, or a bare
+//! number of seconds; both bounds are inclusive. `--run` picks one run of a folder
+//! by its id or a unique prefix of it. `--limit` caps the rows (see
+//! [`Question::default_limit`]).
+//!
+//! `--runs` uses only `--run` and `--limit`; `--threads` ignores `--module`.
+
+use std::str::FromStr;
+
+use crate::error::{QueryError, Result};
+
+/// One named question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Question {
+    /// Calls from traced code into code that was not traced, by callee and caller.
+    Gaps,
+    /// Every call of one function: `multiply`, `Order.total` or
+    /// `myapp.billing.Order.total`.
+    Call(String),
+    /// Every event in order, with its depth.
+    Flow,
+    /// The calls as a tree per thread, with durations.
+    Tree,
+    /// The N most called functions.
+    Top(usize),
+    /// The N functions with the most total time.
+    Slow(usize),
+    /// Every exception row: where it was raised or passed through.
+    Exceptions,
+    /// One row per thread.
+    Threads,
+    /// One row per run.
+    Runs,
+}
+
+impl Question {
+    /// The question's name as the command line spells it, without the dashes.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Question::Gaps => "gaps",
+            Question::Call(_) => "call",
+            Question::Flow => "flow",
+            Question::Tree => "tree",
+            Question::Top(_) => "top",
+            Question::Slow(_) => "slow",
+            Question::Exceptions => "exceptions",
+            Question::Threads => "threads",
+            Question::Runs => "runs",
+        }
+    }
+
+    /// The question's argument (`--call NAME`, `--top N`, `--slow N`), if any.
+    pub fn argument(&self) -> Option<String> {
+        match self {
+            Question::Call(name) => Some(name.clone()),
+            Question::Top(n) | Question::Slow(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// How many rows the answer holds when `--limit` is not given: enough to read on
+    /// a terminal, and `--limit` asks for more. An answer cut short says so.
+    pub fn default_limit(&self) -> usize {
+        match self {
+            Question::Gaps => 50,
+            Question::Call(_) => 100,
+            Question::Flow | Question::Tree => 200,
+            Question::Top(n) | Question::Slow(n) => *n,
+            Question::Exceptions => 100,
+            Question::Threads | Question::Runs => 1000,
+        }
+    }
+}
+
+/// A `--since` / `--until` bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBound {
+    /// An absolute time, nanoseconds since the Unix epoch (UTC).
+    At(i64),
+    /// Nanoseconds after each run's start.
+    AfterStart(i64),
+}
+
+impl FromStr for TimeBound {
+    type Err = QueryError;
+
+    fn from_str(text: &str) -> Result<TimeBound> {
+        let text = text.trim();
+        if let Some(ns) = parse_duration_ns(text) {
+            return Ok(TimeBound::AfterStart(ns));
+        }
+        datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(text)
+            .map(TimeBound::At)
+            .map_err(|_| QueryError::BadArgument {
+                what: format!("time {text:?}"),
+                message: "give a duration since the run's start (1.5s, 250ms, 40us, 2m) \
+                          or a time (2024-05-01T12:00:00Z)"
+                    .to_string(),
+            })
+    }
+}
+
+/// `1.5s`, `250ms`, `40us`, `900ns`, `2m`, `1h` or a bare number of seconds.
+fn parse_duration_ns(text: &str) -> Option<i64> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" => 1e9,
+        "ms" => 1e6,
+        "us" | "µs" => 1e3,
+        "ns" => 1.0,
+        "m" | "min" => 60e9,
+        "h" => 3600e9,
+        _ => return None,
+    };
+    let ns = value * scale;
+    (ns.is_finite() && ns < i64::MAX as f64).then_some(ns as i64)
+}
+
+/// The filters every question accepts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    /// A glob over the `module` column.
+    pub module: Option<String>,
+    /// An OS thread id, or a Python thread name.
+    pub thread: Option<String>,
+    /// Events at or after this time.
+    pub since: Option<TimeBound>,
+    /// Events at or before this time.
+    pub until: Option<TimeBound>,
+    /// At most this many rows (else [`Question::default_limit`]).
+    pub limit: Option<usize>,
+    /// One run of a folder: its id or a unique prefix.
+    pub run: Option<String>,
+}
+
+/// What the SQL of a question needs to know about the runs it reads.
+pub(crate) struct RunScope {
+    /// `(run_id, started_at in ns)` of each run the question reads.
+    pub runs: Vec<(String, Option<i64>)>,
+    /// True when `--run` narrowed the trace to one run.
+    pub narrowed: bool,
+}
+
+/// A SQL string literal.
+pub(crate) fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// An RFC 3339 UTC literal for a time in nanoseconds since the epoch, in the form
+/// the engine compares with `ts`.
+fn time_literal(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let nanos = ns.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "'{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z'",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day number (days since 1970-01-01).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// A `LIKE` pattern for a module glob (`*` and `?`), with `%`, `_` and `\` escaped.
+fn like_pattern(glob: &str) -> String {
+    let mut pattern = String::new();
+    for c in glob.chars() {
+        match c {
+            '*' => pattern.push('%'),
+            '?' => pattern.push('_'),
+            '%' | '_' | '\\' => {
+                pattern.push('\\');
+                pattern.push(c);
+            }
+            other => pattern.push(other),
+        }
+    }
+    pattern
+}
+
+/// The condition matching the calls `--call NAME` names, over `function` and
+/// `module` (qualified by `alias`): the qualified name itself or its last parts
+/// (`total` matches `Order.total`), or a module prefix and the function (any split
+/// of `myapp.billing.Order.total` into a module, or the end of one, and a function).
+pub(crate) fn call_name_condition(name: &str, alias: &str) -> String {
+    let function = format!("{alias}function");
+    let module = format!("{alias}module");
+    let mut alternatives = vec![
+        format!("{function} = {}", literal(name)),
+        format!("ends_with({function}, {})", literal(&format!(".{name}"))),
+    ];
+    for (dot, _) in name.match_indices('.') {
+        let (module_part, function_part) = (&name[..dot], &name[dot + 1..]);
+        if module_part.is_empty() || function_part.is_empty() {
+            continue;
+        }
+        alternatives.push(format!(
+            "({function} = {} AND ({module} = {} OR ends_with({module}, {})))",
+            literal(function_part),
+            literal(module_part),
+            literal(&format!(".{module_part}"))
+        ));
+    }
+    format!("({})", alternatives.join(" OR "))
+}
+
+impl Filters {
+    /// The conditions these filters put on `events` rows (qualified by `alias`, such
+    /// as `"e."` or `""`), to be joined with `AND`.
+    pub(crate) fn conditions(
+        &self,
+        alias: &str,
+        scope: &RunScope,
+        with_module: bool,
+    ) -> Result<Vec<String>> {
+        let mut conditions = Vec::new();
+        if scope.narrowed {
+            let ids: Vec<String> = scope.runs.iter().map(|(id, _)| literal(id)).collect();
+            conditions.push(format!("{alias}run_id IN ({})", ids.join(", ")));
+        }
+        if let (Some(glob), true) = (&self.module, with_module) {
+            if glob.contains(['*', '?']) {
+                conditions.push(format!(
+                    "{alias}module LIKE {} ESCAPE '\\'",
+                    literal(&like_pattern(glob))
+                ));
+            } else {
+                conditions.push(format!("{alias}module = {}", literal(glob)));
+            }
+        }
+        if let Some(thread) = &self.thread {
+            match thread.trim().parse::<i64>() {
+                Ok(tid) => conditions.push(format!("{alias}tid = {tid}")),
+                Err(_) => conditions.push(format!("{alias}thread_name = {}", literal(thread))),
+            }
+        }
+        for (bound, operator) in [(self.since, ">="), (self.until, "<=")] {
+            match bound {
+                None => {}
+                Some(TimeBound::At(ns)) => {
+                    conditions.push(format!("{alias}ts {operator} {}", time_literal(ns)))
+                }
+                Some(TimeBound::AfterStart(offset)) => {
+                    let mut per_run = Vec::new();
+                    for (run_id, started) in &scope.runs {
+                        let started = started.ok_or_else(|| QueryError::BadArgument {
+                            what: format!("run {run_id}"),
+                            message: "its metadata has no started_at, so a duration since \
+                                      the start means nothing; give an absolute time"
+                                .to_string(),
+                        })?;
+                        per_run.push(format!(
+                            "({alias}run_id = {} AND {alias}ts {operator} {})",
+                            literal(run_id),
+                            time_literal(started.saturating_add(offset))
+                        ));
+                    }
+                    if per_run.is_empty() {
+                        per_run.push("false".to_string());
+                    }
+                    conditions.push(format!("({})", per_run.join(" OR ")));
+                }
+            }
+        }
+        Ok(conditions)
+    }
+}
+
+/// `AND`-joins conditions after a leading one.
+fn and_all(first: &str, rest: &[String]) -> String {
+    let mut all = vec![first.to_string()];
+    all.extend(rest.iter().cloned());
+    all.join(" AND ")
+}
+
+/// The SQL of a named question, returning at most `limit` rows. Questions that join
+/// apply the limit before the join, so a large trace costs a scan, not a join of
+/// every row.
+pub(crate) fn question_sql(
+    question: &Question,
+    filters: &Filters,
+    scope: &RunScope,
+    limit: usize,
+) -> Result<String> {
+    let f = |alias: &str| filters.conditions(alias, scope, true);
+    let ends = "kind IN ('return', 'exception', 'unfinished')";
+    Ok(match question {
+        Question::Gaps => format!(
+            "SELECT module, function, caller, SUM(count) AS calls, \
+             SUM(duration_ns) AS total_ns, \
+             split_part(module, '.', 1) || '.*' AS include \
+             FROM events WHERE {} \
+             GROUP BY module, function, caller \
+             ORDER BY calls DESC, module, function, caller LIMIT {limit}",
+            and_all("kind = 'gap'", &f("")?)
+        ),
+        Question::Call(name) => {
+            let name_match = call_name_condition(name, "");
+            format!(
+                "WITH called AS (\
+                   SELECT run_id, call_id, seq, ts, tid, thread_name, module, function, \
+                          args, caller, caller_line, source \
+                   FROM events WHERE {calls} ORDER BY run_id, seq LIMIT {limit}), \
+                 ended AS (\
+                   SELECT run_id, call_id, kind AS outcome, value, exception, \
+                          duration_ns, duration_max_ns \
+                   FROM events WHERE {ends} AND {name_match}), \
+                 children AS (\
+                   SELECT ch.run_id, ch.parent_id, \
+                          ch.module || '.' || ch.function \
+                            || CASE WHEN ch.kind = 'gap' THEN ' (untraced)' ELSE '' END \
+                            || ' x' || CAST(SUM(ch.count) AS VARCHAR) AS callee, \
+                          MIN(ch.seq) AS first_seq \
+                   FROM events ch JOIN called c \
+                     ON ch.run_id = c.run_id AND ch.parent_id = c.call_id \
+                   WHERE ch.kind IN ('call', 'gap') \
+                   GROUP BY ch.run_id, ch.parent_id, ch.module, ch.function, ch.kind), \
+                 made AS (\
+                   SELECT run_id, parent_id, \
+                          string_agg(callee, ', ' ORDER BY first_seq) AS calls_made \
+                   FROM children GROUP BY run_id, parent_id) \
+                 SELECT c.ts, c.tid, c.thread_name, \
+                        c.module || '.' || c.function AS function, c.args, \
+                        e.outcome, e.value, e.exception, e.duration_ns, e.duration_max_ns, \
+                        c.source, c.caller, c.caller_line, m.calls_made, c.run_id, c.call_id \
+                 FROM called c \
+                 LEFT JOIN ended e ON e.run_id = c.run_id AND e.call_id = c.call_id \
+                 LEFT JOIN made m ON m.run_id = c.run_id AND m.parent_id = c.call_id \
+                 ORDER BY c.run_id, c.seq LIMIT {limit}",
+                calls = and_all(&format!("kind = 'call' AND {name_match}"), &f("")?),
+            )
+        }
+        Question::Flow => {
+            let conditions = f("")?;
+            let filter = if conditions.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {} ", conditions.join(" AND "))
+            };
+            format!(
+                "SELECT ts, tid, depth, kind, module || '.' || function AS function, \
+                 CASE kind WHEN 'call' THEN args \
+                   WHEN 'exception' THEN exception || ': ' || value \
+                   ELSE value END AS detail, \
+                 duration_ns, line, count, run_id, seq \
+                 FROM events {filter}ORDER BY run_id, seq LIMIT {limit}"
+            )
+        }
+        Question::Tree => format!(
+            "WITH node AS (\
+               SELECT run_id, seq, tid, thread_name, call_id, depth, kind, module, function, \
+                      count, duration_ns, duration_max_ns \
+               FROM events WHERE {} ORDER BY run_id, tid, seq LIMIT {limit}) \
+             SELECT n.run_id, n.tid, n.thread_name, n.depth, \
+                    n.module || '.' || n.function AS function, n.kind, n.count, \
+                    COALESCE(e.kind, CASE WHEN n.kind = 'gap' THEN 'gap' END) AS outcome, \
+                    COALESCE(e.duration_ns, n.duration_ns) AS duration_ns, \
+                    COALESCE(e.duration_max_ns, n.duration_max_ns) AS duration_max_ns, \
+                    n.call_id \
+             FROM node n LEFT JOIN events e \
+               ON e.run_id = n.run_id AND e.call_id = n.call_id AND e.{ends} \
+             ORDER BY n.run_id, n.tid, n.seq LIMIT {limit}",
+            and_all("kind IN ('call', 'gap')", &f("")?)
+        ),
+        Question::Top(_) => format!(
+            "SELECT module, function, \
+             SUM(CASE WHEN kind = 'call' THEN count ELSE 0 END) AS calls, \
+             CAST(SUM(CASE WHEN kind = 'call' THEN count ELSE 0 END) * 10000 \
+                  / SUM(SUM(CASE WHEN kind = 'call' THEN count ELSE 0 END)) OVER () \
+                  AS DOUBLE) / 100 AS share_pct, \
+             SUM(CASE WHEN kind <> 'call' THEN duration_ns END) AS total_ns, \
+             module AS exclude \
+             FROM events WHERE {} \
+             GROUP BY module, function \
+             ORDER BY calls DESC, module, function LIMIT {limit}",
+            and_all(&format!("(kind = 'call' OR {ends})"), &f("")?)
+        ),
+        Question::Slow(_) => format!(
+            "SELECT module, function, COUNT(*) AS calls, \
+             SUM(duration_ns) AS total_ns, SUM(duration_ns) / COUNT(*) AS mean_ns, \
+             MAX(duration_ns) AS max_ns, SUM(duration_max_ns) AS total_max_ns, \
+             SUM(CASE WHEN kind = 'exception' THEN 1 ELSE 0 END) AS exceptions, \
+             SUM(CASE WHEN kind = 'unfinished' THEN 1 ELSE 0 END) AS unfinished \
+             FROM events WHERE {} \
+             GROUP BY module, function \
+             ORDER BY total_ns DESC NULLS LAST, module, function LIMIT {limit}",
+            and_all(ends, &f("")?)
+        ),
+        Question::Exceptions => format!(
+            "SELECT ts, tid, thread_name, module || '.' || function AS function, exception, \
+             value AS message, file, line, caller, duration_ns, run_id, call_id \
+             FROM events WHERE {} ORDER BY run_id, seq LIMIT {limit}",
+            and_all("kind = 'exception'", &f("")?)
+        ),
+        Question::Threads => format!(
+            "SELECT run_id, tid, MAX(thread_name) AS thread_name, MIN(ts) AS first_ts, \
+             MAX(ts) AS last_ts, COUNT(*) AS events, \
+             SUM(CASE WHEN kind = 'call' THEN 1 ELSE 0 END) AS calls, \
+             SUM(CASE WHEN kind = 'exception' THEN 1 ELSE 0 END) AS exceptions, \
+             MAX(depth) AS max_depth \
+             FROM events WHERE {} GROUP BY run_id, tid ORDER BY run_id, first_ts, tid LIMIT {limit}",
+            and_all("true", &filters.conditions("", scope, false)?)
+        ),
+        Question::Runs => {
+            let filter = if scope.narrowed {
+                let ids: Vec<String> = scope.runs.iter().map(|(id, _)| literal(id)).collect();
+                format!("WHERE run_id IN ({}) ", ids.join(", "))
+            } else {
+                String::new()
+            };
+            format!(
+                "SELECT run_id, status, finished, mode, command, pid, python_version, \
+                 started_at, ended_at, exit_code, events, samples, dropped_events, path \
+                 FROM runs {filter}ORDER BY started_at, run_id LIMIT {limit}"
+            )
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_since_start_parse_with_units() {
+        assert_eq!("1.5s".parse(), Ok(TimeBound::AfterStart(1_500_000_000)));
+        assert_eq!("250ms".parse(), Ok(TimeBound::AfterStart(250_000_000)));
+        assert_eq!("40us".parse(), Ok(TimeBound::AfterStart(40_000)));
+        assert_eq!("2m".parse(), Ok(TimeBound::AfterStart(120_000_000_000)));
+        assert_eq!("3".parse(), Ok(TimeBound::AfterStart(3_000_000_000)));
+    }
+
+    #[test]
+    fn absolute_times_parse_as_utc() {
+        assert_eq!(
+            "1970-01-02T00:00:01Z".parse(),
+            Ok(TimeBound::At(86_401_000_000_000))
+        );
+        assert!("yesterday".parse::<TimeBound>().is_err());
+    }
+
+    #[test]
+    fn time_literals_round_trip_through_the_parser() {
+        for ns in [0, 1_714_564_800_123_456_789, 951_782_400_000_000_001] {
+            let text = time_literal(ns);
+            let parsed = datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(
+                text.trim_matches('\''),
+            );
+            assert_eq!(parsed.ok(), Some(ns), "{text}");
+        }
+    }
+
+    #[test]
+    fn module_globs_escape_like_wildcards() {
+        assert_eq!(like_pattern("my_app.*"), "my\\_app.%");
+        assert_eq!(like_pattern("a?c"), "a_c");
+    }
+}

@@ -1,0 +1,459 @@
+//! [`QuerySession`]: a DataFusion session over one trace path, and its answers.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::config::TableParquetOptions;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::MemTable;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::GreedyMemoryPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{col, SessionConfig, SessionContext};
+
+use crate::error::{QueryError, Result};
+use crate::questions::{question_sql, Filters, Question, RunScope};
+use crate::readonly;
+use crate::runs::{run_time, runs_batch, shell_join, shell_quote};
+use crate::trace::{locate, RunFiles};
+
+/// How long and how much memory one query may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time for planning and running one query (`--timeout`).
+    pub timeout: Duration,
+    /// Memory the engine may hold for one query, in MiB (`--memory-limit`). Nothing
+    /// spills to disk: a query that needs more fails with [`QueryError::MemoryLimit`].
+    pub memory_limit_mib: usize,
+}
+
+impl Default for Limits {
+    /// 30 seconds and 4096 MiB.
+    fn default() -> Limits {
+        Limits {
+            timeout: Duration::from_secs(30),
+            memory_limit_mib: 4096,
+        }
+    }
+}
+
+/// The commands that would trace more (`--gaps`) or less (`--top`) of the program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tip {
+    /// One sentence saying what the commands do.
+    pub text: String,
+    /// Commands to paste, one per distinct command line of the runs asked.
+    pub commands: Vec<String>,
+}
+
+/// The answer to a question: the rows, how they were asked, and what to do next.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The question's name (`gaps`, `call`, ..., or `sql`).
+    pub question: String,
+    /// The question's argument (`--call NAME`, `--top N`, the `--sql` text).
+    pub argument: Option<String>,
+    /// The SQL that produced the rows (with its `LIMIT`), to rerun or adapt.
+    pub sql: String,
+    /// The columns of the rows.
+    pub schema: SchemaRef,
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+    /// The limit the rows were cut at, when one applied.
+    pub limit: Option<usize>,
+    /// True when more rows matched than the limit let through.
+    pub truncated: bool,
+    /// `--gaps` and `--top`: commands to trace more or less.
+    pub tip: Option<Tip>,
+    /// Facts about the trace the reader should know (a run that did not finish).
+    pub notes: Vec<String>,
+}
+
+impl Answer {
+    /// How many rows the answer holds.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// The non-null text values of column `name`, in row order (empty if the column
+    /// is missing). String and dictionary-of-string columns are read.
+    pub fn text_column(&self, name: &str) -> Vec<String> {
+        let mut values = Vec::new();
+        for batch in &self.batches {
+            let Some(column) = batch.column_by_name(name) else {
+                return Vec::new();
+            };
+            let Ok(text) = datafusion::arrow::compute::cast(
+                column,
+                &datafusion::arrow::datatypes::DataType::Utf8,
+            ) else {
+                return Vec::new();
+            };
+            let text = text.as_string::<i32>();
+            values.extend(
+                (0..text.len())
+                    .filter(|&i| text.is_valid(i))
+                    .map(|i| text.value(i).to_string()),
+            );
+        }
+        values
+    }
+}
+
+/// A DataFusion session over a trace path with the tables `events` (the Parquet
+/// files, read by the engine with projection and predicate pushdown) and `runs`
+/// (one row per run from the footers' `tracer.run`).
+pub struct QuerySession {
+    runtime: tokio::runtime::Runtime,
+    context: SessionContext,
+    runs: Vec<RunFiles>,
+    limits: Limits,
+}
+
+impl QuerySession {
+    /// Opens a trace file, a killed run's segments, or a folder of runs, with the
+    /// default [`Limits`].
+    pub fn open(path: &Path) -> Result<QuerySession> {
+        QuerySession::open_with_limits(path, Limits::default())
+    }
+
+    /// Opens a trace path with the given limits.
+    pub fn open_with_limits(path: &Path, limits: Limits) -> Result<QuerySession> {
+        let runs = locate(path)?;
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_time()
+            .build()
+            .map_err(|source| QueryError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let memory_bytes = limits.memory_limit_mib.saturating_mul(1024 * 1024);
+        let engine_error = |e: datafusion::error::DataFusionError| {
+            QueryError::from_engine(e, limits.memory_limit_mib)
+        };
+        let runtime_env = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(GreedyMemoryPool::new(memory_bytes)))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()
+            .map_err(engine_error)?;
+        let mut config = SessionConfig::new()
+            .with_target_partitions(threads)
+            .with_information_schema(false);
+        let options = config.options_mut();
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        let context = SessionContext::new_with_config_rt(config, runtime_env);
+
+        context
+            .register_table("events", events_table(&runs)?)
+            .map_err(engine_error)?;
+        let runs_table = MemTable::try_new(
+            crate::runs::runs_schema(),
+            vec![vec![runs_batch(&runs).map_err(engine_error)?]],
+        )
+        .map_err(engine_error)?;
+        context
+            .register_table("runs", Arc::new(runs_table))
+            .map_err(engine_error)?;
+        Ok(QuerySession {
+            runtime,
+            context,
+            runs,
+            limits,
+        })
+    }
+
+    /// The runs of the trace path, in path order.
+    pub fn runs(&self) -> &[RunFiles] {
+        &self.runs
+    }
+
+    /// What a reader of any answer should know: each run that did not finish.
+    pub fn notes(&self) -> Vec<String> {
+        self.runs
+            .iter()
+            .filter(|run| !run.finished)
+            .map(|run| {
+                format!(
+                    "run {} did not finish (the tracer stopped before writing the trace): \
+                     read from {} segment(s) in {}; the last second of events may be missing",
+                    run.run_id(),
+                    run.files.len(),
+                    run.path.display()
+                )
+            })
+            .collect()
+    }
+
+    /// Answers a named question.
+    pub fn ask(&self, question: &Question, filters: &Filters) -> Result<Answer> {
+        let scope = self.scope(filters.run.as_deref())?;
+        let limit = filters.limit.unwrap_or_else(|| question.default_limit());
+        let sql = question_sql(question, filters, &scope, limit)?;
+        let probe = question_sql(question, filters, &scope, limit.saturating_add(1))?;
+        let (schema, batches) = self.execute(&probe, None)?;
+        let (batches, truncated) = cut(batches, limit);
+        let mut answer = Answer {
+            question: question.name().to_string(),
+            argument: question.argument(),
+            sql,
+            schema,
+            batches,
+            limit: Some(limit),
+            truncated,
+            tip: None,
+            notes: self.notes(),
+        };
+        answer.tip = match question {
+            Question::Gaps => self.gaps_tip(&answer, &scope),
+            Question::Top(_) => self.top_tip(&answer, &scope),
+            _ => None,
+        };
+        Ok(answer)
+    }
+
+    /// Runs one read-only query (`--sql`). Anything but a single SELECT / WITH /
+    /// EXPLAIN over `events` and `runs` is refused before it runs. `limit` caps the
+    /// rows kept.
+    pub fn sql(&self, sql: &str, limit: Option<usize>) -> Result<Answer> {
+        let (schema, batches) = self.execute(sql, limit.map(|n| n.saturating_add(1)))?;
+        let (batches, truncated) = match limit {
+            Some(limit) => cut(batches, limit),
+            None => (batches, false),
+        };
+        Ok(Answer {
+            question: "sql".to_string(),
+            argument: Some(sql.to_string()),
+            sql: sql.to_string(),
+            schema,
+            batches,
+            limit,
+            truncated,
+            tip: None,
+            notes: self.notes(),
+        })
+    }
+
+    /// Checks, plans and runs `sql` under the session's limits.
+    fn execute(&self, sql: &str, fetch: Option<usize>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let statement = readonly::check_statement(sql)?;
+        let memory_limit_mib = self.limits.memory_limit_mib;
+        let engine_error = |e| QueryError::from_engine(e, memory_limit_mib);
+        let work = async {
+            let state = self.context.state();
+            let plan = state
+                .statement_to_plan(statement)
+                .await
+                .map_err(engine_error)?;
+            readonly::check_plan(&plan)?;
+            let mut frame = self
+                .context
+                .execute_logical_plan(plan)
+                .await
+                .map_err(engine_error)?;
+            if let Some(fetch) = fetch {
+                frame = frame.limit(0, Some(fetch)).map_err(engine_error)?;
+            }
+            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+            let batches = frame.collect().await.map_err(engine_error)?;
+            Ok((schema, batches))
+        };
+        let limit = self.limits.timeout;
+        self.runtime.block_on(async {
+            tokio::time::timeout(limit, work)
+                .await
+                .map_err(|_| QueryError::Timeout { limit })?
+        })
+    }
+
+    /// The runs a question reads: all, or the one `--run` names.
+    fn scope(&self, run: Option<&str>) -> Result<RunScope> {
+        let all = || {
+            self.runs
+                .iter()
+                .map(|r| (r.run_id().to_string(), run_time(r, "started_at")))
+        };
+        let Some(wanted) = run else {
+            return Ok(RunScope {
+                runs: all().collect(),
+                narrowed: false,
+            });
+        };
+        let exact: Vec<_> = all().filter(|(id, _)| id == wanted).collect();
+        let matching = if exact.is_empty() {
+            all().filter(|(id, _)| id.starts_with(wanted)).collect()
+        } else {
+            exact
+        };
+        match matching.len() {
+            0 => Err(QueryError::UnknownRun {
+                run: wanted.to_string(),
+                known: all().map(|(id, _)| id).collect(),
+            }),
+            1 => Ok(RunScope {
+                runs: matching,
+                narrowed: true,
+            }),
+            _ => Err(QueryError::BadArgument {
+                what: format!("--run {wanted}"),
+                message: format!(
+                    "the prefix matches {} runs: {}",
+                    matching.len(),
+                    matching
+                        .iter()
+                        .map(|(id, _)| id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+        }
+    }
+
+    /// The runs in `scope`, in path order.
+    fn scoped_runs<'a>(&'a self, scope: &'a RunScope) -> impl Iterator<Item = &'a RunFiles> {
+        self.runs
+            .iter()
+            .filter(|r| scope.runs.iter().any(|(id, _)| id == r.run_id()))
+    }
+
+    /// `tracer record` commands, one per distinct command line of the runs in scope,
+    /// with the run's own patterns plus `extra` ones.
+    fn record_commands(&self, scope: &RunScope, extra: &[(&str, String)]) -> Vec<String> {
+        let mut commands: Vec<String> = Vec::new();
+        for run in self.scoped_runs(scope) {
+            let mut words = vec!["tracer record".to_string()];
+            for pattern in run.include() {
+                words.push(format!("--include {}", shell_quote(&pattern)));
+            }
+            for pattern in run.exclude() {
+                words.push(format!("--exclude {}", shell_quote(&pattern)));
+            }
+            for (flag, pattern) in extra {
+                let option = format!("{flag} {}", shell_quote(pattern));
+                if !words.contains(&option) {
+                    words.push(option);
+                }
+            }
+            let command = run.command();
+            words.push("--".to_string());
+            words.push(if command.is_empty() {
+                "<your command>".to_string()
+            } else {
+                shell_join(&command)
+            });
+            let line = words.join(" ");
+            if !commands.contains(&line) {
+                commands.push(line);
+            }
+        }
+        commands
+    }
+
+    fn gaps_tip(&self, answer: &Answer, scope: &RunScope) -> Option<Tip> {
+        let mut patterns: Vec<String> = Vec::new();
+        for pattern in answer.text_column("include") {
+            if !patterns.contains(&pattern) && patterns.len() < 5 {
+                patterns.push(pattern);
+            }
+        }
+        if patterns.is_empty() {
+            return None;
+        }
+        let extra: Vec<(&str, String)> = patterns.iter().map(|p| ("--include", p.clone())).collect();
+        Some(Tip {
+            text: format!(
+                "to trace the untraced code these calls went into ({}), record again with:",
+                patterns.join(", ")
+            ),
+            commands: self.record_commands(scope, &extra),
+        })
+    }
+
+    fn top_tip(&self, answer: &Answer, scope: &RunScope) -> Option<Tip> {
+        let mut modules: Vec<String> = Vec::new();
+        for module in answer.text_column("exclude") {
+            if module != "__main__" && !modules.contains(&module) && modules.len() < 3 {
+                modules.push(module);
+            }
+        }
+        if modules.is_empty() {
+            return None;
+        }
+        let extra: Vec<(&str, String)> = modules.iter().map(|m| ("--exclude", m.clone())).collect();
+        Some(Tip {
+            text: format!(
+                "to trace less, leave out the busiest modules ({}) with:",
+                modules.join(", ")
+            ),
+            commands: self.record_commands(scope, &extra),
+        })
+    }
+}
+
+/// The `events` table: a listing table over every file of every run, with the
+/// schema of DESIGN.md and the files' `(run_id, seq)` order declared, so that
+/// ordered questions with a limit stop reading early.
+fn events_table(runs: &[RunFiles]) -> Result<Arc<ListingTable>> {
+    let mut urls = Vec::new();
+    for file in runs.iter().flat_map(|r| r.files.iter()) {
+        let absolute = std::path::absolute(file).map_err(|source| QueryError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let text = absolute.to_str().ok_or_else(|| QueryError::NotATrace {
+            path: file.clone(),
+            reason: "its path is not valid UTF-8".to_string(),
+        })?;
+        urls.push(ListingTableUrl::parse(text).map_err(|e| QueryError::NotParquet {
+            path: file.clone(),
+            reason: e.strip_backtrace(),
+        })?);
+    }
+    let mut parquet = TableParquetOptions::default();
+    parquet.global.pushdown_filters = true;
+    parquet.global.reorder_filters = true;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet)))
+        .with_file_extension(".parquet")
+        .with_file_sort_order(vec![vec![
+            col("run_id").sort(true, false),
+            col("seq").sort(true, false),
+        ]]);
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(storage::schema::events_schema());
+    let table = ListingTable::try_new(config)
+        .map_err(|e| QueryError::Engine(e.strip_backtrace()))?;
+    Ok(Arc::new(table))
+}
+
+/// Keeps the first `limit` rows; says whether any were dropped.
+fn cut(batches: Vec<RecordBatch>, limit: usize) -> (Vec<RecordBatch>, bool) {
+    let mut kept = Vec::new();
+    let mut left = limit;
+    let mut truncated = false;
+    for batch in batches {
+        if left == 0 {
+            truncated |= batch.num_rows() > 0;
+            continue;
+        }
+        if batch.num_rows() > left {
+            kept.push(batch.slice(0, left));
+            truncated = true;
+            left = 0;
+        } else {
+            left -= batch.num_rows();
+            kept.push(batch);
+        }
+    }
+    (kept, truncated)
+}

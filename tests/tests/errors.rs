@@ -1,0 +1,116 @@
+//! Bad input to `tracer dump`: one `error:` line, one `hint:` line, exit code 1 (2 for
+//! usage), and never a panic.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use e2e::{matrix, script, tracer_bin, Target};
+
+fn dump(args: &[&str]) -> Output {
+    Command::new(tracer_bin())
+        .arg("dump")
+        .args(args)
+        .output()
+        .expect("run tracer")
+}
+
+/// Asserts the two-line error form and returns the error line.
+fn error_line(out: &Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "one error line and one hint: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(lines[1].starts_with("hint: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    lines[0].to_string()
+}
+
+#[test]
+fn a_pid_that_does_not_exist() {
+    let out = dump(&["--pid", "999999999"]);
+    assert_eq!(error_line(&out, 1), "error: no process with pid 999999999");
+}
+
+#[test]
+fn a_process_that_is_not_python() {
+    let mut sleeper = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("start sleep");
+    let out = dump(&["--pid", &sleeper.id().to_string()]);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let line = error_line(&out, 1);
+    assert!(line.contains("is not a Python interpreter"), "{line}");
+}
+
+#[test]
+fn an_unsupported_python_version() {
+    let root = e2e::pyenv_root().join("versions");
+    let old = std::fs::read_dir(&root)
+        .expect("pyenv versions")
+        .flatten()
+        .map(|e| e.path().join("bin/python3.7"))
+        .find(|p| p.exists());
+    let Some(python37) = old else {
+        panic!(
+            "this test needs pyenv's 3.7 (an unsupported version) under {}",
+            root.display()
+        );
+    };
+    let mut target = Target::start(&python37, &script("sleep_forever.py"), &[]);
+    target.wait_for("READY", Duration::from_secs(20));
+    let out = dump(&["--pid", &target.pid().to_string()]);
+    let line = error_line(&out, 1);
+    assert!(
+        line.contains("Python 3.7") && line.contains("does not support"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_process_that_exits_while_being_read_never_panics() {
+    let interp = &matrix()[0];
+    for _ in 0..10 {
+        let mut child = Command::new(&interp.path)
+            .args(["-c", "import time; time.sleep(0.05)"])
+            .spawn()
+            .expect("start python");
+        let out = dump(&["--pid", &child.id().to_string(), "--format", "json"]);
+        let _ = child.wait();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        if !out.status.success() {
+            error_line(&out, 1);
+        }
+    }
+}
+
+#[test]
+fn missing_permission_is_explained() {
+    // A process of another user cannot be read by an unprivileged tracer. As root the
+    // tracer can read anything, so drop to `nobody` for the tracer itself.
+    let interp = &matrix()[0];
+    let mut target = Target::start(&interp.path, &script("sleep_forever.py"), &[]);
+    target.wait_for("READY", Duration::from_secs(20));
+    let bin = tracer_bin();
+    let copy = std::env::temp_dir().join(format!("tracer-perm-test-{}", std::process::id()));
+    std::fs::copy(&bin, &copy).expect("copy tracer");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&copy)
+        .args(["dump", "--pid", &target.pid().to_string()])
+        .output()
+        .expect("run setpriv");
+    let _ = std::fs::remove_file(&copy);
+    let line = error_line(&out, 1);
+    assert!(line.contains("no permission"), "{line}");
+}
+
+#[test]
+fn a_usage_error_exits_2() {
+    let out = dump(&["--pid", "not-a-number"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error:"));
+}
