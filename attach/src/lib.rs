@@ -21,17 +21,17 @@ pub mod redact;
 pub mod repr;
 
 pub use error::{Error, Result};
+pub mod calls;
 pub mod elf;
+pub mod filter;
 pub mod names;
 pub mod process;
+pub mod sampler;
 pub mod snapshot;
 pub mod threads;
 pub mod walker;
-pub mod calls;
-pub mod filter;
-pub mod sampler;
 
 pub use process::PythonProcess;
-pub use sampler::{Sampler, SamplerOptions, SamplerStats, StopReason};
 pub use repr::{repr_named, repr_value, ReprOptions, TypeCache};
+pub use sampler::{Sampler, SamplerOptions, SamplerStats, StopReason};
 pub use walker::Walker;

@@ -77,6 +77,10 @@ impl Default for SamplerOptions {
     }
 }
 
+/// How often the sink is given a chance to write out what it buffered (the trace
+/// writer completes a segment every second).
+const SINK_TICK: Duration = Duration::from_millis(100);
+
 /// Why [`Sampler::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -231,6 +235,7 @@ impl Sampler {
         let end =
             deadline.map(|d| start + d.saturating_duration_since(Instant::now()).as_nanos() as i64);
         let mut tick: i64 = 0;
+        let mut last_sink_tick = start;
         loop {
             let scheduled = start + tick * period;
             loop {
@@ -256,6 +261,10 @@ impl Sampler {
             self.sampling_ns += (monotonic_ns() - began) as u64;
             if let Some(reason) = sampled? {
                 return Ok(reason);
+            }
+            if began - last_sink_tick >= SINK_TICK.as_nanos() as i64 {
+                sink.tick(Instant::now()).map_err(SamplerError::Sink)?;
+                last_sink_tick = began;
             }
             tick += 1;
         }

@@ -530,18 +530,18 @@ impl Walker {
     /// The thread state holding the GIL, if any.
     pub fn gil_holder(&self) -> Result<Option<u64>> {
         let layout = self.process.layout;
-        let (locked_addr, holder_addr) = match (layout.runtime.gil_locked, layout.interpreter.ceval_gil)
-        {
-            (Some(locked), _) => (
-                self.process.runtime + locked,
-                self.process.runtime + layout.runtime.gil_last_holder.unwrap_or(0),
-            ),
-            (None, Some(gil_ptr)) => {
-                let gil = self.read_u64(self.process.interpreter()? + gil_ptr)?;
-                (gil + layout.gil.locked, gil + layout.gil.last_holder)
-            }
-            (None, None) => return Ok(None),
-        };
+        let (locked_addr, holder_addr) =
+            match (layout.runtime.gil_locked, layout.interpreter.ceval_gil) {
+                (Some(locked), _) => (
+                    self.process.runtime + locked,
+                    self.process.runtime + layout.runtime.gil_last_holder.unwrap_or(0),
+                ),
+                (None, Some(gil_ptr)) => {
+                    let gil = self.read_u64(self.process.interpreter()? + gil_ptr)?;
+                    (gil + layout.gil.locked, gil + layout.gil.last_holder)
+                }
+                (None, None) => return Ok(None),
+            };
         let locked = self
             .process
             .mem
@@ -937,7 +937,8 @@ impl Walker {
         let raw = mem
             .read_vec(frame.localsplus, code.slot_names.len() * 8)
             .map_err(|e| read_error(self.process.pid, e))?;
-        let slot = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        let slot =
+            |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
         let deref_cell = |obj: u64| -> u64 {
             if obj == 0 {
                 return 0;
@@ -1046,7 +1047,9 @@ fn read_code(process: &PythonProcess, addr: u64) -> Result<Option<CodeInfo>> {
         i32_at(cl.nlocals),
     ];
     if counts.iter().any(|&c| !(0..=65535).contains(&c)) {
-        return Err(Error::inconsistent(format!("code object at {addr:#x} has bad counts")));
+        return Err(Error::inconsistent(format!(
+            "code object at {addr:#x} has bad counts"
+        )));
     }
     let name: Arc<str> = objects::read_str(mem, layout, u64_at(cl.name))?.into();
     let qualname: Arc<str> = match cl.qualname {
@@ -1067,7 +1070,11 @@ fn read_code(process: &PythonProcess, addr: u64) -> Result<Option<CodeInfo>> {
         let cellvars = to_arcs(objects::read_str_tuple(mem, layout, u64_at(cells))?);
         ncellvars = cellvars.len() as u32;
         slot_names.extend(cellvars);
-        slot_names.extend(to_arcs(objects::read_str_tuple(mem, layout, u64_at(frees))?));
+        slot_names.extend(to_arcs(objects::read_str_tuple(
+            mem,
+            layout,
+            u64_at(frees),
+        )?));
     }
     if let Some(kinds) = cl.localspluskinds {
         slot_kinds = objects::read_bytes(mem, layout, u64_at(kinds), 65536)?;

@@ -52,23 +52,13 @@ pub fn run(args: &DumpArgs) -> CliResult {
     let out = match format {
         DumpFormat::Json => serde_json::to_string_pretty(&snapshot)
             .map_err(|e| CliError::new(format!("cannot encode the dump: {e}")))?,
-        DumpFormat::Text => render_text(&snapshot, &command_line(args.pid)),
+        DumpFormat::Text => render_text(
+            &snapshot,
+            &crate::trace_cmd::command_line(args.pid).join(" "),
+        ),
     };
     println!("{out}");
     Ok(())
-}
-
-/// The target's command line, for the header.
-fn command_line(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|raw| {
-            raw.split(|&b| b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
 }
 
 /// The text form: py-spy's dump layout, plus GIL, state and system call columns.

@@ -6,7 +6,12 @@
 
 mod dump;
 mod error;
+mod output;
+mod query_cmd;
+mod report;
+mod signals;
 mod target_errors;
+mod trace_cmd;
 
 use std::process::ExitCode;
 
@@ -27,8 +32,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Launch a command and trace the Python process(es) it starts.
+    Record(trace_cmd::RecordArgs),
+    /// Trace a running Python process until Ctrl-C, --duration or its exit.
+    Attach(trace_cmd::AttachArgs),
     /// One snapshot of every thread's stack, now.
     Dump(dump::DumpArgs),
+    /// Ask a trace: gaps, calls, flow, tree, top, slow, exceptions, threads, runs, SQL.
+    Query(query_cmd::QueryArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,10 +52,13 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
-        Command::Dump(args) => dump::run(args),
+        Command::Record(args) => trace_cmd::record(args),
+        Command::Attach(args) => trace_cmd::attach(args),
+        Command::Dump(args) => dump::run(args).map(|()| 0),
+        Command::Query(args) => query_cmd::run(args).map(|()| 0),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             e.report();
             ExitCode::from(e.code as u8)

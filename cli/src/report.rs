@@ -10,6 +10,8 @@ use std::path::Path;
 use attach::{Event, EventKind, EventSink};
 use storage::run::RunInfo;
 
+use crate::output::human_duration;
+
 /// Calls kept for the tree; a run with more shows its most called functions instead.
 const TREE_CALLS: usize = 60;
 
@@ -66,7 +68,10 @@ impl Summary {
                     _ => self.unfinished += 1,
                 }
                 let ns = e.duration_ns.unwrap_or(0);
-                if let Some(f) = self.functions.get_mut(&(e.module.to_string(), e.function.to_string())) {
+                if let Some(f) = self
+                    .functions
+                    .get_mut(&(e.module.to_string(), e.function.to_string()))
+                {
                     f.1 += ns;
                 }
                 if let Some(&i) = self.tree_index.get(&e.call_id) {
@@ -132,20 +137,6 @@ impl<W: EventSink> EventSink for Recording<W> {
     }
 }
 
-/// A duration for a person: `850 µs`, `42 ms`, `3.02 s`.
-pub fn human_duration(ns: i64) -> String {
-    let ns = ns.max(0) as f64;
-    if ns < 1e3 {
-        format!("{ns:.0} ns")
-    } else if ns < 1e6 {
-        format!("{:.0} µs", ns / 1e3)
-    } else if ns < 1e9 {
-        format!("{:.0} ms", ns / 1e6)
-    } else {
-        format!("{:.2} s", ns / 1e9)
-    }
-}
-
 /// The `--include` pattern that traces a module and its submodules.
 pub fn include_pattern(module: &str) -> String {
     let top = module.split('.').next().unwrap_or(module);
@@ -166,7 +157,13 @@ pub fn shell_quote(arg: &str) -> String {
 }
 
 /// The report text.
-pub fn render(run: &RunInfo, summary: &Summary, trace: &Path, elapsed: std::time::Duration, extra: &[String]) -> String {
+pub fn render(
+    run: &RunInfo,
+    summary: &Summary,
+    trace: &Path,
+    elapsed: std::time::Duration,
+    extra: &[String],
+) -> String {
     let mut out = String::new();
     let trace_arg = shell_quote(&trace.display().to_string());
     let python = run.python_version.as_deref().unwrap_or("?");
@@ -177,12 +174,19 @@ pub fn render(run: &RunInfo, summary: &Summary, trace: &Path, elapsed: std::time
         run.mode.as_str(),
         run.pid,
         run.status.as_str(),
-        run.exit_code.map(|c| format!(", exit code {c}")).unwrap_or_default()
+        run.exit_code
+            .map(|c| format!(", exit code {c}"))
+            .unwrap_or_default()
     );
     let _ = writeln!(
         out,
         "  events {}  calls {}  returns {}  exceptions {}  unfinished {}  gaps {}",
-        summary.events, summary.calls, summary.returns, summary.exceptions, summary.unfinished, summary.gap_rows
+        summary.events,
+        summary.calls,
+        summary.returns,
+        summary.exceptions,
+        summary.unfinished,
+        summary.gap_rows
     );
     let _ = writeln!(
         out,
@@ -204,10 +208,15 @@ pub fn render(run: &RunInfo, summary: &Summary, trace: &Path, elapsed: std::time
             );
         }
     } else if summary.calls as usize <= TREE_CALLS {
-        let _ = writeln!(out, "\nCall tree (duration: at least .. at most when sampled):");
+        let _ = writeln!(
+            out,
+            "\nCall tree (duration: at least .. at most when sampled):"
+        );
         for node in &summary.tree {
             let duration = match node.duration {
-                Some((min, Some(max))) => format!("{} .. {}", human_duration(min), human_duration(max)),
+                Some((min, Some(max))) => {
+                    format!("{} .. {}", human_duration(min), human_duration(max))
+                }
                 Some((min, None)) => human_duration(min),
                 None => "?".into(),
             };
@@ -253,8 +262,16 @@ pub fn render(run: &RunInfo, summary: &Summary, trace: &Path, elapsed: std::time
     for q in ["--tree", "--top", "--slow", "--gaps", "--flow"] {
         let _ = writeln!(out, "  tracer query {trace_arg} {q}");
     }
-    if let Some(((_, function), _)) = summary.functions.iter().max_by_key(|(_, (calls, _))| *calls) {
-        let _ = writeln!(out, "  tracer query {trace_arg} --call {}", shell_quote(function));
+    if let Some(((_, function), _)) = summary
+        .functions
+        .iter()
+        .max_by_key(|(_, (calls, _))| *calls)
+    {
+        let _ = writeln!(
+            out,
+            "  tracer query {trace_arg} --call {}",
+            shell_quote(function)
+        );
     }
     out
 }

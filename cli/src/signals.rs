@@ -15,7 +15,10 @@ static SENT_BY_PROCESS: AtomicBool = AtomicBool::new(false);
 extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo_t with SA_SIGINFO.
     let code = unsafe { (*info).si_code };
-    SENT_BY_PROCESS.store(code == libc::SI_USER || code == libc::SI_QUEUE, Ordering::SeqCst);
+    SENT_BY_PROCESS.store(
+        code == libc::SI_USER || code == libc::SI_QUEUE,
+        Ordering::SeqCst,
+    );
     LAST_SIGNAL.store(sig, Ordering::SeqCst);
     COUNT.fetch_add(1, Ordering::SeqCst);
 }

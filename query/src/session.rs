@@ -369,7 +369,8 @@ impl QuerySession {
         if patterns.is_empty() {
             return None;
         }
-        let extra: Vec<(&str, String)> = patterns.iter().map(|p| ("--include", p.clone())).collect();
+        let extra: Vec<(&str, String)> =
+            patterns.iter().map(|p| ("--include", p.clone())).collect();
         Some(Tip {
             text: format!(
                 "to trace the untraced code these calls went into ({}), record again with:",
@@ -414,10 +415,12 @@ fn events_table(runs: &[RunFiles]) -> Result<Arc<ListingTable>> {
             path: file.clone(),
             reason: "its path is not valid UTF-8".to_string(),
         })?;
-        urls.push(ListingTableUrl::parse(text).map_err(|e| QueryError::NotParquet {
-            path: file.clone(),
-            reason: e.strip_backtrace(),
-        })?);
+        urls.push(
+            ListingTableUrl::parse(text).map_err(|e| QueryError::NotParquet {
+                path: file.clone(),
+                reason: e.strip_backtrace(),
+            })?,
+        );
     }
     let mut parquet = TableParquetOptions::default();
     parquet.global.pushdown_filters = true;
@@ -431,8 +434,8 @@ fn events_table(runs: &[RunFiles]) -> Result<Arc<ListingTable>> {
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(storage::schema::events_schema());
-    let table = ListingTable::try_new(config)
-        .map_err(|e| QueryError::Engine(e.strip_backtrace()))?;
+    let table =
+        ListingTable::try_new(config).map_err(|e| QueryError::Engine(e.strip_backtrace()))?;
     Ok(Arc::new(table))
 }
 

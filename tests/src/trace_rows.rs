@@ -40,6 +40,9 @@ print(json.dumps({"rows": rows, "run": meta}))
         String::from_utf8_lossy(&out.stderr)
     );
     let mut v: Value = serde_json::from_slice(&out.stdout).expect("pyarrow JSON");
-    let rows = v["rows"].as_array_mut().map(std::mem::take).unwrap_or_default();
+    let rows = v["rows"]
+        .as_array_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
     (rows, v["run"].take())
 }

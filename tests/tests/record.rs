@@ -1,0 +1,440 @@
+//! `tracer record` and `tracer attach` against real interpreters: the calls of a
+//! workload with known structure and durations, the files read back by pyarrow and
+//! DuckDB, and every way a recording ends.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::{matrix, read_trace, script, test_venv_python, tracer_bin, Interpreter, Target};
+use serde_json::Value;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = e2e::target_dir()
+        .join("e2e-tmp")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+fn record(interp: &Interpreter, trace: &Path, extra: &[&str], script_args: &[&str]) -> Output {
+    Command::new(tracer_bin())
+        .arg("record")
+        .arg("-o")
+        .arg(trace)
+        .args(extra)
+        .arg("--")
+        .arg(&interp.path)
+        .arg(script("workload.py"))
+        .args(script_args)
+        .output()
+        .expect("run tracer record")
+}
+
+/// The workload's own account of its calls (the `RESULTS` line).
+fn workload_records(stdout: &[u8]) -> Vec<Value> {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULTS "))
+        .unwrap_or_else(|| panic!("workload printed no RESULTS: {text}"));
+    serde_json::from_str::<Value>(line)
+        .expect("RESULTS JSON")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn args_of(row: &Value) -> Value {
+    row["args"]
+        .as_str()
+        .and_then(|a| serde_json::from_str(a).ok())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn sampled_calls_match_what_the_workload_did_on_every_interpreter() {
+    for interp in matrix() {
+        let label = &interp.label;
+        let dir = temp_dir(&format!("calls-{}", label.replace('/', "_")));
+        let trace = dir.join("t.parquet");
+        let out = record(&interp, &trace, &["--rate", "1000"], &[]);
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (rows, run) = read_trace(&trace);
+        assert_eq!(run["status"], "completed", "{label}");
+        assert_eq!(run["mode"], "sampled", "{label}");
+        let calls: Vec<&Value> = rows.iter().filter(|r| r["kind"] == "call").collect();
+        for expected in workload_records(&out.stdout) {
+            let function = expected["function"].as_str().unwrap();
+            let matching: Vec<&&Value> = calls
+                .iter()
+                .filter(|r| r["function"] == function)
+                .filter(|r| {
+                    let got = args_of(r);
+                    expected["args"]
+                        .as_object()
+                        .unwrap()
+                        .iter()
+                        .all(|(k, v)| &got[k] == v)
+                })
+                .collect();
+            assert_eq!(
+                matching.len(),
+                1,
+                "{label}: {function}{} should appear once as a call, found {}",
+                expected["args"],
+                matching.len()
+            );
+            let call = matching[0];
+            assert_eq!(
+                call["depth"], expected["depth"],
+                "{label}: depth of {function}{}",
+                expected["args"]
+            );
+            match expected["parent"].as_str() {
+                Some(parent) => {
+                    let parent_row = calls
+                        .iter()
+                        .find(|r| r["call_id"] == call["parent_id"])
+                        .unwrap_or_else(|| {
+                            panic!(
+                                "{label}: parent of {function}{} not found",
+                                expected["args"]
+                            )
+                        });
+                    assert_eq!(
+                        parent_row["function"], parent,
+                        "{label}: parent of {function}{}",
+                        expected["args"]
+                    );
+                }
+                None => assert!(
+                    call["parent_id"].is_null(),
+                    "{label}: {function} has no traced parent"
+                ),
+            }
+            let end = rows
+                .iter()
+                .find(|r| r["call_id"] == call["call_id"] && r["kind"] == "return")
+                .unwrap_or_else(|| panic!("{label}: no return for {function}{}", expected["args"]));
+            let true_ns = expected["ns"].as_i64().unwrap();
+            let (min, max) = (
+                end["duration_ns"].as_i64().unwrap(),
+                end["duration_max_ns"].as_i64().unwrap(),
+            );
+            assert!(
+                min <= true_ns && true_ns <= max,
+                "{label}: {function}{} took {true_ns} ns, outside [{min}, {max}]",
+                expected["args"]
+            );
+        }
+        let gaps: Vec<&Value> = rows
+            .iter()
+            .filter(|r| {
+                r["kind"] == "gap" && r["caller"].as_str().is_some_and(|c| c.ends_with("encode"))
+            })
+            .collect();
+        assert!(
+            gaps.iter().any(
+                |g| g["module"].as_str().is_some_and(|m| m.starts_with("json"))
+                    && g["count"].as_u64() >= Some(1)
+            ),
+            "{label}: a gap row for json under encode, got {gaps:?}"
+        );
+        assert!(
+            !calls.iter().any(|r| r["module"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("json") || m == "threading")),
+            "{label}: library code is not traced by default"
+        );
+    }
+}
+
+#[test]
+fn include_traces_library_code_and_exclude_drops_program_code() {
+    let interp = &matrix()[0];
+    let dir = temp_dir("include");
+    let trace = dir.join("t.parquet");
+    let out = record(
+        interp,
+        &trace,
+        &[
+            "--include",
+            "json*",
+            "--include",
+            "__main__",
+            "--exclude",
+            "__main__",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (rows, _) = read_trace(&trace);
+    let calls: Vec<&Value> = rows.iter().filter(|r| r["kind"] == "call").collect();
+    assert!(
+        calls
+            .iter()
+            .any(|r| r["module"].as_str().is_some_and(|m| m.starts_with("json"))),
+        "json traced"
+    );
+    assert!(
+        !calls.iter().any(|r| r["module"] == "__main__"),
+        "__main__ excluded"
+    );
+}
+
+#[test]
+fn the_trace_reads_in_duckdb_with_the_documented_columns_and_types() {
+    let interp = &matrix()[0];
+    let dir = temp_dir("duckdb");
+    let trace = dir.join("t.parquet");
+    let out = record(interp, &trace, &[], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&trace)
+        .expect("trace exists")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "trace files hold argument values: owner only");
+    assert!(
+        !dir.join("t.parquet.parts").exists(),
+        "segments merged on a clean stop"
+    );
+    let code = r#"
+import duckdb, json, sys
+con = duckdb.connect()
+cols = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [sys.argv[1]]).fetchall()
+kinds = con.execute("SELECT DISTINCT kind FROM read_parquet(?) ORDER BY 1", [sys.argv[1]]).fetchall()
+print(json.dumps({"cols": [[c[0], c[1]] for c in cols], "kinds": [k[0] for k in kinds]}))
+"#;
+    let out = Command::new(test_venv_python())
+        .arg("-c")
+        .arg(code)
+        .arg(&trace)
+        .output()
+        .expect("duckdb");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cols: Vec<(String, String)> = v["cols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c[0].as_str().unwrap().to_string(),
+                c[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("run_id", "VARCHAR"),
+        ("pid", "INTEGER"),
+        ("tid", "BIGINT"),
+        ("thread_name", "VARCHAR"),
+        ("seq", "UBIGINT"),
+        ("ts", "TIMESTAMP WITH TIME ZONE"),
+        ("kind", "VARCHAR"),
+        ("source", "VARCHAR"),
+        ("call_id", "UBIGINT"),
+        ("parent_id", "UBIGINT"),
+        ("depth", "INTEGER"),
+        ("function", "VARCHAR"),
+        ("module", "VARCHAR"),
+        ("file", "VARCHAR"),
+        ("line", "INTEGER"),
+        ("caller", "VARCHAR"),
+        ("caller_line", "INTEGER"),
+        ("args", "VARCHAR"),
+        ("value", "VARCHAR"),
+        ("exception", "VARCHAR"),
+        ("duration_ns", "BIGINT"),
+        ("duration_max_ns", "BIGINT"),
+        ("count", "UINTEGER"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(cols, expected);
+    assert_eq!(v["kinds"], serde_json::json!(["call", "gap", "return"]));
+}
+
+#[test]
+fn a_child_that_exits_non_zero_gives_its_exit_code_and_status_failed() {
+    let interp = &matrix()[0];
+    let dir = temp_dir("exitcode");
+    let trace = dir.join("t.parquet");
+    let out = record(interp, &trace, &[], &["3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, run) = read_trace(&trace);
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["exit_code"], 3);
+}
+
+#[test]
+fn timeout_stops_the_child_prints_its_stacks_and_keeps_unfinished_calls() {
+    let interp = &matrix()[0];
+    let dir = temp_dir("timeout");
+    let trace = dir.join("t.parquet");
+    let out = Command::new(tracer_bin())
+        .args(["record", "--timeout", "1", "-o"])
+        .arg(&trace)
+        .arg("--")
+        .arg(&interp.path)
+        .arg(script("long_workload.py"))
+        .arg("30")
+        .output()
+        .expect("run tracer");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(124), "{stderr}");
+    assert!(
+        stderr.contains("where every thread was") && stderr.contains("spin_for ("),
+        "{stderr}"
+    );
+    let (rows, run) = read_trace(&trace);
+    assert_eq!(run["status"], "timeout");
+    assert!(
+        rows.iter()
+            .any(|r| r["kind"] == "unfinished" && r["function"] == "spin_for"),
+        "unfinished call at the timeout"
+    );
+}
+
+fn spawn_tracer(args: &[&str], trace: &Path, command: &[&Path]) -> std::process::Child {
+    Command::new(tracer_bin())
+        .args(args)
+        .arg("-o")
+        .arg(trace)
+        .arg("--")
+        .args(command)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tracer")
+}
+
+#[test]
+fn sigint_to_the_tracer_is_forwarded_and_the_trace_is_complete() {
+    let interp = &matrix()[0];
+    let dir = temp_dir("sigint");
+    let trace = dir.join("t.parquet");
+    let long = script("long_workload.py");
+    let mut tracer = spawn_tracer(&["record"], &trace, &[&interp.path, &long]);
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
+    let status = tracer.wait().expect("wait tracer");
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "Python exits 130 on an uncaught KeyboardInterrupt"
+    );
+    let (rows, run) = read_trace(&trace);
+    assert_eq!(run["status"], "interrupted");
+    assert!(rows.iter().any(|r| r["function"] == "spin_for"));
+}
+
+#[test]
+fn sigkill_mid_run_keeps_all_but_the_last_second_of_events() {
+    let interp = &matrix()[0];
+    let dir = temp_dir("sigkill");
+    let trace = dir.join("t.parquet");
+    let long = script("long_workload.py");
+    let start = Instant::now();
+    let mut tracer = spawn_tracer(&["record"], &trace, &[&interp.path, &long, Path::new("10")]);
+    std::thread::sleep(Duration::from_secs(5));
+    let killed_after = start.elapsed();
+    let _ = tracer.kill();
+    let _ = tracer.wait();
+    let parts = dir.join("t.parquet.parts");
+    assert!(parts.is_dir(), "segments survive a SIGKILL");
+    let (rows, run) = read_trace(&parts.join("*.parquet"));
+    assert_eq!(run["status"], "unfinished");
+    let ts: Vec<i64> = rows.iter().filter_map(|r| r["ts"].as_i64()).collect();
+    let (first, last) = (
+        ts.iter().min().copied().unwrap(),
+        ts.iter().max().copied().unwrap(),
+    );
+    let covered = Duration::from_nanos((last - first) as u64);
+    assert!(
+        covered + Duration::from_millis(1500)
+            >= killed_after.saturating_sub(Duration::from_millis(500)),
+        "events cover {covered:?} of a run killed after {killed_after:?}"
+    );
+    // The workload prints nothing; end it (the tracer is gone, the child lives on).
+    let _ = Command::new("pkill")
+        .arg("-f")
+        .arg(long.to_str().unwrap())
+        .status();
+}
+
+#[test]
+fn attach_stops_at_duration_and_at_target_exit() {
+    let interp = &matrix()[0];
+    let dir = temp_dir("attach");
+    let mut target = Target::start(&interp.path, &script("long_workload.py"), &["3"]);
+    target.wait_for("READY", Duration::from_secs(20));
+    let trace = dir.join("duration.parquet");
+    let out = Command::new(tracer_bin())
+        .args([
+            "attach",
+            "--pid",
+            &target.pid().to_string(),
+            "--duration",
+            "1",
+            "-o",
+        ])
+        .arg(&trace)
+        .output()
+        .expect("run tracer attach");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (rows, run) = read_trace(&trace);
+    assert_eq!(run["status"], "duration_reached");
+    assert!(rows.iter().any(|r| r["function"] == "spin_for"));
+
+    let trace = dir.join("exit.parquet");
+    let out = Command::new(tracer_bin())
+        .args(["attach", "--pid", &target.pid().to_string(), "-o"])
+        .arg(&trace)
+        .output()
+        .expect("run tracer attach");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, run) = read_trace(&trace);
+    assert_eq!(run["status"], "target_exited");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        report.contains("status target_exited") && report.contains("tracer query"),
+        "{report}"
+    );
+}
