@@ -60,7 +60,7 @@ impl BinaryInfo {
                     continue;
                 }
                 if let Some(name) = strtab.get_at(sym.st_name) {
-                    if WANTED.contains(&name) {
+                    if WANTED.contains(&name) || is_version_buffer(name) {
                         symbols
                             .entry(name.to_string())
                             .or_insert(sym.st_value.wrapping_add(bias));
@@ -88,6 +88,16 @@ impl BinaryInfo {
     pub fn symbol(&self, name: &str) -> Option<u64> {
         self.symbols.get(name).copied()
     }
+}
+
+/// `Py_GetVersion`'s static buffer (`version`, or `version.0` as GCC names a
+/// function-local static), which holds `sys.version` once the interpreter started.
+/// Before 3.11 it is the only place in memory that gives the micro version.
+pub fn is_version_buffer(name: &str) -> bool {
+    name == "version"
+        || name
+            .strip_prefix("version.")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// NUL-delimited strings of the form `3.N.M` (optionally followed by a pre-release tag

@@ -237,11 +237,27 @@ fn detect_version(mem: &RemoteMemory, binary: &BinaryInfo, name: &str) -> Option
     }
     let file_name = Path::new(name).file_name()?.to_string_lossy().into_owned();
     let from_name = Version::parse_prefix(&file_name);
-    let strings: Vec<Version> = binary
-        .version_strings
+    let mut strings: Vec<Version> = binary
+        .symbols
         .iter()
-        .filter_map(|s| Version::parse_prefix(s))
+        .filter(|(name, _)| crate::elf::is_version_buffer(name))
+        .filter_map(|(_, &addr)| mem.read_vec(addr, 16).ok())
+        .filter_map(|raw| {
+            let end = raw
+                .iter()
+                .position(|&b| b == b' ' || b == 0)
+                .unwrap_or(raw.len());
+            std::str::from_utf8(&raw[..end])
+                .ok()
+                .and_then(Version::parse_prefix)
+        })
         .collect();
+    strings.extend(
+        binary
+            .version_strings
+            .iter()
+            .filter_map(|s| Version::parse_prefix(s)),
+    );
     match from_name {
         Some(v) => Some(
             strings

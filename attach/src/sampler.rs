@@ -260,6 +260,14 @@ impl Sampler {
             let sampled = self.sample(sink);
             self.sampling_ns += (monotonic_ns() - began) as u64;
             if let Some(reason) = sampled? {
+                if reason == StopReason::TargetExited {
+                    // Every call seen ended with the process: they are returns (by
+                    // the time the exit was noticed), not calls still running.
+                    let noticed = self.clock.now_ns();
+                    self.tracker
+                        .threads_listed(noticed, &[], sink)
+                        .map_err(SamplerError::Sink)?;
+                }
                 return Ok(reason);
             }
             if began - last_sink_tick >= SINK_TICK.as_nanos() as i64 {

@@ -500,6 +500,7 @@ impl Walker {
             }
         }
         let tasks = task_ids(self.process.pid);
+        let pid = i64::from(self.process.pid);
         let fits = |off: u64| {
             let mut seen = Vec::new();
             threads.iter().all(|t| match value_at(t.ident, off) {
@@ -510,16 +511,21 @@ impl Walker {
                 _ => false,
             })
         };
-        if self.pthread_tid_offset.is_none_or(|off| !fits(off)) {
+        let finds_main = |off: u64| threads.iter().any(|t| value_at(t.ident, off) == Some(pid));
+        // A calibrated offset stays while it still finds the main thread: a thread
+        // that is starting or ending can hold a TID that /proc no longer (or not yet)
+        // lists, and must not cost every other thread its TID.
+        if self.pthread_tid_offset.is_none_or(|off| !finds_main(off)) {
             // glibc 2.36 keeps it at 720; try that first, then scan.
-            self.pthread_tid_offset = std::iter::once(720u64)
-                .chain((0..2048u64).step_by(4))
-                .find(|&off| !threads.is_empty() && fits(off));
+            let candidates = || std::iter::once(720u64).chain((0..2048u64).step_by(4));
+            self.pthread_tid_offset = candidates()
+                .find(|&off| !threads.is_empty() && fits(off))
+                .or_else(|| candidates().find(|&off| finds_main(off)));
         }
         self.checked_tids.clear();
         if let Some(off) = self.pthread_tid_offset {
             for t in threads.iter_mut() {
-                t.tid = value_at(t.ident, off);
+                t.tid = value_at(t.ident, off).filter(|v| tasks.contains(v));
                 if let Some(tid) = t.tid {
                     self.checked_tids.push((t.tstate, t.ident, tid));
                 }

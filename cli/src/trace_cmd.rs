@@ -130,6 +130,9 @@ pub fn record(args: &RecordArgs) -> CliResult<i32> {
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             print_stacks(session.pid());
+            // Stop sampling before the child is stopped, so what was running at the
+            // timeout stays `unfinished` rather than ending with the process.
+            session.stop_sampling();
             status = Some(RunStatus::Timeout);
             forward(child_pid, libc::SIGTERM);
             exit_code = wait_child(&mut child, Some(Instant::now() + Duration::from_secs(2)));
@@ -276,6 +279,14 @@ impl Session {
 
     fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// Tells the sampler to stop and waits until it has.
+    fn stop_sampling(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        while !self.sampler_done() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     fn sampler_done(&self) -> bool {

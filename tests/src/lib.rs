@@ -314,3 +314,10 @@ pub use markers::line_markers;
 
 mod trace_rows;
 pub use trace_rows::read_trace;
+
+/// Serialises the tests of one test binary that measure time: a sampler starved of
+/// CPU by a parallel test's busy workload would miss calls on a 2-core machine.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

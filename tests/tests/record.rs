@@ -55,6 +55,7 @@ fn args_of(row: &Value) -> Value {
 
 #[test]
 fn sampled_calls_match_what_the_workload_did_on_every_interpreter() {
+    let _serial = e2e::serial();
     for interp in matrix() {
         let label = &interp.label;
         let dir = temp_dir(&format!("calls-{}", label.replace('/', "_")));
@@ -157,6 +158,7 @@ fn sampled_calls_match_what_the_workload_did_on_every_interpreter() {
 
 #[test]
 fn include_traces_library_code_and_exclude_drops_program_code() {
+    let _serial = e2e::serial();
     let interp = &matrix()[0];
     let dir = temp_dir("include");
     let trace = dir.join("t.parquet");
@@ -194,6 +196,7 @@ fn include_traces_library_code_and_exclude_drops_program_code() {
 
 #[test]
 fn the_trace_reads_in_duckdb_with_the_documented_columns_and_types() {
+    let _serial = e2e::serial();
     let interp = &matrix()[0];
     let dir = temp_dir("duckdb");
     let trace = dir.join("t.parquet");
@@ -250,7 +253,7 @@ print(json.dumps({"cols": [[c[0], c[1]] for c in cols], "kinds": [k[0] for k in 
         ("tid", "BIGINT"),
         ("thread_name", "VARCHAR"),
         ("seq", "UBIGINT"),
-        ("ts", "TIMESTAMP WITH TIME ZONE"),
+        ("ts", "TIMESTAMPTZ_NS"),
         ("kind", "VARCHAR"),
         ("source", "VARCHAR"),
         ("call_id", "UBIGINT"),
@@ -279,6 +282,7 @@ print(json.dumps({"cols": [[c[0], c[1]] for c in cols], "kinds": [k[0] for k in 
 
 #[test]
 fn a_child_that_exits_non_zero_gives_its_exit_code_and_status_failed() {
+    let _serial = e2e::serial();
     let interp = &matrix()[0];
     let dir = temp_dir("exitcode");
     let trace = dir.join("t.parquet");
@@ -296,6 +300,7 @@ fn a_child_that_exits_non_zero_gives_its_exit_code_and_status_failed() {
 
 #[test]
 fn timeout_stops_the_child_prints_its_stacks_and_keeps_unfinished_calls() {
+    let _serial = e2e::serial();
     let interp = &matrix()[0];
     let dir = temp_dir("timeout");
     let trace = dir.join("t.parquet");
@@ -338,6 +343,7 @@ fn spawn_tracer(args: &[&str], trace: &Path, command: &[&Path]) -> std::process:
 
 #[test]
 fn sigint_to_the_tracer_is_forwarded_and_the_trace_is_complete() {
+    let _serial = e2e::serial();
     let interp = &matrix()[0];
     let dir = temp_dir("sigint");
     let trace = dir.join("t.parquet");
@@ -359,6 +365,7 @@ fn sigint_to_the_tracer_is_forwarded_and_the_trace_is_complete() {
 
 #[test]
 fn sigkill_mid_run_keeps_all_but_the_last_second_of_events() {
+    let _serial = e2e::serial();
     let interp = &matrix()[0];
     let dir = temp_dir("sigkill");
     let trace = dir.join("t.parquet");
@@ -393,6 +400,7 @@ fn sigkill_mid_run_keeps_all_but_the_last_second_of_events() {
 
 #[test]
 fn attach_stops_at_duration_and_at_target_exit() {
+    let _serial = e2e::serial();
     let interp = &matrix()[0];
     let dir = temp_dir("attach");
     let mut target = Target::start(&interp.path, &script("long_workload.py"), &["3"]);
