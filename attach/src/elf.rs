@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn version_strings_are_found_between_nuls() {
-        let data = b"\0abc\03.9.18\0%.80s (%.80s) %.80s\03.10\03.12.0rc1\0";
+        let data = b"\x00abc\x003.9.18\x00%.80s (%.80s) %.80s\x003.10\x003.12.0rc1\x00";
         assert_eq!(find_version_strings(data), vec!["3.9.18", "3.12.0rc1"]);
     }
 }
