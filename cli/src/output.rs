@@ -12,9 +12,7 @@
 use std::io::{self, IsTerminal, Write};
 use std::sync::Arc;
 
-use query::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray,
-};
+use query::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use query::arrow::compute::cast;
 use query::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, UInt64Type};
 use query::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -151,13 +149,29 @@ fn column_json(column: &ArrayRef) -> Vec<Value> {
     if data_type.is_signed_integer() {
         if let Ok(values) = cast(column, &DataType::Int64) {
             let values = values.as_primitive::<Int64Type>();
-            return (0..len).map(|i| if valid(i) { json!(values.value(i)) } else { Value::Null }).collect();
+            return (0..len)
+                .map(|i| {
+                    if valid(i) {
+                        json!(values.value(i))
+                    } else {
+                        Value::Null
+                    }
+                })
+                .collect();
         }
     }
     if data_type.is_unsigned_integer() {
         if let Ok(values) = cast(column, &DataType::UInt64) {
             let values = values.as_primitive::<UInt64Type>();
-            return (0..len).map(|i| if valid(i) { json!(values.value(i)) } else { Value::Null }).collect();
+            return (0..len)
+                .map(|i| {
+                    if valid(i) {
+                        json!(values.value(i))
+                    } else {
+                        Value::Null
+                    }
+                })
+                .collect();
         }
     }
     if data_type.is_floating() {
@@ -166,7 +180,8 @@ fn column_json(column: &ArrayRef) -> Vec<Value> {
             return (0..len)
                 .map(|i| {
                     if valid(i) {
-                        serde_json::Number::from_f64(values.value(i)).map_or(Value::Null, Value::Number)
+                        serde_json::Number::from_f64(values.value(i))
+                            .map_or(Value::Null, Value::Number)
                     } else {
                         Value::Null
                     }
@@ -175,7 +190,15 @@ fn column_json(column: &ArrayRef) -> Vec<Value> {
         }
     }
     if let Some(values) = column.as_any().downcast_ref::<BooleanArray>() {
-        return (0..len).map(|i| if valid(i) { json!(values.value(i)) } else { Value::Null }).collect();
+        return (0..len)
+            .map(|i| {
+                if valid(i) {
+                    json!(values.value(i))
+                } else {
+                    Value::Null
+                }
+            })
+            .collect();
     }
     display_texts(column)
         .into_iter()
@@ -404,7 +427,11 @@ fn draw_tree(lines: &[TreeLine]) -> Vec<String> {
             prefix.push_str(if continues { "│  " } else { "   " });
         }
         if level > 0 {
-            prefix.push_str(if has_next_sibling[i] { "├─ " } else { "└─ " });
+            prefix.push_str(if has_next_sibling[i] {
+                "├─ "
+            } else {
+                "└─ "
+            });
         }
         drawn.push(format!("{prefix}{}", line.label));
     }
@@ -459,6 +486,9 @@ mod tests {
     #[test]
     fn csv_cells_are_quoted_when_needed() {
         assert_eq!(csv_cell("plain"), "plain");
-        assert_eq!(csv_cell("{\"a\": \"1\", \"b\": \"2\"}"), "\"{\"\"a\"\": \"\"1\"\", \"\"b\"\": \"\"2\"\"}\"");
+        assert_eq!(
+            csv_cell("{\"a\": \"1\", \"b\": \"2\"}"),
+            "\"{\"\"a\"\": \"\"1\"\", \"\"b\"\": \"\"2\"\"}\""
+        );
     }
 }

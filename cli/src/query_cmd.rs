@@ -154,7 +154,9 @@ impl QueryArgs {
 
     fn limits(&self) -> Result<Limits, CliError> {
         if !(self.timeout.is_finite() && self.timeout > 0.0) {
-            return Err(CliError::usage("--timeout must be a positive number of seconds"));
+            return Err(CliError::usage(
+                "--timeout must be a positive number of seconds",
+            ));
         }
         if self.memory_limit == 0 {
             return Err(CliError::usage("--memory-limit must be at least 1 MiB"));
@@ -180,8 +182,8 @@ pub fn run(args: &QueryArgs) -> Result<(), CliError> {
         })?,
     };
     let filters = args.filters()?;
-    let session = QuerySession::open_with_limits(&path, args.limits()?)
-        .map_err(|e| cli_error(e, &path))?;
+    let session =
+        QuerySession::open_with_limits(&path, args.limits()?).map_err(|e| cli_error(e, &path))?;
     let answer = match &args.sql {
         Some(sql) => session.sql(sql, args.limit),
         None => session.ask(&args.question(), &filters),
@@ -222,11 +224,15 @@ fn cli_error(error: QueryError, path: &Path) -> CliError {
         )),
         _ => None,
     };
-    let usage = error.is_usage();
-    let mut cli = if usage {
-        CliError::usage(error.to_string())
+    let message = error
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cli = if error.is_usage() {
+        CliError::usage(message)
     } else {
-        CliError::new(error.to_string())
+        CliError::new(message)
     };
     if let Some(hint) = hint {
         cli = cli.hint(hint);

@@ -76,11 +76,22 @@ fn request(t: &mut TraceBuilder, tid: i64, rng: &mut Rng, depth: u64) {
             1 => ("re", "compile"),
             _ => ("socket", "socket.recv"),
         };
-        t.gap(tid, gap_module, gap_function, (rng.below(3) + 1) as u32, 5_000);
+        t.gap(
+            tid,
+            gap_module,
+            gap_function,
+            (rng.below(3) + 1) as u32,
+            5_000,
+        );
     }
     t.advance(rng.below(10_000) as i64);
     if rng.below(200) == 0 {
-        t.raise(tid, call, "ValueError", "invalid literal for int() with base 10: 'x'");
+        t.raise(
+            tid,
+            call,
+            "ValueError",
+            "invalid literal for int() with base 10: 'x'",
+        );
     } else {
         t.ret(tid, call, &rng.below(100_000).to_string());
     }

@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{
@@ -23,7 +23,8 @@ use crate::error::{QueryError, Result};
 pub const TABLES: [&str; 2] = ["events", "runs"];
 
 /// The message every refusal carries, saying what is allowed.
-const ALLOWED: &str = "--sql runs one read-only query (SELECT, WITH or EXPLAIN) over the tables events and runs";
+const ALLOWED: &str =
+    "--sql runs one read-only query (SELECT, WITH or EXPLAIN) over the tables events and runs";
 
 /// Parses `sql` and returns its single statement if it is a read-only query over the
 /// trace's tables; otherwise a [`QueryError::Refused`] saying why, or a
@@ -119,7 +120,11 @@ fn refused_statement(text: &str) -> QueryError {
                 "CREATE" | "DROP" | "ALTER" | "SHOW" | "INSERT" | "DELETE" | "TRUNCATE"
             ) && second.chars().all(|c| c.is_ascii_alphabetic()) =>
         {
-            format!("{} {}", first.to_ascii_uppercase(), second.to_ascii_uppercase())
+            format!(
+                "{} {}",
+                first.to_ascii_uppercase(),
+                second.to_ascii_uppercase()
+            )
         }
         [first, ..] => first.to_ascii_uppercase(),
         [] => "empty".to_string(),
@@ -206,8 +211,7 @@ impl Visitor for RelationCheck {
         });
         let allowed = last.is_some_and(|ident| {
             let name = normalized(ident);
-            relation.0.len() == 1 && self.ctes.contains(&name)
-                || TABLES.contains(&name.as_str())
+            relation.0.len() == 1 && self.ctes.contains(&name) || TABLES.contains(&name.as_str())
         });
         if allowed {
             ControlFlow::Continue(())

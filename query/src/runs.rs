@@ -94,9 +94,13 @@ pub fn runs_batch(runs: &[RunFiles]) -> datafusion::error::Result<RecordBatch> {
         }
     }));
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(runs.iter().map(|r| r.run_id()))),
+        Arc::new(StringArray::from_iter_values(
+            runs.iter().map(|r| r.run_id()),
+        )),
         Arc::new(status),
-        Arc::new(BooleanArray::from_iter(runs.iter().map(|r| Some(r.finished)))),
+        Arc::new(BooleanArray::from_iter(
+            runs.iter().map(|r| Some(r.finished)),
+        )),
         text("mode"),
         Arc::new(StringArray::from_iter(runs.iter().map(|r| {
             let command = r.command();
@@ -124,7 +128,8 @@ pub fn runs_batch(runs: &[RunFiles]) -> datafusion::error::Result<RecordBatch> {
             runs.iter().map(|r| r.path.to_string_lossy().into_owned()),
         )),
         Arc::new(StringArray::from_iter_values(
-            runs.iter().map(|r| Value::Object(r.metadata.clone()).to_string()),
+            runs.iter()
+                .map(|r| Value::Object(r.metadata.clone()).to_string()),
         )),
     ];
     Ok(RecordBatch::try_new(runs_schema(), columns)?)
@@ -151,7 +156,8 @@ pub fn shell_join(words: &[String]) -> String {
 pub fn shell_quote(word: &str) -> String {
     let safe = !word.is_empty()
         && word.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '=' | '+' | ',' | '@' | '%')
+            c.is_ascii_alphanumeric()
+                || matches!(c, '-' | '_' | '.' | '/' | ':' | '=' | '+' | ',' | '@' | '%')
         });
     if safe {
         word.to_string()

@@ -110,7 +110,8 @@ impl Answer {
 /// files, read by the engine with projection and predicate pushdown) and `runs`
 /// (one row per run from the footers' `tracer.run`).
 pub struct QuerySession {
-    runtime: tokio::runtime::Runtime,
+    /// `None` only while the session is dropped.
+    runtime: Option<tokio::runtime::Runtime>,
     context: SessionContext,
     runs: Vec<RunFiles>,
     limits: Limits,
@@ -166,7 +167,7 @@ impl QuerySession {
             .register_table("runs", Arc::new(runs_table))
             .map_err(engine_error)?;
         Ok(QuerySession {
-            runtime,
+            runtime: Some(runtime),
             context,
             runs,
             limits,
@@ -269,11 +270,31 @@ impl QuerySession {
             Ok((schema, batches))
         };
         let limit = self.limits.timeout;
-        self.runtime.block_on(async {
-            tokio::time::timeout(limit, work)
-                .await
-                .map_err(|_| QueryError::Timeout { limit })?
-        })
+        // The deadline comes from a plain thread, not tokio's timer: a timer needs a
+        // worker to drive it, and a busy query can occupy every worker.
+        let (expired_tx, expired_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let deadline = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(limit) {
+                let _ = expired_tx.send(());
+            }
+        });
+        let result = self.runtime().block_on(async {
+            tokio::select! {
+                biased;
+                result = work => result,
+                _ = expired_rx => Err(QueryError::Timeout { limit }),
+            }
+        });
+        drop(done_tx);
+        let _ = deadline.join();
+        result
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives until the session is dropped")
     }
 
     /// The runs a question reads: all, or the one `--run` names.
@@ -369,7 +390,8 @@ impl QuerySession {
         if patterns.is_empty() {
             return None;
         }
-        let extra: Vec<(&str, String)> = patterns.iter().map(|p| ("--include", p.clone())).collect();
+        let extra: Vec<(&str, String)> =
+            patterns.iter().map(|p| ("--include", p.clone())).collect();
         Some(Tip {
             text: format!(
                 "to trace the untraced code these calls went into ({}), record again with:",
@@ -400,6 +422,16 @@ impl QuerySession {
     }
 }
 
+impl Drop for QuerySession {
+    /// Leaves a query stopped at its time limit to end in the background instead of
+    /// waiting for it.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// The `events` table: a listing table over every file of every run, with the
 /// schema of DESIGN.md and the files' `(run_id, seq)` order declared, so that
 /// ordered questions with a limit stop reading early.
@@ -414,10 +446,12 @@ fn events_table(runs: &[RunFiles]) -> Result<Arc<ListingTable>> {
             path: file.clone(),
             reason: "its path is not valid UTF-8".to_string(),
         })?;
-        urls.push(ListingTableUrl::parse(text).map_err(|e| QueryError::NotParquet {
-            path: file.clone(),
-            reason: e.strip_backtrace(),
-        })?);
+        urls.push(
+            ListingTableUrl::parse(text).map_err(|e| QueryError::NotParquet {
+                path: file.clone(),
+                reason: e.strip_backtrace(),
+            })?,
+        );
     }
     let mut parquet = TableParquetOptions::default();
     parquet.global.pushdown_filters = true;
@@ -431,8 +465,8 @@ fn events_table(runs: &[RunFiles]) -> Result<Arc<ListingTable>> {
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(storage::schema::events_schema());
-    let table = ListingTable::try_new(config)
-        .map_err(|e| QueryError::Engine(e.strip_backtrace()))?;
+    let table =
+        ListingTable::try_new(config).map_err(|e| QueryError::Engine(e.strip_backtrace()))?;
     Ok(Arc::new(table))
 }
 

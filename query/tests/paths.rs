@@ -39,7 +39,10 @@ fn a_corrupt_file_is_named_as_not_parquet() {
     billing_run("0000000000billing01").write(&good);
     let bytes = std::fs::read(&good).expect("read");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
-    assert!(matches!(open_error(&truncated), QueryError::NotParquet { .. }));
+    assert!(matches!(
+        open_error(&truncated),
+        QueryError::NotParquet { .. }
+    ));
 }
 
 #[test]
@@ -49,8 +52,9 @@ fn a_parquet_file_without_trace_columns_or_metadata_is_not_a_trace() {
     let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
     let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])
         .expect("batch");
-    let mut writer = ArrowWriter::try_new(std::fs::File::create(&path).expect("create"), schema, None)
-        .expect("writer");
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(&path).expect("create"), schema, None)
+            .expect("writer");
     writer.write(&batch).expect("write");
     writer.close().expect("close");
     let error = open_error(&path);

@@ -38,7 +38,9 @@ fn texts(answer: &Answer, name: &str) -> Vec<Option<String>> {
             .unwrap_or_else(|| panic!("no column {name} in {:?}", answer.schema));
         let column = cast(column, &DataType::Utf8).expect("cast to text");
         let column = column.as_string::<i32>();
-        out.extend((0..column.len()).map(|i| column.is_valid(i).then(|| column.value(i).to_string())));
+        out.extend(
+            (0..column.len()).map(|i| column.is_valid(i).then(|| column.value(i).to_string())),
+        );
     }
     out
 }
@@ -65,7 +67,10 @@ fn call_by_bare_name_lists_every_call_with_args_return_duration_and_caller() {
     let answer = ask(&path, Question::Call("multiply".into()), Filters::default());
     let calls = (TOTALS * 2) as usize;
     assert_eq!(answer.num_rows(), calls);
-    assert_eq!(texts(&answer, "function"), vec![text("myapp.mathutil.multiply"); calls]);
+    assert_eq!(
+        texts(&answer, "function"),
+        vec![text("myapp.mathutil.multiply"); calls]
+    );
     assert_eq!(texts(&answer, "outcome"), vec![text("return"); calls]);
     assert_eq!(ints(&answer, "duration_ns"), vec![Some(MULTIPLY_NS); calls]);
     assert_eq!(
@@ -83,21 +88,35 @@ fn call_by_bare_name_lists_every_call_with_args_return_duration_and_caller() {
     }
     assert_eq!(texts(&answer, "args"), expected_args);
     assert_eq!(texts(&answer, "value"), expected_values);
-    assert_eq!(texts(&answer, "calls_made"), vec![None; calls], "multiply calls nothing");
+    assert_eq!(
+        texts(&answer, "calls_made"),
+        vec![None; calls],
+        "multiply calls nothing"
+    );
     let ts = ints(&answer, "ts");
-    assert!(ts.windows(2).all(|w| w[0] < w[1]), "calls in time order: {ts:?}");
+    assert!(
+        ts.windows(2).all(|w| w[0] < w[1]),
+        "calls in time order: {ts:?}"
+    );
 }
 
 #[test]
 fn call_by_qualified_name_shows_the_calls_it_made() {
     let (_dir, path) = billing_trace();
-    let answer = ask(&path, Question::Call("Order.total".into()), Filters::default());
-    assert_eq!(answer.num_rows(), TOTALS as usize);
-    let made = format!(
-        "myapp.mathutil.multiply x2, json.dumps (untraced) x{DUMPS_PER_TOTAL}"
+    let answer = ask(
+        &path,
+        Question::Call("Order.total".into()),
+        Filters::default(),
     );
-    assert_eq!(texts(&answer, "calls_made"), vec![Some(made); TOTALS as usize]);
-    let values: Vec<_> = (1..=TOTALS).map(|i| text(&format!("{}.0", i * 5))).collect();
+    assert_eq!(answer.num_rows(), TOTALS as usize);
+    let made = format!("myapp.mathutil.multiply x2, json.dumps (untraced) x{DUMPS_PER_TOTAL}");
+    assert_eq!(
+        texts(&answer, "calls_made"),
+        vec![Some(made); TOTALS as usize]
+    );
+    let values: Vec<_> = (1..=TOTALS)
+        .map(|i| text(&format!("{}.0", i * 5)))
+        .collect();
     assert_eq!(texts(&answer, "value"), values);
     assert_eq!(
         texts(&answer, "caller"),
@@ -105,7 +124,9 @@ fn call_by_qualified_name_shows_the_calls_it_made() {
     );
     let durations = ints(&answer, "duration_ns");
     assert!(
-        durations.iter().all(|d| d.is_some_and(|d| d > 2 * MULTIPLY_NS)),
+        durations
+            .iter()
+            .all(|d| d.is_some_and(|d| d > 2 * MULTIPLY_NS)),
         "a total lasts longer than its two multiplies: {durations:?}"
     );
 }
@@ -157,7 +178,10 @@ fn gaps_group_untraced_calls_and_tip_the_include_that_traces_them() {
             Some(i64::from(RECV_CALLS))
         ]
     );
-    assert_eq!(texts(&answer, "include"), vec![text("json.*"), text("socket.*")]);
+    assert_eq!(
+        texts(&answer, "include"),
+        vec![text("json.*"), text("socket.*")]
+    );
     let tip = answer.tip.expect("gaps carry a tip");
     assert_eq!(
         tip.commands,
@@ -169,14 +193,28 @@ fn gaps_group_untraced_calls_and_tip_the_include_that_traces_them() {
 fn flow_lists_every_event_in_order_with_depth_and_says_when_cut() {
     let (_dir, path) = billing_trace();
     let rows = billing_run(BILLING).rows();
-    let answer = ask(&path, Question::Flow, Filters { limit: Some(1000), ..Filters::default() });
+    let answer = ask(
+        &path,
+        Question::Flow,
+        Filters {
+            limit: Some(1000),
+            ..Filters::default()
+        },
+    );
     assert_eq!(answer.num_rows(), rows);
     assert!(!answer.truncated);
     let seq = ints(&answer, "seq");
     assert_eq!(seq, (1..=rows as i64).map(Some).collect::<Vec<_>>());
     assert_eq!(texts(&answer, "function")[0], text("__main__.<module>"));
     assert_eq!(ints(&answer, "depth")[..3], [Some(0), Some(1), Some(0)]);
-    let cut = ask(&path, Question::Flow, Filters { limit: Some(5), ..Filters::default() });
+    let cut = ask(
+        &path,
+        Question::Flow,
+        Filters {
+            limit: Some(5),
+            ..Filters::default()
+        },
+    );
     assert_eq!(cut.num_rows(), 5);
     assert!(cut.truncated);
 }
@@ -189,13 +227,19 @@ fn tree_orders_calls_per_thread_with_depth_and_durations() {
     let depths = ints(&answer, "depth");
     let tids = ints(&answer, "tid");
     let main_rows = tids.iter().filter(|t| **t == Some(MAIN_TID)).count();
-    assert!(tids[..main_rows].iter().all(|t| *t == Some(MAIN_TID)), "one thread after another");
+    assert!(
+        tids[..main_rows].iter().all(|t| *t == Some(MAIN_TID)),
+        "one thread after another"
+    );
     assert_eq!(functions[0], text("__main__.<module>"));
     assert_eq!(functions[1], text("__main__.main"));
     assert_eq!(functions[2], text("myapp.billing.Order.total"));
     assert_eq!(functions[3], text("myapp.mathutil.multiply"));
     assert_eq!(functions[5], text("json.dumps"));
-    assert_eq!(depths[..6], [Some(0), Some(1), Some(2), Some(3), Some(3), Some(3)]);
+    assert_eq!(
+        depths[..6],
+        [Some(0), Some(1), Some(2), Some(3), Some(3), Some(3)]
+    );
     assert_eq!(ints(&answer, "duration_ns")[3], Some(MULTIPLY_NS));
     assert_eq!(texts(&answer, "outcome")[5], text("gap"));
     let worker: Vec<_> = functions[main_rows..].to_vec();
@@ -208,7 +252,10 @@ fn tree_orders_calls_per_thread_with_depth_and_durations() {
             text("myapp.net.slow_io")
         ]
     );
-    let validate = functions.iter().position(|f| *f == text("myapp.billing.validate")).expect("validate");
+    let validate = functions
+        .iter()
+        .position(|f| *f == text("myapp.billing.validate"))
+        .expect("validate");
     assert_eq!(texts(&answer, "outcome")[validate], text("exception"));
 }
 
@@ -244,17 +291,33 @@ fn slow_ranks_functions_by_total_time() {
     let (_dir, path) = billing_trace();
     let answer = ask(&path, Question::Slow(20), Filters::default());
     let totals = ints(&answer, "total_ns");
-    assert!(totals.windows(2).all(|w| w[0] >= w[1]), "by total time: {totals:?}");
+    assert!(
+        totals.windows(2).all(|w| w[0] >= w[1]),
+        "by total time: {totals:?}"
+    );
     let functions = texts(&answer, "function");
-    let slow_io = functions.iter().position(|f| *f == text("slow_io")).expect("slow_io");
+    let slow_io = functions
+        .iter()
+        .position(|f| *f == text("slow_io"))
+        .expect("slow_io");
     assert_eq!(totals[slow_io], Some(SLOW_IO_NS));
-    let multiply = functions.iter().position(|f| *f == text("multiply")).expect("multiply");
+    let multiply = functions
+        .iter()
+        .position(|f| *f == text("multiply"))
+        .expect("multiply");
     assert_eq!(totals[multiply], Some(MULTIPLY_NS * TOTALS * 2));
     assert_eq!(ints(&answer, "mean_ns")[multiply], Some(MULTIPLY_NS));
     assert_eq!(ints(&answer, "calls")[multiply], Some(TOTALS * 2));
-    let validate = functions.iter().position(|f| *f == text("validate")).expect("validate");
+    let validate = functions
+        .iter()
+        .position(|f| *f == text("validate"))
+        .expect("validate");
     assert_eq!(ints(&answer, "exceptions")[validate], Some(1));
-    assert_eq!(answer.num_rows() as i64, 6 + 2, "every traced function once");
+    assert_eq!(
+        answer.num_rows() as i64,
+        6 + 2,
+        "every traced function once"
+    );
 }
 
 #[test]
@@ -262,10 +325,15 @@ fn exceptions_list_where_they_were_raised() {
     let (_dir, path) = billing_trace();
     let answer = ask(&path, Question::Exceptions, Filters::default());
     assert_eq!(answer.num_rows(), 1);
-    assert_eq!(texts(&answer, "function"), vec![text("myapp.billing.validate")]);
+    assert_eq!(
+        texts(&answer, "function"),
+        vec![text("myapp.billing.validate")]
+    );
     assert_eq!(texts(&answer, "exception"), vec![text(VALIDATE_ERROR.0)]);
     assert_eq!(texts(&answer, "message"), vec![text(VALIDATE_ERROR.1)]);
     assert_eq!(texts(&answer, "caller"), vec![text("__main__.main")]);
+    assert_eq!(ints(&answer, "caller_line"), vec![Some(50)]);
+    assert_eq!(texts(&answer, "args"), vec![text("{\"amount\": \"-1\"}")]);
 }
 
 #[test]
@@ -286,10 +354,16 @@ fn runs_come_from_the_footer_metadata() {
     let (_dir, path) = billing_trace();
     let answer = ask(&path, Question::Runs, Filters::default());
     assert_eq!(texts(&answer, "run_id"), vec![text(BILLING)]);
-    assert_eq!(texts(&answer, "command"), vec![text("python3 app.py --orders=3")]);
+    assert_eq!(
+        texts(&answer, "command"),
+        vec![text("python3 app.py --orders=3")]
+    );
     assert_eq!(texts(&answer, "status"), vec![text("completed")]);
     assert_eq!(texts(&answer, "finished"), vec![text("true")]);
-    assert_eq!(ints(&answer, "events"), vec![Some(billing_run(BILLING).rows() as i64)]);
+    assert_eq!(
+        ints(&answer, "events"),
+        vec![Some(billing_run(BILLING).rows() as i64)]
+    );
     assert_eq!(ints(&answer, "started_at"), vec![Some(START_NS)]);
     assert!(answer.notes.is_empty());
 }
@@ -300,32 +374,65 @@ fn filters_narrow_by_module_thread_and_time() {
     let by_module = ask(
         &path,
         Question::Top(50),
-        Filters { module: Some("myapp.*".into()), ..Filters::default() },
+        Filters {
+            module: Some("myapp.*".into()),
+            ..Filters::default()
+        },
     );
     let modules = texts(&by_module, "module");
     assert!(!modules.is_empty());
-    assert!(modules.iter().all(|m| m.as_deref().is_some_and(|m| m.starts_with("myapp."))), "{modules:?}");
+    assert!(
+        modules
+            .iter()
+            .all(|m| m.as_deref().is_some_and(|m| m.starts_with("myapp."))),
+        "{modules:?}"
+    );
 
     for thread in [WORKER_TID.to_string(), "worker-1".to_string()] {
-        let flow = ask(&path, Question::Flow, Filters { thread: Some(thread.clone()), ..Filters::default() });
-        assert_eq!(flow.num_rows(), 7, "--thread {thread}: worker, fetch, gap, return, slow_io, return, return");
+        let flow = ask(
+            &path,
+            Question::Flow,
+            Filters {
+                thread: Some(thread.clone()),
+                ..Filters::default()
+            },
+        );
+        assert_eq!(
+            flow.num_rows(),
+            7,
+            "--thread {thread}: worker, fetch, gap, return, slow_io, return, return"
+        );
         assert!(ints(&flow, "tid").iter().all(|t| *t == Some(WORKER_TID)));
     }
 
     let since = ask(
         &path,
         Question::Flow,
-        Filters { since: Some(TimeBound::AfterStart(SLOW_IO_NS / 10)), ..Filters::default() },
+        Filters {
+            since: Some(TimeBound::AfterStart(SLOW_IO_NS / 10)),
+            ..Filters::default()
+        },
     );
     let ts = ints(&since, "ts");
     assert!(!ts.is_empty());
-    assert!(ts.iter().all(|t| t.is_some_and(|t| t >= START_NS + SLOW_IO_NS / 10)));
+    assert!(ts
+        .iter()
+        .all(|t| t.is_some_and(|t| t >= START_NS + SLOW_IO_NS / 10)));
     let all = ask(&path, Question::Flow, Filters::default());
     assert!(since.num_rows() < all.num_rows());
 
     let until: TimeBound = "2024-05-01T12:00:00.001Z".parse().expect("time");
-    let early = ask(&path, Question::Flow, Filters { until: Some(until), ..Filters::default() });
-    assert!(ints(&early, "ts").iter().all(|t| t.is_some_and(|t| t <= START_NS + 1_000_000)));
+    let early = ask(
+        &path,
+        Question::Flow,
+        Filters {
+            until: Some(until),
+            ..Filters::default()
+        },
+    );
+    assert!(ints(&early, "ts")
+        .iter()
+        .all(|t| t.is_some_and(|t| t <= START_NS + 1_000_000)));
     assert!(early.num_rows() > 0 && early.num_rows() < all.num_rows());
 }
 
@@ -344,33 +451,59 @@ fn a_folder_answers_for_every_run_and_run_picks_one() {
     ids.sort();
     assert_eq!(ids, vec![text(BILLING), text(SAMPLED)]);
 
-    let both = ask(dir.path(), Question::Call("multiply".into()), Filters::default());
+    let both = ask(
+        dir.path(),
+        Question::Call("multiply".into()),
+        Filters::default(),
+    );
     assert_eq!(both.num_rows(), (TOTALS * 2 + 2) as usize);
 
     let sampled = ask(
         dir.path(),
         Question::Call("multiply".into()),
-        Filters { run: Some("0000000000sampled".into()), ..Filters::default() },
+        Filters {
+            run: Some("0000000000sampled".into()),
+            ..Filters::default()
+        },
     );
     assert_eq!(sampled.num_rows(), 2);
     assert_eq!(texts(&sampled, "source"), vec![text("sampled"); 2]);
     assert_eq!(ints(&sampled, "duration_ns"), vec![Some(3_000_000); 2]);
-    assert_eq!(ints(&sampled, "duration_max_ns"), vec![Some(4_000_000); 2], "bounds when sampled");
+    assert_eq!(
+        ints(&sampled, "duration_max_ns"),
+        vec![Some(4_000_000); 2],
+        "bounds when sampled"
+    );
 
     let unfinished = ask(
         dir.path(),
         Question::Slow(10),
-        Filters { run: Some(SAMPLED.into()), ..Filters::default() },
+        Filters {
+            run: Some(SAMPLED.into()),
+            ..Filters::default()
+        },
     );
     let functions = texts(&unfinished, "function");
-    let wait = functions.iter().position(|f| *f == text("wait_forever")).expect("wait_forever");
+    let wait = functions
+        .iter()
+        .position(|f| *f == text("wait_forever"))
+        .expect("wait_forever");
     assert_eq!(ints(&unfinished, "unfinished")[wait], Some(1));
 
     let session = QuerySession::open(dir.path()).expect("open");
     let error = session
-        .ask(&Question::Runs, &Filters { run: Some("nosuchrun".into()), ..Filters::default() })
+        .ask(
+            &Question::Runs,
+            &Filters {
+                run: Some("nosuchrun".into()),
+                ..Filters::default()
+            },
+        )
         .expect_err("unknown run");
-    assert!(matches!(error, query::QueryError::UnknownRun { .. }), "{error}");
+    assert!(
+        matches!(error, query::QueryError::UnknownRun { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains(BILLING), "{error}");
 }
 
@@ -380,10 +513,16 @@ fn since_a_duration_counts_from_each_runs_start() {
     let answer = ask(
         dir.path(),
         Question::Flow,
-        Filters { since: "3ms".parse().ok(), limit: Some(1000), ..Filters::default() },
+        Filters {
+            since: "3ms".parse().ok(),
+            limit: Some(1000),
+            ..Filters::default()
+        },
     );
     let ts = ints(&answer, "ts");
-    assert!(ts.iter().all(|t| t.is_some_and(|t| t >= START_NS + 3_000_000)));
+    assert!(ts
+        .iter()
+        .all(|t| t.is_some_and(|t| t >= START_NS + 3_000_000)));
     let runs = texts(&answer, "run_id");
     assert!(runs.contains(&text(BILLING)) && runs.contains(&text(SAMPLED)));
 }
@@ -401,13 +540,32 @@ fn a_killed_run_is_read_from_its_segments_and_says_so() {
         assert_eq!(texts(&runs, "finished"), vec![text("false")]);
         assert_eq!(ints(&runs, "events"), vec![Some(run.rows() as i64)]);
         assert_eq!(runs.notes.len(), 1);
-        assert!(runs.notes[0].contains("did not finish"), "{}", runs.notes[0]);
-        assert!(runs.notes[0].contains(&format!("{segments} segment(s)")), "{}", runs.notes[0]);
+        assert!(
+            runs.notes[0].contains("did not finish"),
+            "{}",
+            runs.notes[0]
+        );
+        assert!(
+            runs.notes[0].contains(&format!("{segments} segment(s)")),
+            "{}",
+            runs.notes[0]
+        );
         let calls = ask(&path, Question::Call("multiply".into()), Filters::default());
         assert_eq!(calls.num_rows(), (TOTALS * 2) as usize);
-        let flow = ask(&path, Question::Flow, Filters { limit: Some(1000), ..Filters::default() });
+        let flow = ask(
+            &path,
+            Question::Flow,
+            Filters {
+                limit: Some(1000),
+                ..Filters::default()
+            },
+        );
         assert_eq!(flow.num_rows(), run.rows());
     }
     let folder = ask(dir.path(), Question::Runs, Filters::default());
-    assert_eq!(texts(&folder, "status"), vec![text("unfinished")], "a folder reads a killed run too");
+    assert_eq!(
+        texts(&folder, "status"),
+        vec![text("unfinished")],
+        "a folder reads a killed run too"
+    );
 }

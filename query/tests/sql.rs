@@ -19,13 +19,17 @@ fn billing_trace() -> (TempDir, PathBuf) {
 
 /// Rows of a `--sql` answer as text cells (nulls as `None`).
 fn engine_rows(session: &QuerySession, sql: &str) -> Vec<Vec<Option<String>>> {
-    let answer = session.sql(sql, None).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let answer = session
+        .sql(sql, None)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let mut rows = Vec::new();
     for batch in &answer.batches {
         let formatters: Vec<_> = batch
             .columns()
             .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default()).expect("formatter"))
+            .map(|c| {
+                ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default()).expect("formatter")
+            })
             .collect();
         for row in 0..batch.num_rows() {
             rows.push(
@@ -45,7 +49,8 @@ const DUCKDB: &str = r#"
 import duckdb, json, sys
 files, sql = json.loads(sys.argv[1]), sys.argv[2]
 con = duckdb.connect()
-con.execute("CREATE VIEW events AS SELECT * FROM read_parquet(?)", [files])
+quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet([{quoted}])")
 rows = con.execute(sql).fetchall()
 print(json.dumps([[None if v is None else str(v) for v in row] for row in rows]))
 "#;
@@ -54,7 +59,11 @@ print(json.dumps([[None if v is None else str(v) for v in row] for row in rows])
 fn duckdb_rows(files: &[&Path], sql: &str) -> Vec<Vec<Option<String>>> {
     let python = e2e::test_venv_python();
     let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    let out = e2e::run_python(&python, DUCKDB, &[&serde_json::to_string(&files).expect("json"), sql]);
+    let out = e2e::run_python(
+        &python,
+        DUCKDB,
+        &[&serde_json::to_string(&files).expect("json"), sql],
+    );
     serde_json::from_str(&out).expect("duckdb printed JSON rows")
 }
 
@@ -103,7 +112,11 @@ fn sql_over_a_killed_runs_segments_equals_duckdb_over_the_parts() {
     let segments: Vec<&Path> = segments.iter().map(PathBuf::as_path).collect();
     let session = QuerySession::open(&trace).expect("open killed run");
     for sql in &SAME_AS_DUCKDB[..4] {
-        assert_eq!(engine_rows(&session, sql), duckdb_rows(&segments, sql), "{sql}");
+        assert_eq!(
+            engine_rows(&session, sql),
+            duckdb_rows(&segments, sql),
+            "{sql}"
+        );
     }
 }
 
@@ -116,7 +129,12 @@ fn with_and_explain_queries_are_allowed() {
         "WITH c AS (SELECT * FROM events WHERE kind = 'call') SELECT COUNT(*) FROM c JOIN runs USING (run_id)",
     );
     assert_eq!(rows, vec![vec![Some("15".to_string())]]);
-    let explain = session.sql("EXPLAIN SELECT function FROM events WHERE kind = 'gap'", None).expect("explain");
+    let explain = session
+        .sql(
+            "EXPLAIN SELECT function FROM events WHERE kind = 'gap'",
+            None,
+        )
+        .expect("explain");
     assert!(explain.num_rows() > 0);
 }
 
@@ -132,7 +150,10 @@ fn statements_that_write_copy_create_drop_set_or_read_other_files_are_refused() 
         format!("COPY (SELECT * FROM events) TO '{}'", out.display()),
         format!("COPY events TO '{}' STORED AS CSV", out.display()),
         "CREATE TABLE copy_of_events AS SELECT * FROM events".to_string(),
-        format!("CREATE EXTERNAL TABLE other STORED AS CSV LOCATION '{}'", other_csv.display()),
+        format!(
+            "CREATE EXTERNAL TABLE other STORED AS CSV LOCATION '{}'",
+            other_csv.display()
+        ),
         "CREATE VIEW v AS SELECT 1".to_string(),
         "INSERT INTO events SELECT * FROM events".to_string(),
         "DELETE FROM events".to_string(),
@@ -142,7 +163,10 @@ fn statements_that_write_copy_create_drop_set_or_read_other_files_are_refused() 
         format!("SELECT * FROM read_parquet('{}')", path.display()),
         format!("SELECT * FROM read_csv('{}')", other_csv.display()),
         format!("SELECT * FROM '{}'", other_csv.display()),
-        format!("SELECT * FROM events e JOIN '{}' o ON true", other_csv.display()),
+        format!(
+            "SELECT * FROM events e JOIN '{}' o ON true",
+            other_csv.display()
+        ),
         "SELECT * FROM generate_series(1, 3)".to_string(),
         "SELECT 1; DROP TABLE events".to_string(),
         format!("EXPLAIN COPY (SELECT 1) TO '{}'", out.display()),
@@ -158,7 +182,9 @@ fn statements_that_write_copy_create_drop_set_or_read_other_files_are_refused() 
         }
     }
     assert_eq!(dir.files(), before, "no file was created");
-    let still_there = session.sql("SELECT COUNT(*) FROM events", None).expect("events intact");
+    let still_there = session
+        .sql("SELECT COUNT(*) FROM events", None)
+        .expect("events intact");
     assert_eq!(still_there.num_rows(), 1);
 }
 
@@ -166,13 +192,18 @@ fn statements_that_write_copy_create_drop_set_or_read_other_files_are_refused() 
 fn an_unknown_column_lists_the_available_ones() {
     let (_dir, path) = billing_trace();
     let session = QuerySession::open(&path).expect("open");
-    let error = session.sql("SELECT durration FROM events", None).expect_err("unknown column");
+    let error = session
+        .sql("SELECT durration FROM events", None)
+        .expect_err("unknown column");
     let QueryError::UnknownColumn { name, available } = &error else {
         panic!("not an unknown-column error: {error:?}");
     };
     assert_eq!(name, "durration");
     for column in ["duration_ns", "function", "module", "ts", "args"] {
-        assert!(available.iter().any(|a| a == column), "{column} missing from {available:?}");
+        assert!(
+            available.iter().any(|a| a == column),
+            "{column} missing from {available:?}"
+        );
     }
     assert!(error.to_string().contains("duration_ns"), "{error}");
     assert!(error.is_usage());
@@ -182,14 +213,19 @@ fn an_unknown_column_lists_the_available_ones() {
 fn a_syntax_error_is_a_usage_error() {
     let (_dir, path) = billing_trace();
     let session = QuerySession::open(&path).expect("open");
-    let error = session.sql("SELEC function FROM events", None).expect_err("syntax");
+    let error = session
+        .sql("SELEC function FROM events", None)
+        .expect_err("syntax");
     assert!(error.is_usage(), "{error:?}");
 }
 
 #[test]
 fn a_query_past_its_time_limit_is_stopped() {
     let (_dir, path) = billing_trace();
-    let limits = Limits { timeout: Duration::from_millis(300), ..Limits::default() };
+    let limits = Limits {
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
     let session = QuerySession::open_with_limits(&path, limits).expect("open");
     let started = Instant::now();
     let error = session
@@ -200,13 +236,20 @@ fn a_query_past_its_time_limit_is_stopped() {
         )
         .expect_err("34^6 rows take longer than 300 ms");
     assert!(matches!(error, QueryError::Timeout { .. }), "{error:?}");
-    assert!(started.elapsed() < Duration::from_secs(10), "stopped promptly: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped promptly: {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn a_query_past_its_memory_limit_fails_without_spilling() {
     let (_dir, path) = billing_trace();
-    let limits = Limits { memory_limit_mib: 1, ..Limits::default() };
+    let limits = Limits {
+        memory_limit_mib: 1,
+        ..Limits::default()
+    };
     let session = QuerySession::open_with_limits(&path, limits).expect("open");
     let error = session
         .sql(

@@ -14,16 +14,16 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::metadata::KeyValue;
+use datafusion::parquet::file::properties::WriterProperties;
 use query::arrow::array::{
     ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
     UInt32Array, UInt64Array,
 };
 use query::arrow::compute::cast;
 use query::arrow::datatypes::SchemaRef;
-use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::metadata::KeyValue;
-use datafusion::parquet::file::properties::WriterProperties;
 use serde_json::{json, Value};
 
 /// 2024-05-01T12:00:00Z in nanoseconds: when every test run starts.
@@ -36,10 +36,8 @@ impl TempDir {
     pub fn new(label: &str) -> TempDir {
         static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!(
-            "tracer-query-{label}-{}-{n}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("tracer-query-{label}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
@@ -349,7 +347,9 @@ impl TraceBuilder {
             ),
             text(&|r| Some(r.kind.to_string())),
             text(&|_| Some(self.source.to_string())),
-            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.call_id))),
+            Arc::new(UInt64Array::from_iter_values(
+                rows.iter().map(|r| r.call_id),
+            )),
             Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.parent_id))),
             Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.depth))),
             text(&|r| Some(r.function.clone())),
@@ -362,7 +362,9 @@ impl TraceBuilder {
             text(&|r| r.value.clone()),
             text(&|r| r.exception.clone()),
             Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.duration_ns))),
-            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.duration_max_ns))),
+            Arc::new(Int64Array::from_iter(
+                rows.iter().map(|r| r.duration_max_ns),
+            )),
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.count))),
         ];
         let columns = columns
@@ -377,7 +379,7 @@ impl TraceBuilder {
         let schema = storage::schema::events_schema();
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_max_row_group_size(row_group)
+            .set_max_row_group_row_count(Some(row_group))
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 "tracer.run".to_string(),
                 metadata.to_string(),
@@ -387,7 +389,9 @@ impl TraceBuilder {
         let mut writer =
             ArrowWriter::try_new(file, schema.clone(), Some(properties)).expect("writer");
         for chunk in rows.chunks(65_536) {
-            writer.write(&self.batch(chunk, &schema)).expect("write batch");
+            writer
+                .write(&self.batch(chunk, &schema))
+                .expect("write batch");
         }
         writer.close().expect("close trace file");
     }
@@ -423,8 +427,11 @@ impl TraceBuilder {
             let segment = parts.join(format!("part-{:06}.parquet", i + 1));
             self.write_file(&segment, chunk, &metadata, 1_000_000);
         }
-        std::fs::write(parts.join(format!("part-{:06}.parquet.tmp", written / split + 2)), b"PAR1 half")
-            .expect("write temp segment");
+        std::fs::write(
+            parts.join(format!("part-{:06}.parquet.tmp", written / split + 2)),
+            b"PAR1 half",
+        )
+        .expect("write temp segment");
         parts
     }
 
@@ -433,7 +440,9 @@ impl TraceBuilder {
     pub fn flush_to(&mut self, writer: &mut ArrowWriter<File>) {
         let schema = storage::schema::events_schema();
         for chunk in self.rows.chunks(131_072) {
-            writer.write(&self.batch(chunk, &schema)).expect("write batch");
+            writer
+                .write(&self.batch(chunk, &schema))
+                .expect("write batch");
         }
         self.rows.clear();
     }
@@ -442,7 +451,7 @@ impl TraceBuilder {
     pub fn streaming_writer(&self, path: &Path, events: usize) -> ArrowWriter<File> {
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_max_row_group_size(1_048_576)
+            .set_max_row_group_row_count(Some(1_048_576))
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 "tracer.run".to_string(),
                 self.metadata_with_events(events).to_string(),
@@ -516,10 +525,24 @@ pub fn billing_run(run_id: &str) -> TraceBuilder {
         t.advance(5_000);
         t.ret(MAIN_TID, total, &format!("{sum}.0"));
     }
-    let fetch = t.call(WORKER_TID, "myapp.net", "fetch", 20, 8, "{\"url\": \"'http://billing.local/rates'\"}");
+    let fetch = t.call(
+        WORKER_TID,
+        "myapp.net",
+        "fetch",
+        20,
+        8,
+        "{\"url\": \"'http://billing.local/rates'\"}",
+    );
     t.gap(WORKER_TID, "socket", "socket.recv", RECV_CALLS, 300_000);
     t.ret(WORKER_TID, fetch, "b'{}'");
-    let validate = t.call(MAIN_TID, "myapp.billing", "validate", 30, 50, "{\"amount\": \"-1\"}");
+    let validate = t.call(
+        MAIN_TID,
+        "myapp.billing",
+        "validate",
+        30,
+        50,
+        "{\"amount\": \"-1\"}",
+    );
     t.advance(2_000);
     t.raise(MAIN_TID, validate, VALIDATE_ERROR.0, VALIDATE_ERROR.1);
     let slow = t.call(WORKER_TID, "myapp.net", "slow_io", 60, 9, "{}");
@@ -544,9 +567,23 @@ pub fn sampled_run(run_id: &str) -> TraceBuilder {
     let module = t.call(7, "__main__", "<module>", 1, 0, "{}");
     for _ in 0..2 {
         t.advance(1_000_000);
-        let handler = t.call(7, "server", "handler", 10, 3, "{\"req\": \"<Request GET />\"}");
+        let handler = t.call(
+            7,
+            "server",
+            "handler",
+            10,
+            3,
+            "{\"req\": \"<Request GET />\"}",
+        );
         t.advance(1_000_000);
-        let m = t.call(7, "server.math", "multiply", 2, 11, "{\"a\": \"2\", \"b\": \"2\"}");
+        let m = t.call(
+            7,
+            "server.math",
+            "multiply",
+            2,
+            11,
+            "{\"a\": \"2\", \"b\": \"2\"}",
+        );
         t.advance(3_000_000);
         t.ret(7, m, "4");
         t.ret(7, handler, "200");
