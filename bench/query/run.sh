@@ -37,7 +37,8 @@ import duckdb
 
 trace, runs, tracer_jsonl, results, events = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 con = duckdb.connect()
-con.execute("CREATE VIEW events AS SELECT * FROM read_parquet(?)", [trace])
+quoted = "'" + trace.replace("'", "''") + "'"
+con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet({quoted})")
 # The runs table as tracer builds it: one row per file, from its tracer.run footer metadata.
 con.execute("""
 CREATE VIEW runs AS
@@ -47,8 +48,8 @@ SELECT r ->> 'run_id' AS run_id, r ->> 'status' AS status, true AS finished, r -
        CAST(r ->> 'ended_at' AS TIMESTAMPTZ) AS ended_at, CAST(r ->> 'exit_code' AS INTEGER) AS exit_code,
        CAST(r ->> 'events' AS UBIGINT) AS events, CAST(r ->> 'samples' AS UBIGINT) AS samples,
        CAST(r ->> 'dropped_events' AS UBIGINT) AS dropped_events, file_name AS path
-FROM (SELECT file_name, CAST(decode(value) AS JSON) AS r FROM parquet_kv_metadata(?) WHERE decode(key) = 'tracer.run')
-""", [trace])
+FROM (SELECT file_name, CAST(decode(value) AS JSON) AS r FROM parquet_kv_metadata(""" + quoted + """) WHERE decode(key) = 'tracer.run')
+""")
 
 def timed(sql):
     con.execute(sql).fetchall()  # warm-up

@@ -224,11 +224,15 @@ fn cli_error(error: QueryError, path: &Path) -> CliError {
         )),
         _ => None,
     };
-    let usage = error.is_usage();
-    let mut cli = if usage {
-        CliError::usage(error.to_string())
+    let message = error
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cli = if error.is_usage() {
+        CliError::usage(message)
     } else {
-        CliError::new(error.to_string())
+        CliError::new(message)
     };
     if let Some(hint) = hint {
         cli = cli.hint(hint);

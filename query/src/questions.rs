@@ -414,9 +414,17 @@ pub(crate) fn question_sql(
             and_all(ends, &f("")?)
         ),
         Question::Exceptions => format!(
-            "SELECT ts, tid, thread_name, module || '.' || function AS function, exception, \
-             value AS message, file, line, caller, duration_ns, run_id, call_id \
-             FROM events WHERE {} ORDER BY run_id, seq LIMIT {limit}",
+            "WITH raised AS (\
+               SELECT run_id, seq, call_id, ts, tid, thread_name, module, function, exception, \
+                      value, file, line, caller, duration_ns \
+               FROM events WHERE {} ORDER BY run_id, seq LIMIT {limit}) \
+             SELECT r.ts, r.tid, r.thread_name, r.module || '.' || r.function AS function, \
+                    r.exception, r.value AS message, c.args, r.file, r.line, \
+                    COALESCE(r.caller, c.caller) AS caller, c.caller_line, r.duration_ns, \
+                    r.run_id, r.call_id \
+             FROM raised r LEFT JOIN events c \
+               ON c.run_id = r.run_id AND c.call_id = r.call_id AND c.kind = 'call' \
+             ORDER BY r.run_id, r.seq LIMIT {limit}",
             and_all("kind = 'exception'", &f("")?)
         ),
         Question::Threads => format!(
@@ -450,18 +458,33 @@ mod tests {
 
     #[test]
     fn durations_since_start_parse_with_units() {
-        assert_eq!("1.5s".parse(), Ok(TimeBound::AfterStart(1_500_000_000)));
-        assert_eq!("250ms".parse(), Ok(TimeBound::AfterStart(250_000_000)));
-        assert_eq!("40us".parse(), Ok(TimeBound::AfterStart(40_000)));
-        assert_eq!("2m".parse(), Ok(TimeBound::AfterStart(120_000_000_000)));
-        assert_eq!("3".parse(), Ok(TimeBound::AfterStart(3_000_000_000)));
+        assert_eq!(
+            "1.5s".parse::<TimeBound>().ok(),
+            Some(TimeBound::AfterStart(1_500_000_000))
+        );
+        assert_eq!(
+            "250ms".parse::<TimeBound>().ok(),
+            Some(TimeBound::AfterStart(250_000_000))
+        );
+        assert_eq!(
+            "40us".parse::<TimeBound>().ok(),
+            Some(TimeBound::AfterStart(40_000))
+        );
+        assert_eq!(
+            "2m".parse::<TimeBound>().ok(),
+            Some(TimeBound::AfterStart(120_000_000_000))
+        );
+        assert_eq!(
+            "3".parse::<TimeBound>().ok(),
+            Some(TimeBound::AfterStart(3_000_000_000))
+        );
     }
 
     #[test]
     fn absolute_times_parse_as_utc() {
         assert_eq!(
-            "1970-01-02T00:00:01Z".parse(),
-            Ok(TimeBound::At(86_401_000_000_000))
+            "1970-01-02T00:00:01Z".parse::<TimeBound>().ok(),
+            Some(TimeBound::At(86_401_000_000_000))
         );
         assert!("yesterday".parse::<TimeBound>().is_err());
     }

@@ -110,7 +110,8 @@ impl Answer {
 /// files, read by the engine with projection and predicate pushdown) and `runs`
 /// (one row per run from the footers' `tracer.run`).
 pub struct QuerySession {
-    runtime: tokio::runtime::Runtime,
+    /// `None` only while the session is dropped.
+    runtime: Option<tokio::runtime::Runtime>,
     context: SessionContext,
     runs: Vec<RunFiles>,
     limits: Limits,
@@ -166,7 +167,7 @@ impl QuerySession {
             .register_table("runs", Arc::new(runs_table))
             .map_err(engine_error)?;
         Ok(QuerySession {
-            runtime,
+            runtime: Some(runtime),
             context,
             runs,
             limits,
@@ -269,11 +270,31 @@ impl QuerySession {
             Ok((schema, batches))
         };
         let limit = self.limits.timeout;
-        self.runtime.block_on(async {
-            tokio::time::timeout(limit, work)
-                .await
-                .map_err(|_| QueryError::Timeout { limit })?
-        })
+        // The deadline comes from a plain thread, not tokio's timer: a timer needs a
+        // worker to drive it, and a busy query can occupy every worker.
+        let (expired_tx, expired_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let deadline = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(limit) {
+                let _ = expired_tx.send(());
+            }
+        });
+        let result = self.runtime().block_on(async {
+            tokio::select! {
+                biased;
+                result = work => result,
+                _ = expired_rx => Err(QueryError::Timeout { limit }),
+            }
+        });
+        drop(done_tx);
+        let _ = deadline.join();
+        result
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives until the session is dropped")
     }
 
     /// The runs a question reads: all, or the one `--run` names.
@@ -398,6 +419,16 @@ impl QuerySession {
             ),
             commands: self.record_commands(scope, &extra),
         })
+    }
+}
+
+impl Drop for QuerySession {
+    /// Leaves a query stopped at its time limit to end in the background instead of
+    /// waiting for it.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

@@ -332,6 +332,8 @@ fn exceptions_list_where_they_were_raised() {
     assert_eq!(texts(&answer, "exception"), vec![text(VALIDATE_ERROR.0)]);
     assert_eq!(texts(&answer, "message"), vec![text(VALIDATE_ERROR.1)]);
     assert_eq!(texts(&answer, "caller"), vec![text("__main__.main")]);
+    assert_eq!(ints(&answer, "caller_line"), vec![Some(50)]);
+    assert_eq!(texts(&answer, "args"), vec![text("{\"amount\": \"-1\"}")]);
 }
 
 #[test]

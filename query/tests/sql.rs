@@ -49,7 +49,8 @@ const DUCKDB: &str = r#"
 import duckdb, json, sys
 files, sql = json.loads(sys.argv[1]), sys.argv[2]
 con = duckdb.connect()
-con.execute("CREATE VIEW events AS SELECT * FROM read_parquet(?)", [files])
+quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet([{quoted}])")
 rows = con.execute(sql).fetchall()
 print(json.dumps([[None if v is None else str(v) for v in row] for row in rows]))
 "#;

@@ -379,7 +379,7 @@ impl TraceBuilder {
         let schema = storage::schema::events_schema();
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_max_row_group_size(row_group)
+            .set_max_row_group_row_count(Some(row_group))
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 "tracer.run".to_string(),
                 metadata.to_string(),
@@ -451,7 +451,7 @@ impl TraceBuilder {
     pub fn streaming_writer(&self, path: &Path, events: usize) -> ArrowWriter<File> {
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_max_row_group_size(1_048_576)
+            .set_max_row_group_row_count(Some(1_048_576))
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 "tracer.run".to_string(),
                 self.metadata_with_events(events).to_string(),
