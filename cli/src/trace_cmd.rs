@@ -206,8 +206,7 @@ impl Session {
         let program = run
             .command
             .iter()
-            .skip_while(|a| a.starts_with('-') || looks_like_python(a))
-            .next()
+            .find(|a| !(a.starts_with('-') || looks_like_python(a)))
             .or(run.command.first())
             .cloned()
             .unwrap_or_else(|| "python".into());

@@ -38,7 +38,7 @@ fn function_name(module: usize, function: usize) -> (String, String) {
         1 => format!("shop.billing.m{module}"),
         _ => format!("shop.util.m{module}"),
     };
-    let function_name = if function % 2 == 0 {
+    let function_name = if function.is_multiple_of(2) {
         format!("Handler{module}.method{function}")
     } else {
         format!("func{function}")

@@ -279,10 +279,7 @@ struct Footer {
 /// Reads the footer of one Parquet file: checks the events columns are there and
 /// parses `tracer.run`.
 fn read_footer(path: &Path) -> Result<Footer> {
-    if path
-        .to_string_lossy()
-        .contains(|c| matches!(c, '*' | '?' | '['))
-    {
+    if path.to_string_lossy().contains(['*', '?', '[']) {
         return Err(QueryError::PatternInPath {
             path: path.to_path_buf(),
         });
