@@ -70,6 +70,14 @@ fn sampled_calls_match_what_the_workload_did_on_every_interpreter() {
         assert_eq!(run["status"], "completed", "{label}");
         assert_eq!(run["mode"], "sampled", "{label}");
         let calls: Vec<&Value> = rows.iter().filter(|r| r["kind"] == "call").collect();
+        // A sampler can only promise to see calls longer than the gaps between its
+        // samples. On a machine busy with other work it gets fewer samples than asked:
+        // a call shorter than three real sampling periods may then go unseen, but
+        // never be seen twice or with wrong facts.
+        let ts: Vec<i64> = rows.iter().filter_map(|r| r["ts"].as_i64()).collect();
+        let span = ts.iter().max().unwrap_or(&0) - ts.iter().min().unwrap_or(&0);
+        let samples = run["samples"].as_i64().unwrap_or(1).max(1);
+        let real_period = span / samples;
         for expected in workload_records(&out.stdout) {
             let function = expected["function"].as_str().unwrap();
             let matching: Vec<&&Value> = calls
@@ -84,10 +92,19 @@ fn sampled_calls_match_what_the_workload_did_on_every_interpreter() {
                         .all(|(k, v)| &got[k] == v)
                 })
                 .collect();
+            let true_ns = expected["ns"].as_i64().unwrap();
+            let may_be_unseen = true_ns < 3 * real_period;
+            if matching.is_empty() && may_be_unseen {
+                eprintln!(
+                    "{label}: {function}{} ({true_ns} ns) unseen at a real sampling period of {real_period} ns",
+                    expected["args"]
+                );
+                continue;
+            }
             assert_eq!(
                 matching.len(),
                 1,
-                "{label}: {function}{} should appear once as a call, found {}",
+                "{label}: {function}{} should appear once as a call, found {} (real sampling period {real_period} ns)",
                 expected["args"],
                 matching.len()
             );
@@ -123,7 +140,6 @@ fn sampled_calls_match_what_the_workload_did_on_every_interpreter() {
                 .iter()
                 .find(|r| r["call_id"] == call["call_id"] && r["kind"] == "return")
                 .unwrap_or_else(|| panic!("{label}: no return for {function}{}", expected["args"]));
-            let true_ns = expected["ns"].as_i64().unwrap();
             let (min, max) = (
                 end["duration_ns"].as_i64().unwrap(),
                 end["duration_max_ns"].as_i64().unwrap(),
