@@ -91,3 +91,16 @@ fn the_newest_trace_of_a_folder_is_found() {
     billing_run("0000000000billing02").write(&newer);
     assert_eq!(query::newest_trace(dir.path()).expect("newest"), newer);
 }
+
+#[test]
+fn a_path_with_pattern_characters_is_refused_by_name() {
+    let dir = TempDir::new("pattern");
+    let path = dir.path().join("run[1].parquet");
+    billing_run("0000000000billing01").write(&path);
+    let error = open_error(&path);
+    assert!(
+        matches!(error, QueryError::PatternInPath { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("run[1].parquet"), "{error}");
+}
