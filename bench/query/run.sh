@@ -3,7 +3,8 @@
 # 10-million-event trace, and the same SQL in DuckDB on the same file, in one run.
 # Writes bench/query/RESULTS.md. Rerun from anywhere:  bash bench/query/run.sh
 # Environment: EVENTS (default 10000000), RUNS (timed runs per question, default 5),
-# JOBS (cargo -j, default 2).
+# JOBS (cargo -j, default 2), PROFILE (cargo profile, default release; `dev` only to
+# check the script quickly), RESULTS (default bench/query/RESULTS.md).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -11,31 +12,34 @@ root="$(cd "$here/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 events="${EVENTS:-10000000}"
 runs="${RUNS:-5}"
+profile="${PROFILE:-release}"
+results="${RESULTS:-$here/RESULTS.md}"
+if [ "$profile" = dev ]; then bin="$target/debug/examples"; else bin="$target/$profile/examples"; fi
 work="$target/bench-query"
 trace="$work/trace-$events.parquet"
 venv="$work/venv"
 mkdir -p "$work"
 
 cd "$root"
-cargo build --release -j "${JOBS:-2}" -p query --example gen_trace --example ask
+cargo build --profile "$profile" -j "${JOBS:-2}" -p query --example gen_trace --example ask
 if [ ! -f "$trace" ]; then
-    "$target/release/examples/gen_trace" "$trace.tmp" "$events"
+    "$bin/gen_trace" "$trace.tmp" "$events"
     mv "$trace.tmp" "$trace"
 fi
 
 # DuckDB, installed by this script into its own venv.
-if [ ! -x "$venv/bin/python" ]; then
+if ! "$venv/bin/python" -c "import duckdb, pytz" 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check duckdb
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check duckdb pytz
 fi
 
-"$target/release/examples/ask" "$trace" "$runs" > "$work/tracer.jsonl"
+"$bin/ask" "$trace" "$runs" > "$work/tracer.jsonl"
 
-"$venv/bin/python" - "$trace" "$runs" "$work/tracer.jsonl" "$here/RESULTS.md" "$events" <<'PY'
+"$venv/bin/python" - "$trace" "$runs" "$work/tracer.jsonl" "$results" "$events" "$profile" <<'PY'
 import datetime, json, os, platform, statistics, subprocess, sys, time
 import duckdb
 
-trace, runs, tracer_jsonl, results, events = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+trace, runs, tracer_jsonl, results, events, profile = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6]
 con = duckdb.connect()
 quoted = "'" + trace.replace("'", "''") + "'"
 con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet({quoted})")
@@ -83,7 +87,7 @@ with open(results, "w") as out:
     out.write("# Query benchmark results\n\n")
     out.write(f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}\n")
     out.write(f"- machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}\n")
-    out.write(f"- command: `bash bench/query/run.sh` (EVENTS={events}, RUNS={runs})\n")
+    out.write(f"- command: `bash bench/query/run.sh` (EVENTS={events}, RUNS={runs}, PROFILE={profile})\n")
     out.write(f"- trace: {events:,} events, {size_mb:.0f} MB (`query/examples/gen_trace.rs`)\n")
     out.write(f"- DuckDB {duckdb.__version__}; tracer: DataFusion via `query/examples/ask.rs`\n")
     out.write(f"- opening the trace (footers, tables): {open_ms:.1f} ms\n\n")
