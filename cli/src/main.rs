@@ -9,6 +9,7 @@ mod error;
 mod output;
 mod query_cmd;
 mod report;
+mod report_cmd;
 mod signals;
 mod target_errors;
 mod trace_cmd;
@@ -39,7 +40,9 @@ enum Command {
     /// One snapshot of every thread's stack, now.
     Dump(dump::DumpArgs),
     /// Ask a trace: gaps, calls, flow, tree, top, slow, exceptions, threads, runs, SQL.
-    Query(query_cmd::QueryArgs),
+    Query(Box<query_cmd::QueryArgs>),
+    /// Print the run report of a trace again.
+    Report(report_cmd::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Attach(args) => trace_cmd::attach(args),
         Command::Dump(args) => dump::run(args).map(|()| 0),
         Command::Query(args) => query_cmd::run(args).map(|()| 0),
+        Command::Report(args) => report_cmd::run(args).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

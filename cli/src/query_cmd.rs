@@ -171,16 +171,7 @@ impl QueryArgs {
 /// Runs `tracer query`: opens the trace, asks, prints. An empty answer is a
 /// success that says "no rows" on stderr.
 pub fn run(args: &QueryArgs) -> Result<(), CliError> {
-    let path = match &args.path {
-        Some(path) => path.clone(),
-        None => query::newest_trace(Path::new(TRACES_DIR)).map_err(|e| match e {
-            QueryError::Io { .. } | QueryError::EmptyFolder { .. } => {
-                CliError::new(format!("no trace given and none in ./{TRACES_DIR}/"))
-                    .hint("tracer record -- python3 app.py   (then: tracer query)")
-            }
-            other => cli_error(other, Path::new(TRACES_DIR)),
-        })?,
-    };
+    let path = trace_path(args.path.as_deref())?;
     let filters = args.filters()?;
     let session =
         QuerySession::open_with_limits(&path, args.limits()?).map_err(|e| cli_error(e, &path))?;
@@ -201,9 +192,23 @@ pub fn run(args: &QueryArgs) -> Result<(), CliError> {
     })
 }
 
+/// The trace a command reads: the one given, or the newest in ./traces/.
+pub fn trace_path(given: Option<&Path>) -> Result<PathBuf, CliError> {
+    match given {
+        Some(path) => Ok(path.to_path_buf()),
+        None => query::newest_trace(Path::new(TRACES_DIR)).map_err(|e| match e {
+            QueryError::Io { .. } | QueryError::EmptyFolder { .. } => {
+                CliError::new(format!("no trace given and none in ./{TRACES_DIR}/"))
+                    .hint("tracer record -- python3 app.py   (then: tracer query)")
+            }
+            other => cli_error(other, Path::new(TRACES_DIR)),
+        }),
+    }
+}
+
 /// The command line's form of a query error: usage errors exit 2, the rest 1, each
 /// with the command that helps where there is one.
-fn cli_error(error: QueryError, path: &Path) -> CliError {
+pub fn cli_error(error: QueryError, path: &Path) -> CliError {
     let shown = path.display();
     let hint = match &error {
         QueryError::NotFound { .. } => Some(format!("ls {TRACES_DIR}/   (tracer query with no path asks the newest trace)")),

@@ -8,6 +8,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use attach::{Event, EventKind, EventSink};
+use query::arrow::array::{Array, ArrayRef, AsArray};
+use query::arrow::compute::cast;
+use query::arrow::datatypes::{DataType, Int64Type};
+use query::{Answer, QueryError, QuerySession};
 use storage::run::RunInfo;
 
 use crate::output::human_duration;
@@ -54,7 +58,7 @@ impl Summary {
                 if self.tree.len() < TREE_CALLS {
                     self.tree_index.insert(e.call_id, self.tree.len());
                     self.tree.push(TreeNode {
-                        label: call_label(e),
+                        label: call_label(&e.function, e.args.as_deref()),
                         depth: e.depth,
                         duration: None,
                         how: "",
@@ -76,11 +80,7 @@ impl Summary {
                 }
                 if let Some(&i) = self.tree_index.get(&e.call_id) {
                     self.tree[i].duration = Some((ns, e.duration_max_ns));
-                    self.tree[i].how = match e.kind {
-                        EventKind::Exception => " raised",
-                        EventKind::Unfinished => " unfinished",
-                        _ => "",
-                    };
+                    self.tree[i].how = end_note(e.kind.as_str());
                 }
             }
             EventKind::Gap => {
@@ -99,11 +99,18 @@ impl Summary {
     }
 }
 
+/// What the tree says after a call's duration: how it ended, when not by returning.
+fn end_note(kind: &str) -> &'static str {
+    match kind {
+        "exception" => " raised",
+        "unfinished" => " unfinished",
+        _ => "",
+    }
+}
+
 /// `function(arg=repr, ...)`, args shortened for one line.
-fn call_label(e: &Event) -> String {
-    let args = e
-        .args
-        .as_deref()
+fn call_label(function: &str, args: Option<&str>) -> String {
+    let args = args
         .and_then(|a| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(a).ok())
         .map(|m| {
             m.iter()
@@ -117,7 +124,134 @@ fn call_label(e: &Event) -> String {
                 .join(", ")
         })
         .unwrap_or_default();
-    format!("{}({args})", e.function)
+    format!("{function}({args})")
+}
+
+impl Summary {
+    /// The summary of one run of a finished or killed trace, rebuilt with a few
+    /// aggregate queries, so a trace of millions of events is never read row by row.
+    pub fn from_trace(session: &QuerySession, run_id: &str) -> Result<Summary, QueryError> {
+        let scope = format!("run_id = '{}'", run_id.replace('\'', "''"));
+        let ask = |sql: String| session.sql(&sql, None);
+        let mut summary = Summary::default();
+
+        let kinds = ask(format!(
+            "SELECT kind, COUNT(*) AS n FROM events WHERE {scope} GROUP BY kind"
+        ))?;
+        for (kind, n) in text_values(&kinds, "kind").into_iter().zip(int_values(&kinds, "n")) {
+            let n = n.unwrap_or(0) as u64;
+            summary.events += n;
+            match kind.as_deref() {
+                Some("call") => summary.calls = n,
+                Some("return") => summary.returns = n,
+                Some("exception") => summary.exceptions = n,
+                Some("unfinished") => summary.unfinished = n,
+                Some("gap") => summary.gap_rows = n,
+                _ => {}
+            }
+        }
+
+        let functions = ask(format!(
+            "SELECT module, function, \
+                    SUM(CASE WHEN kind = 'call' THEN 1 ELSE 0 END) AS calls, \
+                    SUM(CASE WHEN kind <> 'call' THEN COALESCE(duration_ns, 0) ELSE 0 END) AS total \
+             FROM events WHERE {scope} AND kind IN ('call', 'return', 'exception', 'unfinished') \
+             GROUP BY module, function"
+        ))?;
+        let modules = text_values(&functions, "module");
+        let names = text_values(&functions, "function");
+        let calls = int_values(&functions, "calls");
+        let totals = int_values(&functions, "total");
+        for i in 0..modules.len() {
+            summary.functions.insert(
+                (
+                    modules[i].clone().unwrap_or_default(),
+                    names[i].clone().unwrap_or_default(),
+                ),
+                (calls[i].unwrap_or(0) as u64, totals[i].unwrap_or(0)),
+            );
+        }
+
+        let tree = ask(format!(
+            "SELECT c.function, c.args, c.depth, e.kind AS end_kind, e.duration_ns, e.duration_max_ns \
+             FROM (SELECT pid, call_id, seq, function, args, depth FROM events \
+                   WHERE {scope} AND kind = 'call' ORDER BY seq LIMIT {TREE_CALLS}) c \
+             LEFT JOIN (SELECT pid, call_id, kind, duration_ns, duration_max_ns FROM events \
+                        WHERE {scope} AND kind IN ('return', 'exception', 'unfinished')) e \
+             ON c.pid = e.pid AND c.call_id = e.call_id \
+             ORDER BY c.seq"
+        ))?;
+        let functions = text_values(&tree, "function");
+        let args = text_values(&tree, "args");
+        let depths = int_values(&tree, "depth");
+        let ends = text_values(&tree, "end_kind");
+        let mins = int_values(&tree, "duration_ns");
+        let maxes = int_values(&tree, "duration_max_ns");
+        for i in 0..functions.len() {
+            summary.tree.push(TreeNode {
+                label: call_label(functions[i].as_deref().unwrap_or("?"), args[i].as_deref()),
+                depth: depths[i].unwrap_or(0) as i32,
+                duration: ends[i].as_ref().map(|_| (mins[i].unwrap_or(0), maxes[i])),
+                how: end_note(ends[i].as_deref().unwrap_or("")),
+            });
+        }
+
+        let gaps = ask(format!(
+            "SELECT module, function, COALESCE(caller, '?') AS caller, SUM(count) AS n \
+             FROM events WHERE {scope} AND kind = 'gap' GROUP BY module, function, COALESCE(caller, '?')"
+        ))?;
+        let modules = text_values(&gaps, "module");
+        let names = text_values(&gaps, "function");
+        let callers = text_values(&gaps, "caller");
+        let counts = int_values(&gaps, "n");
+        for i in 0..modules.len() {
+            summary.gaps.insert(
+                (
+                    modules[i].clone().unwrap_or_default(),
+                    names[i].clone().unwrap_or_default(),
+                    callers[i].clone().unwrap_or_default(),
+                ),
+                counts[i].unwrap_or(0) as u64,
+            );
+        }
+        Ok(summary)
+    }
+}
+
+/// Column `name` of an answer as text, one entry per row (nulls kept as `None`).
+fn text_values(answer: &Answer, name: &str) -> Vec<Option<String>> {
+    column_values(answer, name, &DataType::Utf8, |column, i| {
+        column.as_string::<i32>().value(i).to_string()
+    })
+}
+
+/// Column `name` of an answer as integers, one entry per row (nulls kept as `None`).
+fn int_values(answer: &Answer, name: &str) -> Vec<Option<i64>> {
+    column_values(answer, name, &DataType::Int64, |column, i| {
+        column.as_primitive::<Int64Type>().value(i)
+    })
+}
+
+fn column_values<T>(
+    answer: &Answer,
+    name: &str,
+    as_type: &DataType,
+    value: impl Fn(&ArrayRef, usize) -> T,
+) -> Vec<Option<T>> {
+    let mut values = Vec::new();
+    for batch in &answer.batches {
+        let rows = batch.num_rows();
+        match batch
+            .column_by_name(name)
+            .and_then(|column| cast(column, as_type).ok())
+        {
+            Some(column) => values.extend(
+                (0..rows).map(|i| column.is_valid(i).then(|| value(&column, i))),
+            ),
+            None => values.extend((0..rows).map(|_| None)),
+        }
+    }
+    values
 }
 
 /// Writes events to a trace and gathers the summary at the same time.
@@ -265,7 +399,7 @@ pub fn render(
     if let Some(((_, function), _)) = summary
         .functions
         .iter()
-        .max_by_key(|(_, (calls, _))| *calls)
+        .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.0.cmp(a.0)))
     {
         let _ = writeln!(
             out,

@@ -1,0 +1,50 @@
+//! The command line itself: subcommands, version, usage errors and a missing trace.
+//!
+//! These live in the `cli` package on purpose: an integration test here makes
+//! `cargo test --workspace` build the `tracer` binary, which the end-to-end tests in
+//! `tests/` then run against real interpreters.
+
+use std::process::{Command, Output};
+
+fn tracer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tracer"))
+        .args(args)
+        .output()
+        .expect("run tracer")
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let out = tracer(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for sub in ["record", "attach", "dump", "query", "report"] {
+        assert!(help.contains(sub), "`{sub}` missing from --help:\n{help}");
+    }
+}
+
+#[test]
+fn version_names_the_package_version() {
+    let out = tracer(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.trim(), format!("tracer {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn a_missing_subcommand_is_a_usage_error() {
+    let out = tracer(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage:"));
+}
+
+#[test]
+fn a_missing_trace_gives_error_and_hint() {
+    let out = tracer(&["query", "--top", "/nonexistent/trace.parquet"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(lines.iter().any(|l| l.starts_with("hint: ")), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
