@@ -278,6 +278,14 @@ impl CallTracker {
         Ok(())
     }
 
+    /// How many frames of `stack` (innermost first), counted from the outermost,
+    /// continue calls already seen on the thread `key`; the rest are new calls.
+    pub fn continued(&self, key: u64, stack: &[FrameState]) -> usize {
+        self.threads
+            .get(&key)
+            .map_or(0, |t| continued_frames(&t.frames, stack))
+    }
+
     /// Compares one thread's stack (innermost first), read during `window`, with its
     /// previous sample and writes the rows that follow.
     pub fn observe(

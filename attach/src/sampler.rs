@@ -19,8 +19,10 @@
 //! What a new frame costs (once per call, not per sample): its code object's facts
 //! (module, whether it is traced, the loop regions of its source file) are cached
 //! per code object, names per code object and class, and its arguments' reprs are
-//! read when the call is first seen. Thread names are read when a thread appears
-//! (at most every [`THREAD_NAMES_RETRY`]) and every [`THREAD_NAMES_REFRESH`].
+//! read when the call is first seen. Thread names are read as soon as a new thread
+//! appears, again every [`THREAD_NAMES_RETRY`] while it has none, and every
+//! [`THREAD_NAMES_REFRESH`]; the main thread is `MainThread` until `threading` says
+//! otherwise.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,6 +103,10 @@ pub struct SamplerStats {
     pub sample_errors: u64,
     /// Ticks that could not be taken on time and were skipped.
     pub late_samples: u64,
+    /// The longest time between the starts of two consecutive samples: how long the
+    /// sampler was held off at worst (a machine busy with other work). Calls shorter
+    /// than this may have gone unseen.
+    pub max_interval_ns: u64,
     /// Time spent taking samples (reading and rebuilding calls), without the waits
     /// between them: the sampler's work, apart from the cost of waking up.
     pub sampling_ns: u64,
@@ -137,15 +143,20 @@ pub struct Sampler {
     samples: u64,
     sample_errors: u64,
     late_samples: u64,
+    max_interval_ns: u64,
     sampling_ns: u64,
     /// Labels of the threads, by thread state address.
     labels: HashMap<u64, ThreadLabel>,
     thread_names: HashMap<u64, Arc<str>>,
+    /// The name of the main thread until `threading` gives one.
+    main_thread_name: Arc<str>,
     /// When each thread (by ident) was first listed.
     thread_appeared: HashMap<u64, Instant>,
     names_read_at: Option<Instant>,
     frames: Vec<SampledFrame>,
     states: Vec<FrameState>,
+    /// Arguments read for the new frames of the thread being observed.
+    args: Vec<Option<String>>,
     keys: Vec<u64>,
     codes: CodeCaches,
 }
@@ -187,13 +198,16 @@ impl Sampler {
             samples: 0,
             sample_errors: 0,
             late_samples: 0,
+            max_interval_ns: 0,
             sampling_ns: 0,
             labels: HashMap::new(),
             thread_names: HashMap::new(),
+            main_thread_name: Arc::from("MainThread"),
             thread_appeared: HashMap::new(),
             names_read_at: None,
             frames: Vec::new(),
             states: Vec::new(),
+            args: Vec::new(),
             keys: Vec::new(),
             codes: CodeCaches::default(),
         })
@@ -211,6 +225,7 @@ impl Sampler {
             samples: self.samples,
             sample_errors: self.sample_errors,
             late_samples: self.late_samples,
+            max_interval_ns: self.max_interval_ns,
             sampling_ns: self.sampling_ns,
             events: counts.events,
             calls: counts.calls,
@@ -236,6 +251,7 @@ impl Sampler {
             deadline.map(|d| start + d.saturating_duration_since(Instant::now()).as_nanos() as i64);
         let mut tick: i64 = 0;
         let mut last_sink_tick = start;
+        let mut last_began: Option<i64> = None;
         loop {
             let scheduled = start + tick * period;
             loop {
@@ -257,6 +273,10 @@ impl Sampler {
                 tick = slot;
             }
             let began = monotonic_ns();
+            if let Some(previous) = last_began {
+                self.max_interval_ns = self.max_interval_ns.max((began - previous) as u64);
+            }
+            last_began = Some(began);
             let sampled = self.sample(sink);
             self.sampling_ns += (monotonic_ns() - began) as u64;
             if let Some(reason) = sampled? {
@@ -295,7 +315,11 @@ impl Sampler {
             let tid = t.tid.unwrap_or(0);
             let key = thread_key(t.tstate, t.ident, tid);
             self.keys.push(key);
-            let name = self.thread_names.get(&t.ident).cloned();
+            let name = self.thread_names.get(&t.ident).cloned().or_else(|| {
+                // Before `threading` is imported (or registers the main thread) the
+                // main thread has no Python name yet; Python will call it MainThread.
+                (tid == i64::from(self.walker.process.pid)).then(|| self.main_thread_name.clone())
+            });
             self.labels.insert(t.tstate, ThreadLabel { key, tid, name });
         }
         self.tracker
@@ -322,6 +346,7 @@ impl Sampler {
                 line: f.frame.line,
                 slots: f.slots,
             }));
+            let new_frames = self.frames.len() - self.tracker.continued(label.key, &self.states);
             let mut info = Describer {
                 walker: &mut self.walker,
                 names: &mut self.names,
@@ -330,7 +355,14 @@ impl Sampler {
                 codes: &mut self.codes,
                 options: &self.options,
                 frames: &self.frames,
+                args: &mut self.args,
             };
+            if !info.read_new_args(new_frames) {
+                // A new frame returned while its arguments were read: this read of the
+                // thread mixes two calls. The next sample reads it afresh.
+                self.sample_errors += 1;
+                continue;
+            }
             self.tracker
                 .observe(label, Window { t0, t1 }, &self.states, &mut info, sink)
                 .map_err(SamplerError::Sink)?;
@@ -354,8 +386,14 @@ impl Sampler {
     /// name shortly after it starts).
     fn refresh_thread_names(&mut self, threads: &[RawThread]) {
         let now = Instant::now();
+        let mut unnamed_newcomer = false;
         for t in threads {
-            self.thread_appeared.entry(t.ident).or_insert(now);
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                self.thread_appeared.entry(t.ident)
+            {
+                slot.insert(now);
+                unnamed_newcomer |= !self.thread_names.contains_key(&t.ident);
+            }
         }
         self.thread_appeared
             .retain(|ident, _| threads.iter().any(|t| t.ident == *ident));
@@ -363,8 +401,11 @@ impl Sampler {
             !self.thread_names.contains_key(ident)
                 && now.duration_since(*appeared) < THREAD_NAMES_REFRESH
         });
+        // A thread seen for the first time is named before its first calls are
+        // written: Python registers a thread's name before it runs its target.
         let due = match self.names_read_at {
             None => true,
+            Some(_) if unnamed_newcomer => true,
             Some(at) if waiting => at.elapsed() >= THREAD_NAMES_RETRY,
             Some(at) => at.elapsed() >= THREAD_NAMES_REFRESH,
         };
@@ -408,6 +449,9 @@ struct Describer<'a> {
     codes: &'a mut CodeCaches,
     options: &'a SamplerOptions,
     frames: &'a [SampledFrame],
+    /// The arguments of the sample's new traced frames, by stack index, read by
+    /// [`Describer::read_new_args`] before the tracker asks.
+    args: &'a mut Vec<Option<String>>,
 }
 
 impl FrameInfo for Describer<'_> {
@@ -466,9 +510,43 @@ impl FrameInfo for Describer<'_> {
     }
 
     fn args(&mut self, index: usize) -> Option<String> {
+        self.args.get(index).cloned().flatten()
+    }
+}
+
+impl Describer<'_> {
+    /// Reads the arguments of the `count` innermost frames (the calls this sample
+    /// sees first) that are traced, then checks that each of those frames still runs
+    /// the code it ran when the stack was read. False when one does not: the frame
+    /// returned and another call took its memory, so the values read may be that
+    /// call's.
+    fn read_new_args(&mut self, count: usize) -> bool {
+        self.args.clear();
         if self.options.no_args {
-            return None;
+            return true;
         }
+        let mut read = false;
+        for index in 0..count {
+            let args = if self.facts(index).traced {
+                read = true;
+                self.read_args(index)
+            } else {
+                None
+            };
+            self.args.push(args);
+        }
+        !read
+            || (0..count).all(|index| {
+                self.args[index].is_none()
+                    || self
+                        .walker
+                        .frame_holds_code(&self.frames[index].frame)
+                        .unwrap_or(false)
+            })
+    }
+
+    /// The arguments of frame `index` as a JSON object of name to repr, read now.
+    fn read_args(&mut self, index: usize) -> Option<String> {
         let frame = &self.frames[index].frame;
         let pairs = self.walker.frame_args(frame).ok()?;
         let mem = &self.walker.process.mem;
@@ -484,9 +562,7 @@ impl FrameInfo for Describer<'_> {
             .collect();
         Some(serde_json::Value::Object(object).to_string())
     }
-}
 
-impl Describer<'_> {
     /// The loop regions of a code object's source file, when the file can be read
     /// through the target's root and still has the code's definition at its first
     /// line.

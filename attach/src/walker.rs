@@ -920,6 +920,15 @@ impl Walker {
         Ok(Some(info))
     }
 
+    /// Whether the frame at `frame.addr` still runs `frame.code`, read now. A frame
+    /// read earlier in a sample may since have returned and its memory been reused by
+    /// another call; what is read from it later (its arguments) is only that call's
+    /// when this still holds afterwards.
+    pub fn frame_holds_code(&self, frame: &RawFrame) -> Result<bool> {
+        let code = self.read_u64(frame.addr + self.process.layout.frame.code)?;
+        Ok(code == frame.code.addr)
+    }
+
     /// The argument slots of a frame: `(name, object address)`; an address of 0 is a
     /// slot not yet set. Cells (arguments captured by a closure) are followed to
     /// their value.

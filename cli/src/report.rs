@@ -19,6 +19,9 @@ use crate::output::human_duration;
 /// Calls kept for the tree; a run with more shows its most called functions instead.
 const TREE_CALLS: usize = 60;
 
+/// A longest interval between samples of more than this many periods is reported.
+const HELD_OFF_PERIODS: i64 = 10;
+
 /// Counts and a small call tree, gathered from the events as they are written.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -138,7 +141,10 @@ impl Summary {
         let kinds = ask(format!(
             "SELECT kind, COUNT(*) AS n FROM events WHERE {scope} GROUP BY kind"
         ))?;
-        for (kind, n) in text_values(&kinds, "kind").into_iter().zip(int_values(&kinds, "n")) {
+        for (kind, n) in text_values(&kinds, "kind")
+            .into_iter()
+            .zip(int_values(&kinds, "n"))
+        {
             let n = n.unwrap_or(0) as u64;
             summary.events += n;
             match kind.as_deref() {
@@ -245,9 +251,9 @@ fn column_values<T>(
             .column_by_name(name)
             .and_then(|column| cast(column, as_type).ok())
         {
-            Some(column) => values.extend(
-                (0..rows).map(|i| column.is_valid(i).then(|| value(&column, i))),
-            ),
+            Some(column) => {
+                values.extend((0..rows).map(|i| column.is_valid(i).then(|| value(&column, i))))
+            }
             None => values.extend((0..rows).map(|_| None)),
         }
     }
@@ -327,6 +333,19 @@ pub fn render(
         "  samples {}  sample errors {}  dropped events {}",
         run.samples, run.sample_errors, run.dropped_events
     );
+    if let (Some(longest), Some(rate)) = (run.max_sample_interval_ns, run.rate_hz) {
+        let period = 1_000_000_000 / i64::from(rate.max(1));
+        let longest = longest as i64;
+        if longest > HELD_OFF_PERIODS * period {
+            let _ = writeln!(
+                out,
+                "  warning: the sampler was held off for up to {} (asked for a sample every {}): \
+                 calls shorter than that may be missing",
+                human_duration(longest),
+                human_duration(period)
+            );
+        }
+    }
     for line in extra {
         let _ = writeln!(out, "  {line}");
     }

@@ -51,7 +51,8 @@ pub fn run(args: &ReportArgs) -> Result<(), CliError> {
                 ))
                 .hint("a trace written by another tracer version? tracer query PATH --sql \"SELECT * FROM runs\"")
             })?;
-        let summary = Summary::from_trace(&session, &run.run_id).map_err(|e| cli_error(e, &path))?;
+        let summary =
+            Summary::from_trace(&session, &run.run_id).map_err(|e| cli_error(e, &path))?;
         let mut extra = Vec::new();
         if !files.finished {
             extra.push(format!(
@@ -90,7 +91,9 @@ fn recorded_for(session: &QuerySession, files: &RunFiles) -> Result<Duration, Cl
                     None,
                 )
                 .map_err(|e| cli_error(e, &files.path))?;
-            last.text_column("last").first().and_then(|t| t.parse().ok())
+            last.text_column("last")
+                .first()
+                .and_then(|t| t.parse().ok())
         }
     };
     Ok(match (start, end) {

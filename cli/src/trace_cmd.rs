@@ -261,6 +261,7 @@ impl Session {
                 let stats = sampler.stats();
                 run.samples = stats.samples;
                 run.sample_errors = stats.sample_errors;
+                run.max_sample_interval_ns = Some(stats.max_interval_ns);
                 if reason == StopReason::TargetExited {
                     run.status = RunStatus::TargetExited;
                 }

@@ -105,6 +105,11 @@ pub struct RunInfo {
     pub samples: u64,
     /// Sampling ticks that failed to read a consistent stack and were skipped.
     pub sample_errors: u64,
+    /// Sampled mode: the longest time between two consecutive samples, in
+    /// nanoseconds (the sampler held off by a busy machine); calls shorter than this
+    /// may be missing. Null in exact mode.
+    #[serde(default)]
+    pub max_sample_interval_ns: Option<u64>,
     /// Rows in the trace (the writer keeps this up to date).
     pub events: u64,
     /// Events lost before reaching the writer (a full transport buffer in exact mode).
@@ -162,6 +167,7 @@ impl RunInfo {
             exit_code: None,
             samples: 0,
             sample_errors: 0,
+            max_sample_interval_ns: None,
             events: 0,
             dropped_events: 0,
             include: Vec::new(),

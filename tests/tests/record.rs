@@ -78,18 +78,11 @@ fn sampled_calls_match_what_the_workload_did_on_every_interpreter() {
         let span = ts.iter().max().unwrap_or(&0) - ts.iter().min().unwrap_or(&0);
         let samples = run["samples"].as_i64().unwrap_or(1).max(1);
         let real_period = span / samples;
+        // The longest the sampler was held off by other work on the machine: a call
+        // shorter than that may fall between two samples whatever the rate.
+        let held_off = run["max_sample_interval_ns"].as_i64().unwrap_or(0);
         for expected in workload_records(&out.stdout) {
             let function = expected["function"].as_str().unwrap();
-            // Known bug, open in issue 3: on 3.11+ the second of two back-to-back calls
-            // at the same stack slot (middle -> leaf, leaf) is merged into the first.
-            // Those calls are reported here, not checked, until it is fixed.
-            if interp.minor >= 11 && function == "leaf" && expected["parent"] == "middle" {
-                eprintln!(
-                    "{label}: KNOWN BUG (issue 3): back-to-back leaf{} not checked",
-                    expected["args"]
-                );
-                continue;
-            }
             let matching: Vec<&&Value> = calls
                 .iter()
                 .filter(|r| r["function"] == function)
@@ -103,10 +96,10 @@ fn sampled_calls_match_what_the_workload_did_on_every_interpreter() {
                 })
                 .collect();
             let true_ns = expected["ns"].as_i64().unwrap();
-            let may_be_unseen = true_ns < 3 * real_period;
+            let may_be_unseen = true_ns < 3 * real_period || true_ns < held_off;
             if matching.is_empty() && may_be_unseen {
                 eprintln!(
-                    "{label}: {function}{} ({true_ns} ns) unseen at a real sampling period of {real_period} ns",
+                    "{label}: {function}{} ({true_ns} ns) unseen at a real sampling period of {real_period} ns, held off up to {held_off} ns",
                     expected["args"]
                 );
                 continue;
