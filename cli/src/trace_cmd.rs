@@ -6,17 +6,19 @@
 //! stop. The trace is finished (segments merged into one file) on every way out but a
 //! SIGKILL, after which the segments written so far stay readable.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use attach::event::SinkError;
 use attach::names::Names;
 use attach::repr::ReprOptions;
-use attach::sampler::{Sampler, SamplerOptions, StopReason};
+use attach::sampler::{Sampler, SamplerOptions};
 use attach::snapshot::{take_snapshot, SnapshotOptions};
-use attach::{PythonProcess, Walker};
+use attach::{Event, EventSink, PythonProcess, Walker};
 use clap::Args;
 use storage::run::{Mode, RunInfo, RunStatus};
 use storage::writer::TraceWriter;
@@ -52,6 +54,10 @@ pub struct TraceOptions {
     /// secret names such as password and token).
     #[arg(long = "redact", value_name = "NAME")]
     redact: Vec<String>,
+    /// Also trace Python processes started later under the traced one
+    /// (multiprocessing workers, subprocess), into the same trace.
+    #[arg(long)]
+    subprocesses: bool,
 }
 
 #[derive(Args)]
@@ -111,7 +117,7 @@ pub fn record(args: &RecordArgs) -> CliResult<i32> {
     };
     let mut run = RunInfo::new(args.command.clone(), process.pid, Mode::Sampled);
     run.launched = true;
-    let session = Session::start(process, &args.trace, run)?;
+    let mut session = Session::start(process, &args.trace, run)?;
     let mut status = None;
     let exit_code;
     loop {
@@ -128,8 +134,11 @@ pub fn record(args: &RecordArgs) -> CliResult<i32> {
             exit_code = exit_code_of(exit);
             break;
         }
+        session.trace_new_subprocesses(child_pid);
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            print_stacks(session.pid());
+            for pid in session.pids() {
+                print_stacks(pid);
+            }
             // Stop sampling before the child is stopped, so what was running at the
             // timeout stays `unfinished` rather than ending with the process.
             session.stop_sampling();
@@ -164,7 +173,7 @@ pub fn attach(args: &AttachArgs) -> CliResult<i32> {
     if let Ok(cwd) = std::fs::read_link(format!("/proc/{}/cwd", args.pid)) {
         run.cwd = cwd.to_string_lossy().into_owned();
     }
-    let session = Session::start(process, &args.trace, run)?;
+    let mut session = Session::start(process, &args.trace, run)?;
     let deadline = args
         .duration
         .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
@@ -172,9 +181,10 @@ pub fn attach(args: &AttachArgs) -> CliResult<i32> {
         if signals::take().is_some() {
             break RunStatus::Interrupted;
         }
-        if session.sampler_done() {
+        if session.first_sampler_done() {
             break RunStatus::TargetExited;
         }
+        session.trace_new_subprocesses(args.pid);
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break RunStatus::DurationReached;
         }
@@ -184,14 +194,81 @@ pub fn attach(args: &AttachArgs) -> CliResult<i32> {
     Ok(0)
 }
 
-/// A sampler running on its own thread into a trace writer.
-struct Session {
-    pid: i32,
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<Result<(Recording<TraceWriter>, RunInfo), CliError>>,
-    path: PathBuf,
+/// Every sampler of a run writes through this: the trace writer and the report's
+/// summary, behind one lock, with one `seq` order for the whole run.
+struct SharedRecording {
+    recording: Recording<TraceWriter>,
+    next_seq: u64,
 }
+
+/// The sink of one traced process. Each process's calls get their own range of call
+/// ids (`call_id_base` on), so calls of different processes in one run never share
+/// an id.
+struct ProcessSink {
+    shared: Arc<Mutex<SharedRecording>>,
+    call_id_base: u64,
+}
+
+/// Call ids of the n-th traced process of a run start at n << 40: room for a trillion
+/// calls a process.
+const CALL_ID_BITS: u32 = 40;
+
+impl ProcessSink {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, SharedRecording>, SinkError> {
+        self.shared
+            .lock()
+            .map_err(|_| SinkError::from("another sampler failed while writing"))
+    }
+}
+
+impl EventSink for ProcessSink {
+    fn event(&mut self, mut event: Event) -> Result<(), SinkError> {
+        let base = self.call_id_base;
+        let mut shared = self.lock()?;
+        event.seq = shared.next_seq;
+        shared.next_seq += 1;
+        event.call_id += base;
+        event.parent_id = event.parent_id.map(|p| p + base);
+        shared.recording.event(event)
+    }
+
+    fn tick(&mut self, now: Instant) -> Result<(), SinkError> {
+        self.lock()?.recording.tick(now)
+    }
+}
+
+/// What one sampler thread reports when it stops.
+struct SamplerOutcome {
+    samples: u64,
+    sample_errors: u64,
+    max_interval_ns: u64,
+}
+
+/// A sampler on its own thread, tracing one process.
+struct SamplerThread {
+    pid: i32,
+    done: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<CliResult<SamplerOutcome>>,
+}
+
+/// The samplers of a run (the first process, and with `--subprocesses` every Python
+/// process started under it later) writing into one trace.
+struct Session {
+    stop: Arc<AtomicBool>,
+    shared: Arc<Mutex<SharedRecording>>,
+    samplers: Vec<SamplerThread>,
+    options: SamplerOptions,
+    run: RunInfo,
+    path: PathBuf,
+    /// Processes under the first one looked at for `--subprocesses`: pid to the
+    /// executable it ran when last looked at (a process that execs Python later
+    /// is looked at again).
+    looked_at: HashMap<i32, PathBuf>,
+    last_scan: Instant,
+}
+
+/// How often `--subprocesses` looks for new Python processes.
+const SUBPROCESS_SCAN: Duration = Duration::from_millis(50);
 
 impl Session {
     fn start(process: PythonProcess, opts: &TraceOptions, mut run: RunInfo) -> CliResult<Session> {
@@ -203,6 +280,7 @@ impl Session {
         run.exclude = opts.exclude.clone();
         run.redact = opts.redact.clone();
         run.capture_args = !opts.no_args;
+        run.subprocesses = opts.subprocesses;
         let program = run
             .command
             .iter()
@@ -230,7 +308,7 @@ impl Session {
                 err.hint("check that the output folder is writable")
             }
         })?;
-        let sampler_opts = SamplerOptions {
+        let options = SamplerOptions {
             rate_hz: opts.rate,
             include: opts.include.clone(),
             exclude: opts.exclude.clone(),
@@ -240,66 +318,137 @@ impl Session {
                 ..ReprOptions::default()
             },
         };
-        let mut sampler =
-            Sampler::new(process, sampler_opts).map_err(|e| CliError::usage(e.to_string()))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicBool::new(false));
-        let (stop_flag, done_flag) = (stop.clone(), done.clone());
-        let handle = std::thread::Builder::new()
-            .name("sampler".into())
-            .spawn(move || {
-                let mut recording = Recording {
+        let mut session = Session {
+            stop: Arc::new(AtomicBool::new(false)),
+            shared: Arc::new(Mutex::new(SharedRecording {
+                recording: Recording {
                     writer,
                     summary: Summary::default(),
-                };
-                let result = sampler.run(&mut recording, &stop_flag, None);
+                },
+                next_seq: 1,
+            })),
+            samplers: Vec::new(),
+            options,
+            run,
+            path,
+            looked_at: HashMap::new(),
+            last_scan: Instant::now(),
+        };
+        session.looked_at.insert(pid, exe_of(pid));
+        session.add(process)?;
+        Ok(session)
+    }
+
+    /// Starts sampling one more process into the run.
+    fn add(&mut self, process: PythonProcess) -> CliResult {
+        let pid = process.pid;
+        let mut sampler = Sampler::new(process, self.options.clone())
+            .map_err(|e| CliError::usage(e.to_string()))?;
+        let mut sink = ProcessSink {
+            shared: self.shared.clone(),
+            call_id_base: (self.samplers.len() as u64) << CALL_ID_BITS,
+        };
+        let stop = self.stop.clone();
+        let done = Arc::new(AtomicBool::new(false));
+        let done_flag = done.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("sampler-{pid}"))
+            .spawn(move || {
+                let result = sampler.run(&mut sink, &stop, None);
                 done_flag.store(true, Ordering::SeqCst);
-                let reason = result.map_err(|e| CliError::new(format!("sampling failed: {e}")))?;
+                result.map_err(|e| CliError::new(format!("sampling failed: {e}")))?;
                 sampler
-                    .finish(&mut recording)
+                    .finish(&mut sink)
                     .map_err(|e| CliError::new(format!("cannot write the trace: {e}")))?;
                 let stats = sampler.stats();
-                run.samples = stats.samples;
-                run.sample_errors = stats.sample_errors;
-                run.max_sample_interval_ns = Some(stats.max_interval_ns);
-                if reason == StopReason::TargetExited {
-                    run.status = RunStatus::TargetExited;
-                }
-                Ok((recording, run))
+                Ok(SamplerOutcome {
+                    samples: stats.samples,
+                    sample_errors: stats.sample_errors,
+                    max_interval_ns: stats.max_interval_ns,
+                })
             })
             .map_err(|e| CliError::new(format!("cannot start the sampler: {e}")))?;
-        Ok(Session {
-            pid,
-            stop,
-            done,
-            handle,
-            path,
-        })
+        self.samplers.push(SamplerThread { pid, done, handle });
+        Ok(())
     }
 
-    fn pid(&self) -> i32 {
-        self.pid
+    /// With `--subprocesses`: starts sampling every Python process that appeared
+    /// under `root` since the last look (at most every [`SUBPROCESS_SCAN`]).
+    fn trace_new_subprocesses(&mut self, root: i32) {
+        if !self.run.subprocesses || self.last_scan.elapsed() < SUBPROCESS_SCAN {
+            return;
+        }
+        self.last_scan = Instant::now();
+        for pid in std::iter::once(root).chain(descendants(root)) {
+            let exe = exe_of(pid);
+            if self.looked_at.get(&pid) == Some(&exe) {
+                continue;
+            }
+            match PythonProcess::open(pid) {
+                Ok(process) if process.interpreter().is_ok() => {
+                    self.looked_at.insert(pid, exe);
+                    if let Err(e) = self.add(process) {
+                        eprintln!("tracer: cannot trace subprocess {pid}: {}", e.message);
+                    }
+                }
+                // Python, but its interpreter is not set up yet: look again next time.
+                Ok(_) => {}
+                Err(_) => {
+                    self.looked_at.insert(pid, exe);
+                }
+            }
+        }
     }
 
-    /// Tells the sampler to stop and waits until it has.
+    /// The processes traced so far.
+    fn pids(&self) -> Vec<i32> {
+        self.samplers.iter().map(|s| s.pid).collect()
+    }
+
+    /// Tells the samplers to stop and waits until they have.
     fn stop_sampling(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        while !self.sampler_done() {
+        while !self.samplers.iter().all(|s| s.done.load(Ordering::SeqCst)) {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
 
-    fn sampler_done(&self) -> bool {
-        self.done.load(Ordering::SeqCst)
+    /// Whether the first process's sampler stopped by itself (the target exited).
+    fn first_sampler_done(&self) -> bool {
+        self.samplers
+            .first()
+            .is_some_and(|s| s.done.load(Ordering::SeqCst))
     }
 
     fn finish(self, status: RunStatus, exit_code: Option<i32>, started: Instant) -> CliResult {
         self.stop.store(true, Ordering::SeqCst);
-        let joined = self
-            .handle
-            .join()
-            .map_err(|_| CliError::new("the sampler thread failed"))?;
-        let (recording, mut run) = joined?;
+        let mut run = self.run;
+        let mut first_error = None;
+        let mut max_interval = 0;
+        let pids: Vec<i32> = self.samplers.iter().map(|s| s.pid).collect();
+        for sampler in self.samplers {
+            let outcome = sampler
+                .handle
+                .join()
+                .map_err(|_| CliError::new("a sampler thread failed"))
+                .and_then(|r| r);
+            match outcome {
+                Ok(outcome) => {
+                    run.samples += outcome.samples;
+                    run.sample_errors += outcome.sample_errors;
+                    max_interval = max_interval.max(outcome.max_interval_ns);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let shared = Arc::try_unwrap(self.shared)
+            .map_err(|_| CliError::new("a sampler still holds the trace"))?
+            .into_inner()
+            .map_err(|_| CliError::new("a sampler failed while writing the trace"))?;
+        let recording = shared.recording;
+        run.max_sample_interval_ns = Some(max_interval);
         run.status = status;
         run.exit_code = exit_code;
         run.ended_at = Some(storage::utc::rfc3339(SystemTime::now()));
@@ -310,12 +459,29 @@ impl Session {
                 self.path.display()
             ))
         })?;
+        let mut extra = Vec::new();
+        if run.subprocesses {
+            let shown: Vec<String> = pids.iter().map(i32::to_string).collect();
+            extra.push(format!(
+                "processes traced: {} (pids {})",
+                pids.len(),
+                shown.join(", ")
+            ));
+        }
         eprint!(
             "{}",
-            report::render(&run, &recording.summary, &path, started.elapsed(), &[])
+            report::render(&run, &recording.summary, &path, started.elapsed(), &extra)
         );
-        Ok(())
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
+}
+
+/// The executable a process runs now (empty when it is gone).
+fn exe_of(pid: i32) -> PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default()
 }
 
 fn looks_like_python(arg: &str) -> bool {

@@ -469,3 +469,102 @@ fn attach_stops_at_duration_and_at_target_exit() {
         "{report}"
     );
 }
+
+/// Records `subprocesses.py` under `interp`, with `extra` options.
+fn record_subprocesses(interp: &Interpreter, name: &str, extra: &[&str]) -> (Vec<Value>, Value) {
+    let dir = temp_dir(name);
+    let trace = dir.join("t.parquet");
+    let out = Command::new(tracer_bin())
+        .arg("record")
+        .args(extra)
+        .arg("-o")
+        .arg(&trace)
+        .arg("--")
+        .arg(&interp.path)
+        .arg(script("subprocesses.py"))
+        .output()
+        .expect("run tracer record");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        interp.label,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "[0, 1, 4, 9, 16, 25]\n7\n",
+        "{}: the program's output is its own",
+        interp.label
+    );
+    read_trace(&trace)
+}
+
+#[test]
+fn subprocesses_traces_pool_workers_and_subprocess_children_into_one_run() {
+    let _serial = e2e::serial();
+    for interp in matrix() {
+        let label = &interp.label;
+        let (rows, run) = record_subprocesses(&interp, "subprocesses", &["--subprocesses"]);
+        assert_eq!(run["subprocesses"], true, "{label}");
+        let parent = run["pid"].as_i64().unwrap();
+        let calls: Vec<&Value> = rows.iter().filter(|r| r["kind"] == "call").collect();
+        let pids_of = |function: &str| -> std::collections::BTreeSet<i64> {
+            calls
+                .iter()
+                .filter(|r| r["function"] == function)
+                .filter_map(|r| r["pid"].as_i64())
+                .collect()
+        };
+        let workers = pids_of("square");
+        assert!(
+            !workers.is_empty() && !workers.contains(&parent),
+            "{label}: square runs in pool workers, not pid {parent}: {workers:?}"
+        );
+        let children = pids_of("child_work");
+        assert_eq!(children.len(), 1, "{label}: child_work in one child");
+        assert!(!children.contains(&parent), "{label}");
+        // Each worker works through its share of 6 tasks of 200 ms: at least the
+        // tasks started after the worker was found are seen, none twice.
+        let squares: Vec<String> = calls
+            .iter()
+            .filter(|r| r["function"] == "square")
+            .map(|r| r["args"].as_str().unwrap_or("").to_string())
+            .collect();
+        let distinct: std::collections::BTreeSet<&String> = squares.iter().collect();
+        assert_eq!(distinct.len(), squares.len(), "{label}: {squares:?}");
+        assert!(squares.len() >= 3, "{label}: {squares:?}");
+        // One run: call ids unique across processes, parents in the same process.
+        let ids: std::collections::BTreeSet<u64> =
+            calls.iter().filter_map(|r| r["call_id"].as_u64()).collect();
+        assert_eq!(
+            ids.len(),
+            calls.len(),
+            "{label}: call ids unique in the run"
+        );
+        for call in &calls {
+            if let Some(parent_id) = call["parent_id"].as_u64() {
+                let parent_row = calls
+                    .iter()
+                    .find(|r| r["call_id"].as_u64() == Some(parent_id))
+                    .unwrap_or_else(|| panic!("{label}: parent of {call} missing"));
+                assert_eq!(parent_row["pid"], call["pid"], "{label}: {call}");
+            }
+        }
+        let seqs: Vec<u64> = rows.iter().filter_map(|r| r["seq"].as_u64()).collect();
+        let unique: std::collections::BTreeSet<u64> = seqs.iter().copied().collect();
+        assert_eq!(unique.len(), seqs.len(), "{label}: seq unique in the run");
+    }
+}
+
+#[test]
+fn without_subprocesses_only_the_first_python_process_is_traced() {
+    let _serial = e2e::serial();
+    let interp = &matrix()[0];
+    let (rows, run) = record_subprocesses(interp, "no-subprocesses", &[]);
+    let parent = run["pid"].as_i64();
+    assert!(
+        rows.iter().all(|r| r["pid"].as_i64() == parent),
+        "{}: rows of other processes without --subprocesses",
+        interp.label
+    );
+}
