@@ -1,5 +1,6 @@
 //! Samples a running Python process for a while and prints what it cost, as one
-//! JSON object: the driver of `bench/sampling/run.sh`.
+//! JSON object: the sampler's own cost without a trace writer (bench/sampling/run.sh
+//! measures whole `tracer record` runs against py-spy).
 //!
 //! ```text
 //! cargo run --release -p attach --example sample_pid -- PID SECONDS RATE_HZ [--include GLOB]...

@@ -223,9 +223,18 @@ def read_trace_metadata(rows):
             if meta.get("status") != "completed":
                 raise BenchError(f"{row['output']}: trace status {meta.get('status')!r}")
             row["samples"], row["sample_errors"] = meta["samples"], meta["sample_errors"]
+            row["late_samples"] = meta.get("late_samples", 0)
     for row in rows:
         if row["mode"] != "alone":
             row["samples_per_s"] = row["samples"] / row["lifetime_s"]
+
+
+def late_samples(rows):
+    """The median of the ticks the tracer skipped because it fell behind (py-spy does
+    not count them: shown as "n/a")."""
+    if not rows or "late_samples" not in rows[0]:
+        return "n/a"
+    return f"{median(rows, 'late_samples'):g}"
 
 
 def marginal_cost(summary, low, high, mode):
@@ -329,7 +338,8 @@ def report_header(args, versions, load_before, load_after, elapsed_s):
         "lifetime, and the share of the requested rate. A tracer sample is a tick that reads every "
         "thread; a py-spy sample is one stack of one thread py-spy found active (by default it leaves out "
         "idle threads, and of threads sharing the GIL only the holder is active). *errors* are sample "
-        "errors (tracer `sample_errors`, py-spy `Errors:`). *file* is what each wrote: tracer's Parquet "
+        "errors (tracer `sample_errors`, py-spy `Errors:`); *late* the ticks the tracer skipped because it "
+        "fell behind its rate (`late_samples` in `tracer.run`; py-spy does not count them). *file* is what each wrote: tracer's Parquet "
         "trace of calls with arguments, py-spy's collapsed stacks.\n",
     ]
     return lines
@@ -344,10 +354,10 @@ def report_section(args, rows, python, version, workload):
     lines = [
         f"## Python {version}, `{workload}`\n",
         "| rate (Hz) | profiler | target s | slowdown | target CPU | wall s | CPU s | core | µs/sample | RSS "
-        "| samples/s | errors | file |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| samples/s | late | errors | file |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| | alone | {alone_work:.3f} ({spread(alone, 'work_s')}) | 1.000 | {alone_cpu:.3f} s "
-        f"| {median(alone, 'wall_s'):.3f} | | | | | | | |",
+        f"| {median(alone, 'wall_s'):.3f} | | | | | | | | |",
     ]
     summary = {}
     for rate in args.rate:
@@ -370,7 +380,8 @@ def report_section(args, rows, python, version, workload):
                 f"| {rate} | {mode} | {fig['work']:.3f} ({spread(m, 'work_s')}) | {fig['work'] / alone_work:.3f} "
                 f"| {median(m, 'target_cpu_s') / alone_cpu:.3f}× | {fig['wall']:.3f} | {fig['cpu']:.3f} "
                 f"| {fig['cpu'] / fig['wall']:.0%} | {fig['us_per_sample']:.0f} | {fig['rss'] / 1024:.1f} MB "
-                f"| {fig['rate']:.0f} ({fig['rate'] / rate:.0%}) | {median(m, 'sample_errors'):g} "
+                f"| {fig['rate']:.0f} ({fig['rate'] / rate:.0%}) "
+                f"| {late_samples(m)} | {median(m, 'sample_errors'):g} "
                 f"| {fmt_size(fig['bytes'])} |"
             )
     lines += [

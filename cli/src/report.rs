@@ -330,8 +330,8 @@ pub fn render(
     );
     let _ = writeln!(
         out,
-        "  samples {}  sample errors {}  dropped events {}",
-        run.samples, run.sample_errors, run.dropped_events
+        "  samples {}  late samples {}  sample errors {}  dropped events {}",
+        run.samples, run.late_samples, run.sample_errors, run.dropped_events
     );
     if let (Some(longest), Some(rate)) = (run.max_sample_interval_ns, run.rate_hz) {
         let period = 1_000_000_000 / i64::from(rate.max(1));

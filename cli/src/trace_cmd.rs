@@ -241,6 +241,7 @@ impl EventSink for ProcessSink {
 struct SamplerOutcome {
     samples: u64,
     sample_errors: u64,
+    late_samples: u64,
     max_interval_ns: u64,
 }
 
@@ -364,6 +365,7 @@ impl Session {
                 Ok(SamplerOutcome {
                     samples: stats.samples,
                     sample_errors: stats.sample_errors,
+                    late_samples: stats.late_samples,
                     max_interval_ns: stats.max_interval_ns,
                 })
             })
@@ -436,6 +438,7 @@ impl Session {
                 Ok(outcome) => {
                     run.samples += outcome.samples;
                     run.sample_errors += outcome.sample_errors;
+                    run.late_samples += outcome.late_samples;
                     max_interval = max_interval.max(outcome.max_interval_ns);
                 }
                 Err(e) => {

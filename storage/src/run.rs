@@ -105,6 +105,10 @@ pub struct RunInfo {
     pub samples: u64,
     /// Sampling ticks that failed to read a consistent stack and were skipped.
     pub sample_errors: u64,
+    /// Sampled mode: sampling ticks that could not be taken on time and were skipped
+    /// (the sampler fell behind the rate asked for).
+    #[serde(default)]
+    pub late_samples: u64,
     /// Sampled mode: the longest time between two consecutive samples, in
     /// nanoseconds (the sampler held off by a busy machine); calls shorter than this
     /// may be missing. Null in exact mode.
@@ -167,6 +171,7 @@ impl RunInfo {
             exit_code: None,
             samples: 0,
             sample_errors: 0,
+            late_samples: 0,
             max_sample_interval_ns: None,
             events: 0,
             dropped_events: 0,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use e2e::{pyenv_interpreter, scripts_dir, test_venv_python, tracer_bin, Interpreter};
+use e2e::{pyenv_interpreter, run_python, scripts_dir, test_venv_python, tracer_bin, Interpreter};
 use serde_json::Value;
 
 /// One recorded run of the program and what it printed about itself.
@@ -66,17 +66,8 @@ fn record(interp: &Interpreter) -> Recorded {
 fn read_metadata(trace: &Path) -> Value {
     let code = "import pyarrow.parquet as pq, sys; \
                 print(pq.read_metadata(sys.argv[1]).metadata[b'tracer.run'].decode())";
-    let out = Command::new(test_venv_python())
-        .args(["-c", code])
-        .arg(trace)
-        .output()
-        .expect("run pyarrow");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("tracer.run is JSON")
+    let text = run_python(&test_venv_python(), code, &[&trace.to_string_lossy()]);
+    serde_json::from_str(&text).expect("tracer.run is JSON")
 }
 
 fn query(trace: &Path, args: &[&str]) -> Output {
@@ -382,18 +373,12 @@ cur = con.execute(sys.argv[2])
 names = [d[0] for d in cur.description]
 print(json.dumps([dict(zip(names, row)) for row in cur.fetchall()]))
 "#;
-    let out = Command::new(test_venv_python())
-        .args(["-c", code])
-        .arg(&run.trace)
-        .arg(sql)
-        .output()
-        .expect("run duckdb");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = run_python(
+        &test_venv_python(),
+        code,
+        &[&run.trace.to_string_lossy(), sql],
     );
-    let theirs: Vec<Value> = serde_json::from_slice(&out.stdout).expect("duckdb JSON");
+    let theirs: Vec<Value> = serde_json::from_str(&text).expect("duckdb JSON");
     assert_eq!(ours, theirs, "{}: --sql and DuckDB differ", run.label);
 }
 
