@@ -701,7 +701,6 @@ impl<M: ProcessMemory + ?Sized> Writer<'_, M> {
         })
     }
 
-
     /// A list, tuple, dict or set.
     fn container(
         &mut self,
