@@ -332,7 +332,7 @@ fn args_returns_and_exceptions_equal_what_the_workload_prints() {
                 let rows: Vec<&Event> = run
                     .events
                     .iter()
-                    .filter(|e| &*e.function == function && e.kind != EventKind::Gap)
+                    .filter(|e| *e.function == function && e.kind != EventKind::Gap)
                     .collect();
                 let kinds: Vec<&str> = rows.iter().map(|e| e.kind.as_str()).collect();
                 let mut expect_kinds = vec!["call"];
@@ -368,7 +368,7 @@ fn args_returns_and_exceptions_equal_what_the_workload_prints() {
                 true => run
                     .of(EventKind::Return)
                     .into_iter()
-                    .find(|e| &*e.function == function)
+                    .find(|e| *e.function == function)
                     .expect("generator returns"),
                 false => run.end_of(call.call_id).expect("end row"),
             };
