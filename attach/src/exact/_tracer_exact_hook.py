@@ -596,6 +596,19 @@ def _enc_container(v, entry, out, depth, active, st):
 
 def _value(v):
     """One value as bytes: its description, or `<repr failed: TYPE>`."""
+    t = type(v)
+    if t is int:
+        if -0x8000000000000000 <= v < 0x8000000000000000:
+            return b"i" + _I64(v)
+    elif t is str:
+        if len(v) <= _STR_CHARS:
+            return b"s" + _s(v)
+    elif v is None:
+        return b"N"
+    elif t is bool:
+        return b"T" if v else b"F"
+    elif t is float:
+        return b"f" + _F64(v)
     out = bytearray()
     try:
         _enc(v, out, 0, [], [0])
@@ -992,7 +1005,17 @@ def _trace_call(frame, event, arg):
 
 def _trace_gap(frame, code, back):
     module = _module_of(frame.f_globals, code.co_filename)
-    name = code.co_qualname if _V >= (3, 11) else code.co_name
+    if _V >= (3, 11):
+        name = code.co_qualname
+    else:
+        name = code.co_name
+        first = code.co_varnames[0] if code.co_argcount else None
+        if first in ("self", "cls"):
+            local = frame.f_locals
+            if first in local:
+                value = local[first]
+                cls = value if first == "cls" and _tflags(type(value)) & _TYPE_SUB else type(value)
+                name = _tname(cls).rsplit(".", 1)[-1] + "." + name
     callee = _callee_id(code, name, module, code.co_filename, code.co_firstlineno)
     caller = _codes[back.f_code]
     _q.append((_GAP, caller, _thread_index(), _perf(), back.f_lineno, callee))

@@ -63,8 +63,8 @@
 //! * Reprs never run the program's code (builtins' own C methods only; a failure
 //!   prints `<repr failed: TYPE>`); the hook describes values and this crate prints
 //!   them with sampled mode's rules and redaction ([`value`]).
-//! * Events are queued and sent in batches by a background thread every 50 ms (or
-//!   by the thread that fills the queue); the socket is non-blocking, so a slow
+//! * Events are queued and sent in batches by a background thread every 50 ms; the
+//!   socket is non-blocking, so a slow
 //!   tracer makes the hook hold up to 8 MiB and then drop events, counted
 //!   ([`ProcessStats::dropped_events`]). At exit (and before `os._exit`) everything
 //!   pending is sent, waiting at most 5 s. When the tracer goes away the hook
@@ -183,6 +183,8 @@ pub struct ProcessStats {
     pub python_version: String,
     pub python_executable: String,
     pub argv: Vec<String>,
+    /// Its working directory when the hook started.
+    pub cwd: String,
     /// `sys.monitoring tool N`, `sys.settrace`, or `none` (see `errors`).
     pub mechanism: String,
     /// Rows written for it.
@@ -619,6 +621,7 @@ impl Receiver<'_> {
                 python_version: hello.python_version.clone(),
                 python_executable: hello.executable.clone(),
                 argv: hello.argv.clone(),
+                cwd: hello.cwd.clone(),
                 mechanism: hello.mechanism.clone(),
                 events: 0,
                 dropped_events: 0,

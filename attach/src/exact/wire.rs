@@ -217,7 +217,7 @@ pub struct Hello {
 }
 
 /// One frame of the stream.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Message<'a> {
     Hello(Hello),
     Error(String),
@@ -229,12 +229,6 @@ pub enum Message<'a> {
     Bye {
         dropped: u64,
     },
-}
-
-impl PartialEq for Reader<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.bytes[self.pos..] == other.bytes[other.pos..]
-    }
 }
 
 impl<'a> Message<'a> {
