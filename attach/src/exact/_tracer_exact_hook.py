@@ -944,7 +944,6 @@ _RETURN_VALUE = 83
 _YIELD_VALUE = 86
 _YIELD_FROM = 72
 _RESUME_OP = 151
-_ops = {}
 
 
 def _first_start(frame, code):
