@@ -8,6 +8,11 @@
 //!   attributes) out of the target.
 //! * [`repr`]: [`repr_value`], Python's own `repr()` text of a remote value, bounded
 //!   in length, depth and items, with secrets redacted by [`redact`].
+//! * [`sampler`]: [`Sampler`], which reads a process's stacks at a fixed rate and
+//!   rebuilds calls from them (sampled mode).
+//! * [`exact`]: [`exact::ExactSession`], which launches nothing itself but hands out
+//!   the environment that makes Python processes load a hook, and turns what the
+//!   hooks send into the same [`Event`]s (exact mode).
 
 pub mod event;
 pub mod memory;
@@ -23,6 +28,7 @@ pub mod repr;
 pub use error::{Error, Result};
 pub mod calls;
 pub mod elf;
+pub mod exact;
 pub mod filter;
 pub mod names;
 pub mod process;
