@@ -6,6 +6,7 @@
 
 mod dump;
 mod error;
+mod exact_cmd;
 mod output;
 mod query_cmd;
 mod report;
