@@ -8,6 +8,9 @@
 //!   attributes) out of the target.
 //! * [`repr`]: [`repr_value`], Python's own `repr()` text of a remote value, bounded
 //!   in length, depth and items, with secrets redacted by [`redact`].
+//! * [`inject`]: [`inject::run_python_source`], which makes a live 3.12 / 3.13
+//!   process run Python source on its main thread at a safe point (ptrace +
+//!   `Py_AddPendingCall`).
 
 pub mod event;
 pub mod memory;
@@ -24,6 +27,7 @@ pub use error::{Error, Result};
 pub mod calls;
 pub mod elf;
 pub mod filter;
+pub mod inject;
 pub mod names;
 pub mod process;
 pub mod sampler;
