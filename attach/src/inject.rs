@@ -803,3 +803,55 @@ fn target_owner(pid: i32) -> (Option<u32>, Option<u32>) {
     };
     (effective("Uid:"), effective("Gid:"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// A signal sent to the main thread while it is held (here during a borrowed
+    /// `getpid`) reaches the program's handler once, after the thread is let go.
+    #[test]
+    fn a_signal_sent_while_the_main_thread_is_held_is_delivered_once_after() {
+        let python = e2e::pyenv_interpreter(12)
+            .expect("this test needs pyenv's Python 3.12 (under ~/.pyenv/versions/3.12.*)")
+            .path;
+        let code = "import signal, time\n\
+                    signal.signal(signal.SIGUSR1, lambda *a: print('usr1', flush=True))\n\
+                    signal.signal(signal.SIGUSR2, lambda *a: print('usr2', flush=True))\n\
+                    print('READY', flush=True)\n\
+                    while True:\n    time.sleep(0.01)\n";
+        let mut cmd = Command::new(python);
+        cmd.args(["-c", code]);
+        let mut target = e2e::Target::spawn(cmd);
+        target.wait_for("READY", Duration::from_secs(20));
+        let pid = target.pid();
+        let maps = read_maps(pid).expect("read the target's maps");
+        let insn = find_syscall_instruction(pid, &RemoteMemory::new(pid), &maps)
+            .expect("a syscall instruction in the target");
+        let mut thread = StoppedThread::stop(pid, pid, STOP_TIMEOUT).expect("stop the main thread");
+        // SAFETY: signalling our own child's main thread.
+        unsafe {
+            libc::tgkill(pid, pid, libc::SIGUSR1);
+        }
+        let got = thread
+            .syscall(insn, libc::SYS_getpid, [0; 6], CALL_TIMEOUT)
+            .expect("getpid on the held thread");
+        assert_eq!(got, i64::from(pid));
+        thread.release().expect("release the main thread");
+        assert_eq!(
+            target.wait_for("usr1", Duration::from_secs(10)),
+            vec!["usr1"]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: as above.
+        unsafe {
+            libc::tgkill(pid, pid, libc::SIGUSR2);
+        }
+        assert_eq!(
+            target.wait_for("usr2", Duration::from_secs(10)),
+            vec!["usr2"],
+            "the held SIGUSR1 was delivered more than once"
+        );
+    }
+}
