@@ -27,8 +27,10 @@
 //!    called on a frame below the red zone, returning to address 0 (the fault there
 //!    marks the end of the call).
 //! 6. Every register, `orig_rax` and the XSAVE state are put back, held signals are
-//!    given back, the thread is detached. This is the only time the target is
-//!    stopped: about 0.1–0.3 ms (see `stopped` in [`Ran`]).
+//!    given back, the thread is detached. Only the main thread was stopped, for
+//!    three round trips of ptrace (stop, system call, call): about 0.2 ms on an idle
+//!    CPU; on a loaded one each round trip also waits for the thread to get a CPU
+//!    (milliseconds). [`Ran::stopped`] reports it.
 //! 7. The interpreter runs `PyRun_SimpleString(page)` on its main thread at its next
 //!    eval-breaker check. The loader (see the `loader` module) claims the injection
 //!    (renames `armed` to `started`), runs the source in its own namespace, catching
@@ -56,7 +58,8 @@
 //!   `stopped_thread` for `orig_rax`. Signals that arrive while the thread is held are
 //!   given back on release.
 //! * Every error path restores and detaches (`StoppedThread`'s `Drop`), so the
-//!   target is never left stopped.
+//!   target is never left stopped. The injected operations have time limits; a
+//!   thread still running at a limit is interrupted and restored before it is let go.
 //! * No exception escapes into the program and `__main__`'s namespace is untouched
 //!   (see the `loader` module); the source runs in a fresh dict named `__tracer__`.
 //!
@@ -79,6 +82,9 @@
 //!   not the process's first thread: the queue's popper is then not the stopped
 //!   thread, so a 3.13 `PyMutex` could be contended during the call and park the
 //!   thread.
+//! * A main thread in uninterruptible sleep (state `D`, e.g. slow disk or NFS I/O)
+//!   does not stop until that I/O ends; a thread that never reached its stop cannot
+//!   be detached before it does, so the tracer waits for it.
 //! * Shadow stacks (x86 user CET, off by default in glibc) would fault on the
 //!   borrowed return; seccomp filters that forbid `mmap` make the injection fail.
 //! * PEP 768's `sys.remote_exec` (the interpreter's own safe-point hook) exists only
@@ -406,12 +412,7 @@ struct Target {
 
 impl Target {
     fn open(pid: i32) -> Result<Target, InjectError> {
-        let process = PythonProcess::open(pid).map_err(|e| match e {
-            Error::UnsupportedVersion { pid, version } => {
-                InjectError::UnsupportedVersion { pid, version }
-            }
-            other => InjectError::Process(other),
-        })?;
+        let process = PythonProcess::open(pid)?;
         let version = process.version;
         if (version.major, version.minor) < (3, 12) || (version.major, version.minor) > (3, 13) {
             return Err(InjectError::UnsupportedVersion {

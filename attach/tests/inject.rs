@@ -478,3 +478,58 @@ fn python_before_3_12_is_refused_with_a_hint_to_sample() {
         target.assert_quiet_stderr();
     }
 }
+
+#[test]
+fn a_held_pending_call_lock_is_waited_for_and_never_blocked_on() {
+    let _serial = e2e::serial();
+    for minor in MINORS {
+        let interp = interpreter(minor);
+        let layout = python_offsets::Layout::for_version(python_offsets::Version::new(3, minor, 0))
+            .expect("a layout for 3.12 and 3.13");
+        let (offset, kind) = match (
+            layout.runtime.pending_calls_lock,
+            layout.runtime.pending_calls_mutex,
+        ) {
+            (Some(offset), _) => (offset, "semaphore"),
+            (None, Some(offset)) => (offset, "mutex"),
+            (None, None) => panic!("3.{minor} has no pending-call lock offset"),
+        };
+        let scratch = Scratch::new(&format!("lock-{minor}"));
+        let offset = offset.to_string();
+        let mut target = Watched::start(
+            &interp,
+            "inject_lock_holder.py",
+            &[&offset, kind, "2.5"],
+            &scratch,
+        );
+        // Held for 2.5 s: a 300 ms retry budget runs out without calling into the lock.
+        let short = InjectOptions {
+            lock_retry: Duration::from_millis(300),
+            ..quick()
+        };
+        let started = Instant::now();
+        match run_python_source(target.pid(), "pass", &short) {
+            Err(InjectError::PendingLockBusy { .. }) => {}
+            other => panic!("{}: expected PendingLockBusy, got {other:?}", interp.label),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{}: the refusal took {:?}",
+            interp.label,
+            started.elapsed()
+        );
+        target.read_until("tick 5");
+        target.assert_running();
+        // A longer budget outlasts the holder: the call goes in once the lock is free.
+        let long = InjectOptions {
+            lock_retry: Duration::from_secs(10),
+            ..quick()
+        };
+        let result = ran(run_python_source(target.pid(), "pass", &long));
+        assert_eq!(result.outcome, Outcome::Completed, "{}", interp.label);
+        target.read_until("tick 250");
+        assert_ticks_consecutive(&target.lines);
+        target.assert_running();
+        target.assert_quiet_stderr();
+    }
+}
