@@ -383,8 +383,8 @@ impl fmt::Display for Queued {
         write!(
             f,
             "the main thread of process {} has not reached a safe point in {:.1?}: it is \
-             probably blocked in a system call (time.sleep, a join, a read); the loader \
-             runs when that call returns",
+             probably blocked in a system call (time.sleep, a join, a read); the source \
+             runs when that call returns, unless the call is withdrawn first",
             self.pid,
             self.waited()
         )
@@ -505,30 +505,31 @@ impl Target {
             });
         }
         let page = page as u64;
-        let queued = write_memory(Pid::from_raw(pid), page, text)
-            .map_err(|e| stop_error(pid, e))
-            .and_then(|()| {
-                thread
-                    .call(
-                        self.add_pending_call,
-                        &[self.run_simple_string, page],
-                        CALL_TIMEOUT,
-                    )
-                    .map_err(|e| stop_error(pid, e))
-            })
-            .and_then(|rc| match rc as i32 {
-                0 => Ok(()),
-                _ => Err(InjectError::QueueFull { pid }),
-            });
-        if let Err(e) = queued {
-            // Not queued, so nothing will read the pages: give them back.
+        let unmap_unused = |thread: &mut StoppedThread| {
             let _ = thread.syscall(
                 self.syscall_insn,
                 libc::SYS_munmap,
                 [page, len, 0, 0, 0, 0],
                 CALL_TIMEOUT,
             );
-            return Err(e);
+        };
+        if let Err(e) = write_memory(Pid::from_raw(pid), page, text) {
+            unmap_unused(&mut thread);
+            return Err(stop_error(pid, e));
+        }
+        // A call that faulted or timed out may have queued the text before it stopped:
+        // its pages then stay mapped, since the interpreter may still read them.
+        let rc = thread
+            .call(
+                self.add_pending_call,
+                &[self.run_simple_string, page],
+                CALL_TIMEOUT,
+            )
+            .map_err(|e| stop_error(pid, e))?;
+        if rc as i32 != 0 {
+            // Not queued, so nothing will read the pages: give them back.
+            unmap_unused(&mut thread);
+            return Err(InjectError::QueueFull { pid });
         }
         let held = thread.release().map_err(|e| stop_error(pid, e))?;
         Ok((page, earlier_stops + held))
