@@ -48,9 +48,10 @@
 //!   `malloc`.
 //! * `Py_AddPendingCall` takes one lock, the queue's. A thread that holds it would
 //!   deadlock on itself if borrowed; step 4 proves the stopped thread does not hold it
-//!   (only the main thread takes it, to pop calls, and it is stopped with the lock
-//!   free). The other threads are left running, so one of them holding the lock only
-//!   makes the call wait until it lets go.
+//!   (the lock is free while that thread cannot move). The main thread is the one
+//!   that takes it most (to pop calls), and it is the stopped one; the other threads
+//!   are left running, so one of them taking the lock meanwhile only makes the call
+//!   wait until it lets go, never forever.
 //! * No code is written into the target: `process_vm_writev` writes only the fresh
 //!   pages and the return-address slot below the red zone of the borrowed stack.
 //! * A thread stopped inside a blocking system call (`read`, `time.sleep`) restarts
@@ -65,6 +66,9 @@
 //!
 //! # Limits
 //!
+//! * ptrace needs the target's user (or root) and, with the Yama LSM,
+//!   `kernel.yama.ptrace_scope` 0 (1 allows only descendants, 2 only
+//!   `CAP_SYS_PTRACE`); [`InjectError::Permission`] and its hint say which.
 //! * A main thread blocked in a system call (`time.sleep`, `thread.join`, a `read`,
 //!   `select`) runs the loader only when that call returns: [`Injected::Queued`]
 //!   says so. A queued call cannot be taken out of CPython's queue. [`Queued::wait`]
