@@ -13,6 +13,9 @@
 //! * [`exact`]: [`exact::ExactSession`], which launches nothing itself but hands out
 //!   the environment that makes Python processes load a hook, and turns what the
 //!   hooks send into the same [`Event`]s (exact mode).
+//! * [`inject`]: [`inject::run_python_source`], which makes a live 3.12 / 3.13
+//!   process run Python source on its main thread at a safe point (ptrace +
+//!   `Py_AddPendingCall`).
 
 pub mod event;
 pub mod memory;
@@ -30,6 +33,7 @@ pub mod calls;
 pub mod elf;
 pub mod exact;
 pub mod filter;
+pub mod inject;
 pub mod names;
 pub mod process;
 pub mod sampler;
