@@ -7,20 +7,23 @@
 //! SIGTERM, `--timeout` and the command's exit, as in sampled mode; once the command
 //! has exited the receiver drains what the hooks sent and the trace is finished.
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use attach::exact::{ExactError, ExactOptions, ExactSession, ExactStats};
+use attach::inject::{self, InjectError, InjectOptions, Injected, Outcome};
 use attach::repr::ReprOptions;
+use attach::PythonProcess;
 use storage::run::{Mode, RunInfo, RunStatus};
 
 use crate::error::{CliError, CliResult};
 use crate::report::{self, Recording, Summary};
 use crate::signals;
 use crate::trace_cmd::{
-    create_trace, descendants, exit_code_of, forward, print_stacks, wait_child, AttachArgs,
-    RecordArgs, TraceOptions, TIMEOUT_EXIT,
+    command_line, create_trace, descendants, exit_code_of, forward, print_stacks, wait_child,
+    AttachArgs, RecordArgs, TraceOptions, TIMEOUT_EXIT,
 };
 
 /// The hook's options from the command line's.
@@ -125,16 +128,164 @@ pub fn record(args: &RecordArgs) -> CliResult<i32> {
     })
 }
 
-/// `tracer attach --exact`: not available yet (issue 6 places the hook into a
-/// running process); said as a clear refusal that points to sampled attach.
+/// How long `attach --exact` waits for the target's main thread to run the loader.
+const SAFE_POINT_WAIT: Duration = Duration::from_secs(10);
+
+/// How long, once told to stop, the receiver lets an attached hook send what it still
+/// holds before it closes the connection (which makes the hook remove itself).
+const DETACH_GRACE: Duration = Duration::from_millis(300);
+
+/// `tracer attach --pid PID --exact`: places the hook into the running process (3.12+)
+/// through [`attach::inject`], records until Ctrl-C, `--duration` or the target's
+/// exit, then closes the connection, on which the hook removes itself (frees its
+/// `sys.monitoring` tool id, stops its thread): the process is left as it was. If the
+/// tracer dies instead, the hook sees the socket close and does the same.
 pub fn attach(args: &AttachArgs) -> CliResult<i32> {
-    Err(CliError::new(
-        "exact tracing of a running process is not available in this version",
-    )
-    .hint(format!(
-        "tracer attach --pid {} (sampled: nothing is injected), or start the program under `tracer record --exact -- ...`",
-        args.pid
-    )))
+    signals::install();
+    let started = Instant::now();
+    let opts = &args.trace;
+    let process = PythonProcess::open(args.pid)?;
+    if process.version.minor < 12 {
+        return Err(CliError::new(format!(
+            "exact tracing of a running process needs Python 3.12 or newer; pid {} runs {}",
+            args.pid, process.version
+        ))
+        .hint(format!(
+            "tracer attach --pid {} (sampled: nothing is injected), or restart it under `tracer record --exact -- ...`",
+            args.pid
+        )));
+    }
+    let options = ExactOptions {
+        subprocesses: false,
+        grace: DETACH_GRACE,
+        ..exact_options(opts)
+    };
+    let session = ExactSession::new(options).map_err(|e| match e {
+        ExactError::Filter(e) => CliError::usage(e.to_string()),
+        other => CliError::new(format!("cannot prepare exact tracing: {other}")),
+    })?;
+    let mut run = RunInfo::new(command_line(args.pid), args.pid, Mode::Exact);
+    run.python_version = Some(process.version.to_string());
+    run.python_executable = Some(process.executable.clone());
+    if let Ok(cwd) = std::fs::read_link(format!("/proc/{}/cwd", args.pid)) {
+        run.cwd = cwd.to_string_lossy().into_owned();
+    }
+    run.include = opts.include.clone();
+    run.exclude = opts.exclude.clone();
+    run.redact = opts.redact.clone();
+    run.capture_args = !opts.no_args;
+    let (writer, _) = create_trace(opts, &run, args.pid)?;
+    let mut recording = Recording {
+        writer,
+        summary: Summary::default(),
+    };
+    let stop = AtomicBool::new(false);
+    let (outcome, received) = std::thread::scope(|scope| {
+        let receiver = scope.spawn(|| session.run(&mut recording, &stop));
+        let outcome = inject_and_watch(args, &session, started);
+        stop.store(true, Ordering::SeqCst);
+        let received = receiver
+            .join()
+            .map_err(|_| CliError::new("the exact-mode receiver failed"));
+        (outcome, received)
+    });
+    let stats = received?.map_err(|e| CliError::new(format!("exact tracing failed: {e}")))?;
+    match outcome {
+        Ok(status) => {
+            finish(run, recording, &stats, status, None, started)?;
+            Ok(0)
+        }
+        Err(e) => {
+            // Nothing was placed into the target: no trace is left behind either.
+            if let Ok(parts) = recording.writer.abandon() {
+                let _ = std::fs::remove_dir_all(parts);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Injects the loader, waits for it to run, then waits for Ctrl-C, `--duration` or
+/// the target's exit; returns the status the run ended with.
+fn inject_and_watch(
+    args: &AttachArgs,
+    session: &ExactSession,
+    started: Instant,
+) -> CliResult<RunStatus> {
+    let pid = args.pid;
+    let inject_options = InjectOptions {
+        wait: Duration::from_secs(1),
+        ..InjectOptions::default()
+    };
+    let injected = inject::run_python_source(pid, &session.loader_source(), &inject_options)
+        .map_err(|e| inject_error(pid, e))?;
+    let ran = match injected {
+        Injected::Ran(ran) => ran,
+        Injected::Queued(queued) => {
+            eprintln!(
+                "tracer: waiting up to {} s for pid {pid}'s main thread to reach a safe point: {queued}",
+                SAFE_POINT_WAIT.as_secs()
+            );
+            match queued
+                .wait(SAFE_POINT_WAIT)
+                .map_err(|e| inject_error(pid, e))?
+            {
+                Injected::Ran(ran) => ran,
+                Injected::Queued(queued) => {
+                    let withdrawn = queued.withdraw();
+                    return Err(CliError::new(format!(
+                        "pid {pid}'s main thread did not reach a safe point within {} s (it is blocked, e.g. in a long sleep or a join); nothing was injected{}",
+                        SAFE_POINT_WAIT.as_secs(),
+                        match withdrawn {
+                            Ok(_) => "",
+                            Err(_) => " (the queued loader will do nothing when it runs)",
+                        }
+                    ))
+                    .hint(format!("tracer attach --pid {pid} (sampled: works whatever the main thread does)")));
+                }
+            }
+        }
+    };
+    if let Outcome::Raised(message) = &ran.outcome {
+        return Err(
+            CliError::new(format!("the hook could not start in pid {pid}: {message}"))
+                .hint(format!("tracer attach --pid {pid} (sampled)")),
+        );
+    }
+    let deadline = args
+        .duration
+        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
+    loop {
+        if signals::take().is_some() {
+            return Ok(RunStatus::Interrupted);
+        }
+        if !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid) {
+            return Ok(RunStatus::TargetExited);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(RunStatus::DurationReached);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether a process has exited and waits to be reaped.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next().map(|s| s == "Z"))
+        })
+        .unwrap_or(true)
+}
+
+/// The command line's form of an injection error.
+fn inject_error(pid: i32, error: InjectError) -> CliError {
+    let hint = error
+        .hint()
+        .unwrap_or_else(|| format!("tracer attach --pid {pid} (sampled: nothing is injected)"));
+    CliError::new(format!("cannot place the hook into pid {pid}: {error}")).hint(hint)
 }
 
 /// Fills in the run from what the hooks said, finishes the trace and prints the
@@ -179,7 +330,7 @@ fn finish(
             p.python_version,
             p.mechanism,
             p.events,
-            if p.completed {
+            if p.completed || !run.launched {
                 ""
             } else {
                 ", ended without saying goodbye"

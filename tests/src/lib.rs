@@ -233,6 +233,15 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Everything the target printed on stdout after what was already read, up to its
+    /// exit (call it once the target has exited or is exiting).
+    pub fn read_rest(&mut self, out: &mut String) -> std::io::Result<usize> {
+        use std::io::Read;
+        self.stdout.read_to_string(out)
+    }
+}
+
 impl Drop for Target {
     fn drop(&mut self) {
         // SAFETY: signalling our own child's process group.

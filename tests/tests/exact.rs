@@ -217,22 +217,3 @@ fn exact_no_args_records_calls_without_values() {
         "no argument or return values with --no-args"
     );
 }
-
-#[test]
-fn exact_attach_is_refused_with_a_hint_to_sampled_attach() {
-    let out = Command::new(tracer_bin())
-        .args([
-            "attach",
-            "--exact",
-            "--pid",
-            &std::process::id().to_string(),
-            "--duration",
-            "1",
-        ])
-        .output()
-        .expect("run tracer attach");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(stderr.contains("hint: tracer attach --pid"), "{stderr}");
-}

@@ -1366,15 +1366,18 @@ def _clean_environment():
         os.environ.pop("PYTHONPATH", None)
 
 
-def start(boot_dir):
-    """Connects to the tracer and starts tracing; called once by the bootstrap."""
+def start(boot_dir, config=None):
+    """Connects to the tracer and starts tracing; called once by the bootstrap (the
+    configuration in `TRACER_EXACT`, then cleaned from the environment) or by a loader
+    injected into a running process (`config` given: the environment is not touched)."""
     global _cfg, _boot, _active, _no_args, _include, _exclude, _cwd, _stdlib
     global _MAXLEN, _DEPTH, _ITEMS, _STR_CHARS, _STR_SLICE, _max_calls, _secrets
-    text = os.environ.get("TRACER_EXACT")
+    text = config if config is not None else os.environ.get("TRACER_EXACT")
     if not text:
         return
     _cfg = _parse_config(text)
-    _clean_environment()
+    if config is None:
+        _clean_environment()
     _boot = boot_dir.rstrip("/") + "/"
     _no_args = _cfg.get("noargs") == "1"
     _include = [p.strip() for p in _cfg.get("include", "").split("\x1f") if p.strip()]

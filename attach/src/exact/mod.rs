@@ -325,6 +325,26 @@ impl ExactSession {
         ]
     }
 
+    /// Python source that starts this session's hook inside a process that is already
+    /// running (the source a loader injected with [`crate::inject`] runs): it imports
+    /// the hook from the bootstrap folder, leaves `sys.path` and `sys.modules` as they
+    /// were (so a later attach loads its own session's hook), and starts it with this
+    /// session's configuration, without touching the program's environment.
+    pub fn loader_source(&self) -> String {
+        // A JSON string is a valid Python string literal (its escapes are Python's).
+        let literal = |text: &str| serde_json::Value::from(text).to_string();
+        let boot = literal(&self.boot_dir.display().to_string());
+        let config = literal(&self.config(None).to_string_lossy());
+        format!(
+            "import sys\n\
+             boot = {boot}\n\
+             sys.path.insert(0, boot)\n\
+             try:\n    import _tracer_exact_hook as hook\n\
+             finally:\n    sys.path.remove(boot)\n    sys.modules.pop('_tracer_exact_hook', None)\n\
+             hook.start(boot, {config})\n"
+        )
+    }
+
     /// `key=value` fields separated by 0x1e, lists by 0x1f (no JSON parser needed in
     /// the target at startup).
     fn config(&self, pythonpath: Option<&OsStr>) -> OsString {

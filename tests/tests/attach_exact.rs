@@ -1,0 +1,354 @@
+//! `tracer attach --pid PID --exact` on live 3.12 and 3.13 processes: the hook goes in,
+//! records, and comes out leaving the process as it was; a killed tracer's hook
+//! removes itself; a main thread that never reaches a safe point is given up on.
+//!
+//! The soak (attach for 2 s, detach, again) runs `TRACER_ATTACH_REPEATS` times per
+//! interpreter, 50 by default as the issue asks; set it lower for a quick run.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e::{pyenv_interpreter, read_trace, script, tracer_bin, Interpreter, Target};
+use serde_json::Value;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = e2e::target_dir()
+        .join("e2e-tmp")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+fn interpreters() -> Vec<Interpreter> {
+    [12u8, 13]
+        .into_iter()
+        .map(|minor| {
+            pyenv_interpreter(minor).unwrap_or_else(|| {
+                panic!("CPython 3.{minor} is missing: install it with `pyenv install 3.{minor}`")
+            })
+        })
+        .collect()
+}
+
+/// `VmRSS` and `Threads` of a process, from `/proc/PID/status`.
+fn rss_kib_and_threads(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("Threads:"))
+}
+
+/// A client that asks the server for `/item/N` in a loop and checks every answer.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    handle: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    fn start(port: u16) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let (s, o) = (stop.clone(), ok.clone());
+        let handle = std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            let mut n = 0u64;
+            while !s.load(Ordering::SeqCst) {
+                n += 1;
+                match get(port, n) {
+                    Ok(()) => {
+                        o.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(e) => failures.push(e),
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            failures
+        });
+        Load {
+            stop,
+            ok,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        let failures = self
+            .handle
+            .take()
+            .map(|h| h.join().unwrap())
+            .unwrap_or_default();
+        (self.ok.load(Ordering::SeqCst), failures)
+    }
+}
+
+/// One request; the answer must be exactly `item N`.
+fn get(port: u16, n: u64) -> Result<(), String> {
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET /item/{n} HTTP/1.0\r\n\r\n").map_err(|e| format!("send: {e}"))?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    let expected_body = format!("\r\n\r\nitem {n}\n");
+    if answer.starts_with("HTTP/1.0 200") && answer.ends_with(&expected_body) {
+        Ok(())
+    } else {
+        Err(format!("request {n}: unexpected answer {answer:?}"))
+    }
+}
+
+fn attach_exact(pid: i32, trace: &Path, duration: &str) -> Output {
+    Command::new(tracer_bin())
+        .args([
+            "attach",
+            "--exact",
+            "--pid",
+            &pid.to_string(),
+            "--duration",
+            duration,
+            "-o",
+        ])
+        .arg(trace)
+        .output()
+        .expect("run tracer attach --exact")
+}
+
+fn start_server(interp: &Interpreter) -> (Target, u16) {
+    let mut cmd = Command::new(&interp.path);
+    cmd.arg(script("http_app.py"))
+        .stderr(std::process::Stdio::piped());
+    let mut server = Target::spawn(cmd);
+    let ready = server.wait_for("READY", Duration::from_secs(20));
+    let port = ready
+        .last()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .expect("READY PORT");
+    (server, port)
+}
+
+#[test]
+fn attach_exact_repeatedly_leaves_a_loaded_server_as_it_was() {
+    let _serial = e2e::serial();
+    let repeats: usize = std::env::var("TRACER_ATTACH_REPEATS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50);
+    for interp in interpreters() {
+        let label = &interp.label;
+        let (mut server, port) = start_server(&interp);
+        let pid = server.pid();
+        let load = Load::start(port);
+        std::thread::sleep(Duration::from_millis(500));
+        let (rss_before, threads_before) = rss_kib_and_threads(pid);
+        let dir = temp_dir(&format!("attach-exact-{}", label.replace('/', "_")));
+        let mut rss_after_first = 0;
+        for i in 0..repeats {
+            let trace = dir.join(format!("t{i}.parquet"));
+            let out = attach_exact(pid, &trace, "2");
+            assert!(
+                out.status.success(),
+                "{label}: attach {i}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let (rows, run) = read_trace(&trace);
+            assert_eq!(run["mode"], "exact", "{label}");
+            assert_eq!(run["status"], "duration_reached", "{label}");
+            let renders: Vec<&Value> = rows
+                .iter()
+                .filter(|r| r["kind"] == "call" && r["function"] == "render")
+                .collect();
+            assert!(
+                !renders.is_empty(),
+                "{label}: attach {i} saw no render call"
+            );
+            for call in &renders {
+                let args: Value =
+                    serde_json::from_str(call["args"].as_str().unwrap_or("{}")).unwrap();
+                assert!(
+                    args["path"]
+                        .as_str()
+                        .is_some_and(|p| p.starts_with("'/item/")),
+                    "{label}: render's arguments: {args}"
+                );
+                assert!(args["served"].as_str().is_some(), "{label}: {args}");
+            }
+            if i == 0 {
+                rss_after_first = rss_kib_and_threads(pid).0;
+            }
+        }
+        // The hook is gone: its thread ended (within a second of the detach).
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while rss_kib_and_threads(pid).1 != threads_before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (rss_after, threads_after) = rss_kib_and_threads(pid);
+        assert_eq!(
+            threads_after, threads_before,
+            "{label}: thread count back to baseline"
+        );
+        // Memory back near the baseline and not growing with each attach.
+        assert!(
+            rss_after < rss_before + 16 * 1024,
+            "{label}: RSS {rss_before} KiB before, {rss_after} KiB after {repeats} attaches"
+        );
+        assert!(
+            rss_after < rss_after_first + 4 * 1024,
+            "{label}: RSS grows with each attach: {rss_after_first} KiB after the first, {rss_after} KiB after {repeats}"
+        );
+        let (ok, failures) = load.finish();
+        assert!(
+            failures.is_empty(),
+            "{label}: failed requests: {failures:?}"
+        );
+        assert!(ok > 0, "{label}: the load made no request");
+        // The server's own output: its READY line, then only its counter lines.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+        let status = server.child.wait().expect("server exits");
+        assert_eq!(status.code(), Some(0), "{label}: server exit");
+        let mut stderr = String::new();
+        if let Some(mut err) = server.child.stderr.take() {
+            let _ = err.read_to_string(&mut stderr);
+        }
+        assert!(
+            stderr.is_empty(),
+            "{label}: the server printed on stderr: {stderr}"
+        );
+        let mut rest = String::new();
+        let _ = server.read_rest(&mut rest);
+        assert!(
+            rest.lines().all(|l| l.starts_with("served ")),
+            "{label}: the server's own output changed: {rest}"
+        );
+    }
+}
+
+#[test]
+fn a_killed_tracer_leaves_a_serving_process_without_its_hook() {
+    let _serial = e2e::serial();
+    for interp in interpreters() {
+        let label = &interp.label;
+        let (_server, port) = start_server(&interp);
+        let pid = _server.pid();
+        let load = Load::start(port);
+        std::thread::sleep(Duration::from_millis(300));
+        let threads_before = rss_kib_and_threads(pid).1;
+        let dir = temp_dir(&format!("attach-kill-{}", label.replace('/', "_")));
+        let mut tracer = Command::new(tracer_bin())
+            .args(["attach", "--exact", "--pid", &pid.to_string(), "-o"])
+            .arg(dir.join("t.parquet"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start tracer");
+        // Wait until the hook is in (its thread appears), then kill the tracer.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while rss_kib_and_threads(pid).1 == threads_before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            rss_kib_and_threads(pid).1 > threads_before,
+            "{label}: the hook never started"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        tracer.kill().expect("SIGKILL the tracer");
+        let _ = tracer.wait();
+        let killed = Instant::now();
+        // Checked from outside with `tracer dump`: the hook's thread is gone within a
+        // second and the main thread serves on.
+        let mut threads = usize::MAX;
+        while killed.elapsed() < Duration::from_secs(1) {
+            let out = Command::new(tracer_bin())
+                .args(["dump", "--format", "json", "--pid", &pid.to_string()])
+                .output()
+                .expect("tracer dump");
+            let dump: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            threads = dump["threads"].as_array().map_or(usize::MAX, Vec::len);
+            if threads as u64 == threads_before {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            threads as u64, threads_before,
+            "{label}: the hook's thread is still there a second after the tracer died"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let (ok, failures) = load.finish();
+        assert!(
+            failures.is_empty(),
+            "{label}: failed requests: {failures:?}"
+        );
+        assert!(ok > 0, "{label}");
+        assert!(get(port, 1).is_ok(), "{label}: the server serves on");
+    }
+}
+
+#[test]
+fn a_main_thread_that_never_reaches_a_safe_point_is_given_up_on_cleanly() {
+    let _serial = e2e::serial();
+    let interp = &interpreters()[0];
+    let mut target = Target::start(&interp.path, &script("sleepy_main.py"), &[]);
+    target.wait_for("READY", Duration::from_secs(20));
+    let pid = target.pid();
+    let dir = temp_dir("attach-sleepy");
+    let trace = dir.join("t.parquet");
+    let started = Instant::now();
+    let out = attach_exact(pid, &trace, "2");
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("waiting up to"),
+        "says it waits for a safe point: {stderr}"
+    );
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or("");
+    assert!(error.contains("safe point"), "{stderr}");
+    assert!(stderr.contains("hint: tracer attach --pid"), "{stderr}");
+    assert!(
+        took < Duration::from_secs(30),
+        "gave up at its limit, took {took:?}"
+    );
+    assert!(!trace.exists(), "no trace left when nothing was placed");
+    // The target runs on, not stopped: its state is readable and its worker works.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    assert!(!status.contains(") T "), "target left stopped: {status}");
+}
+
+#[test]
+fn attach_exact_on_python_3_11_is_refused_with_the_sampled_alternative() {
+    let interp = pyenv_interpreter(11).expect("CPython 3.11 is missing: pyenv install 3.11");
+    let mut target = Target::start(&interp.path, &script("sleep_forever.py"), &[]);
+    target.wait_for("READY", Duration::from_secs(20));
+    let dir = temp_dir("attach-311");
+    let out = attach_exact(target.pid(), &dir.join("t.parquet"), "1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("3.12"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: tracer attach --pid"), "{stderr}");
+}
