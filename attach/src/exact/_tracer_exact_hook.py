@@ -1372,6 +1372,7 @@ def start(boot_dir, config=None):
     injected into a running process (`config` given: the environment is not touched)."""
     global _cfg, _boot, _active, _no_args, _include, _exclude, _cwd, _stdlib
     global _MAXLEN, _DEPTH, _ITEMS, _STR_CHARS, _STR_SLICE, _max_calls, _secrets
+    global _BACKLOG_MAX
     text = config if config is not None else os.environ.get("TRACER_EXACT")
     if not text:
         return
@@ -1386,6 +1387,7 @@ def start(boot_dir, config=None):
     _DEPTH = int(_cfg.get("depth", "6"))
     _ITEMS = int(_cfg.get("items", "32"))
     _max_calls = int(_cfg.get("maxcalls", "0"))
+    _BACKLOG_MAX = int(_cfg.get("backlog", str(_BACKLOG_MAX)))
     _secrets = tuple(
         w.encode("utf-8", "surrogateescape") for w in _cfg.get("secrets", "").split("\x1f") if w
     )

@@ -134,6 +134,9 @@ pub struct ExactOptions {
     /// How long [`ExactSession::run`] waits, once told to stop, for connections to
     /// end before it ends them itself.
     pub grace: Duration,
+    /// How many bytes of unsent events a hook holds for a tracer that is not reading
+    /// before it drops (and counts) new ones.
+    pub backlog_bytes: usize,
 }
 
 impl Default for ExactOptions {
@@ -146,6 +149,7 @@ impl Default for ExactOptions {
             subprocesses: false,
             repr: ReprOptions::default(),
             grace: Duration::from_secs(3),
+            backlog_bytes: 8 << 20,
         }
     }
 }
@@ -364,6 +368,7 @@ impl ExactSession {
             ("exclude", o.exclude.join("\x1f")),
             ("noargs", u8::from(o.no_args).to_string()),
             ("maxcalls", o.max_calls.unwrap_or(0).to_string()),
+            ("backlog", o.backlog_bytes.to_string()),
             ("sub", u8::from(o.subprocesses).to_string()),
             ("maxlen", o.repr.max_len.to_string()),
             ("depth", o.repr.max_depth.to_string()),
