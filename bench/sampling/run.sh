@@ -14,8 +14,8 @@
 #              `debug` folder is reported as "debug build, not a figure"
 #   PYSPY      py-spy (default: installed by this script into its own venv)
 #   PYTHONS    interpreters, space-separated (default pyenv's 3.12.1 and 3.8.18)
-#   RATES      sampling rates in Hz (default "1000 100")
-#   RUNS       runs of each row (default 5)
+#   RATES      sampling rates in Hz (default "1000 5000 20000": where each keeps up)
+#   RUNS       runs of each row (default 3)
 #   WORKLOADS  any of deep, calls, threads (default "deep calls"; threads adds 1-2 min)
 #   RESULTS    the report (default bench/sampling/RESULTS.md for a release build,
 #              target/bench-sampling/RESULTS.md otherwise, so that a debug build's
@@ -27,8 +27,8 @@ root="$(cd "$here/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 tracer="${TRACER:-$target/release/tracer}"
 pythons="${PYTHONS:-/root/.pyenv/versions/3.12.1/bin/python /root/.pyenv/versions/3.8.18/bin/python}"
-rates="${RATES:-1000 100}"
-runs="${RUNS:-5}"
+rates="${RATES:-1000 5000 20000}"
+runs="${RUNS:-3}"
 workloads="${WORKLOADS:-deep calls}"
 work="$target/bench-sampling"
 venv="$work/venv"
