@@ -312,6 +312,12 @@ impl Sampler {
         self.keys.clear();
         self.labels.clear();
         for t in &threads {
+            if t.tid == Some(0) {
+                // A thread state whose thread has not yet recorded its kernel id (3.11+
+                // set `native_thread_id` as the thread starts): it runs no Python yet,
+                // and its key would change once the id is set.
+                continue;
+            }
             let tid = t.tid.unwrap_or(0);
             let key = thread_key(t.tstate, t.ident, tid);
             self.keys.push(key);
