@@ -23,7 +23,9 @@ def busy(ms):
 def note(function, args, parent, depth, start):
     ns = time.perf_counter_ns() - start
     with LOCK:
-        RECORDS.append({"function": function, "args": args, "parent": parent, "depth": depth, "ns": ns})
+        RECORDS.append(
+            {"function": function, "args": args, "parent": parent, "depth": depth, "ns": ns, "end": time.time_ns()}
+        )
 
 
 def leaf(n, parent, depth):
