@@ -1210,11 +1210,21 @@ _generation = [0]
 
 
 def _detach():
-    """Stops tracing and frees what the hook took: the tracer is gone."""
-    global _active
+    """Stops tracing and frees what the hook took: the tracer is gone. A process the
+    hook was placed into while running is left as it was: the exit hooks are taken
+    back and the hook's tables emptied (the fork handler, which cannot be taken back,
+    does nothing once inactive), so attaching again and again does not add up."""
+    global _active, _backlog, _tls
     if not _active:
         return
     _active = False
+    _fork_handler[0] = None
+    try:
+        atexit.unregister(_at_exit)
+        if os._exit is _exit:
+            os._exit = _original_exit
+    except Exception:
+        pass
     try:
         if _MONITORING:
             _stop_monitoring()
@@ -1226,6 +1236,14 @@ def _detach():
     except Exception:
         pass
     _q.clear()
+    _codes.clear()
+    _code_meta.clear()
+    _argnames.clear()
+    _method_arg.clear()
+    _limited.clear()
+    _pending_exc.clear()
+    _backlog = bytearray()
+    _tls = _thread._local()
     try:
         _sock.close()
     except OSError:
@@ -1316,6 +1334,20 @@ def _send_blocking(data):
     _sock.settimeout(5.0)
     _sock.sendall(data)
     _sock.setblocking(False)
+
+
+# The fork handler goes through a cell that `_detach` empties: `os.register_at_fork`
+# cannot be undone, and a handler holding this module would keep all of it alive after
+# the hook was removed from a running process.
+_fork_handler = [None]
+
+
+def _fork_trampoline(cell):
+    """A function whose globals are the cell alone, calling what the cell holds."""
+    namespace = {}
+    exec("def after_fork():\n    handler = cell[0]\n    if handler is not None:\n        handler()\n",
+         {"cell": cell}, namespace)
+    return namespace["after_fork"]
 
 
 def _after_fork_in_child():
@@ -1422,6 +1454,7 @@ def start(boot_dir, config=None):
         threading.settrace(_trace_call)
         sys.settrace(_trace_call)
     atexit.register(_at_exit)
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    _fork_handler[0] = _after_fork_in_child
+    os.register_at_fork(after_in_child=_fork_trampoline(_fork_handler))
     os._exit = _exit
     _thread.start_new_thread(_flusher, (_generation[0],))
