@@ -1266,9 +1266,22 @@ def _flush():
                 records = b""
         parts = _encode(items)
         parts.append(records)
-        body = _I64(_dropped) + b"".join(parts)
-        _backlog.extend(_message(_MSG_BATCH, body))
+        # Framed straight into the backlog: one copy of the records.
+        size = 8 + sum(len(p) for p in parts)
+        _busy[0] = size > _BUSY_BATCH
+        _backlog.extend(_FRAME(size + 1, _MSG_BATCH))
+        _backlog.extend(_I64(_dropped))
+        for part in parts:
+            _backlog.extend(part)
+    else:
+        _busy[0] = False
     return _send_pending()
+
+
+# A batch this big means events come fast: the flusher comes back sooner, so that
+# buffers stay small.
+_BUSY_BATCH = 256 << 10
+_busy = [False]
 
 
 def _peer_closed():
@@ -1283,7 +1296,7 @@ def _peer_closed():
 
 def _flusher(generation):
     while _active and generation == _generation[0]:
-        sleep(0.05)
+        sleep(0.005 if _busy[0] else 0.05)
         if not _active or generation != _generation[0]:
             return
         with _flush_lock:

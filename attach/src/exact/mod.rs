@@ -73,9 +73,10 @@
 //! * Reprs never run the program's code (builtins' own C methods only; a failure
 //!   prints `<repr failed: TYPE>`); the hook describes values and this crate prints
 //!   them with sampled mode's rules and redaction ([`value`]).
-//! * Events are queued and sent in batches by a background thread every 50 ms; the
-//!   socket is non-blocking, so a slow
-//!   tracer makes the hook hold up to 8 MiB and then drop events, counted
+//! * Events are queued and sent in batches by a background thread every 50 ms
+//!   (5 ms while batches are large); the socket is non-blocking, so a slow tracer
+//!   makes the hook hold up to 8 MiB (and the native buffer up to 8 MiB more) and
+//!   then drop events, counted
 //!   ([`ProcessStats::dropped_events`]). At exit (and before `os._exit`) everything
 //!   pending is sent, waiting at most 5 s. When the tracer goes away the hook
 //!   removes itself within 50 ms and the program runs on.

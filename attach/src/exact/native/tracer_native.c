@@ -1103,7 +1103,8 @@ static PyObject *configure(PyObject *self, PyObject *const *args, Py_ssize_t nar
         (PyObject * (*)(PyFrameObject *, PyObject *)) find_symbol("PyFrame_GetVar");
     G.function_get_code = (PyObject * (*)(PyObject *)) find_symbol("PyFunction_GetCode");
     G.method_function = (PyObject * (*)(PyObject *)) find_symbol("PyMethod_Function");
-    G.max_bytes = 64u << 20;
+    G.max_bytes = 8u << 20; /* as the hook's backlog: the flusher takes it every 5 ms
+                               when events come fast */
     if (G.epoch == 0)
         G.epoch = 1;
     G.configured = 1;
@@ -1151,11 +1152,6 @@ static PyObject *take(PyObject *self, PyObject *unused)
     G.out.len = 0;
     G.out_events = 0;
     G.dropped = 0;
-    if (G.out.cap > (8u << 20)) {
-        free(G.out.data);
-        G.out.data = NULL;
-        G.out.cap = 0;
-    }
     return result;
 }
 
