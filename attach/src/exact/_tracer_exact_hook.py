@@ -410,12 +410,25 @@ def _fields(t):
 
 def _is_secret(text):
     """Whether a name holds a secret word (attach/src/redact.rs `is_secret_name`; the
-    tracer sends the words)."""
+    tracer sends the words). Remembered per name: dict keys and field names repeat."""
+    known = _secret_names.get(text)
+    if known is not None:
+        return known
     lower = text.encode("utf-8", "surrogatepass").lower()
+    # `bytes.find`, not `in`: `in` first tries the word as an int and builds a
+    # TypeError each time.
+    known = False
     for word in _secrets:
-        if word in lower:
-            return True
-    return False
+        if lower.find(word) >= 0:
+            known = True
+            break
+    if len(_secret_names) > 4096:
+        _secret_names.clear()
+    _secret_names[text] = known
+    return known
+
+
+_secret_names = {}
 
 
 def _key_text(key):
