@@ -20,6 +20,7 @@
 #   WORKLOADS    any of fib json regex (default all)
 #   FIB_N JSON_N REGEX_N   the size of each workload (defaults 27, 10, 1000)
 #   PYTHON_HOOK  1 adds a row with the hook's pure-Python callbacks
+#   SLOW         a row whose first run takes longer (seconds, default 60) runs once
 #   VIZTRACER    viztracer (default: installed by this script into its own venv;
 #                set to an empty string to skip it)
 #   RESULTS      the report (default bench/exact/RESULTS.md)
