@@ -4,10 +4,13 @@
 //!
 //! ```text
 //! cargo run -p attach --example exact_events -- [--include GLOB]... [--exclude GLOB]...
-//!     [--no-args] [--max-calls N] [--subprocesses] -- CMD [ARGS...]
+//!     [--no-args] [--max-calls N] [--subprocesses] [--python-hook] [--count]
+//!     -- CMD [ARGS...]
 //! ```
 //!
 //! The command's own output goes to stderr so that stdout holds events only.
+//! `--python-hook` forces the hook's pure-Python callbacks; `--count` only counts the
+//! events (a sink that costs next to nothing, for benchmarks).
 
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +39,16 @@ impl EventSink for JsonLines {
     }
 }
 
+/// Counts events and keeps none.
+struct Count(u64);
+
+impl EventSink for Count {
+    fn event(&mut self, _: Event) -> Result<(), SinkError> {
+        self.0 += 1;
+        Ok(())
+    }
+}
+
 fn stats_json(stats: &ExactStats) -> serde_json::Value {
     json!({
         "events": stats.events,
@@ -58,12 +71,15 @@ fn main() -> ExitCode {
     let mut options = ExactOptions::default();
     let mut args = std::env::args().skip(1);
     let mut command: Vec<String> = Vec::new();
+    let mut count = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--include" => options.include.extend(args.next()),
             "--exclude" => options.exclude.extend(args.next()),
             "--no-args" => options.no_args = true,
             "--subprocesses" => options.subprocesses = true,
+            "--python-hook" => options.native = false,
+            "--count" => count = true,
             "--max-calls" => options.max_calls = args.next().and_then(|n| n.parse().ok()),
             "--" => {
                 command.extend(args.by_ref());
@@ -96,7 +112,13 @@ fn main() -> ExitCode {
     };
     let stop = AtomicBool::new(false);
     let (status, stats) = std::thread::scope(|scope| {
-        let receiver = scope.spawn(|| session.run(&mut JsonLines, &stop));
+        let receiver = scope.spawn(|| {
+            if count {
+                session.run(&mut Count(0), &stop)
+            } else {
+                session.run(&mut JsonLines, &stop)
+            }
+        });
         let status = child.wait();
         stop.store(true, Ordering::SeqCst);
         (status, receiver.join())

@@ -75,6 +75,53 @@ impl Run {
     }
 }
 
+/// Every interpreter of the matrix with the hook as it runs by default (the native
+/// accelerator on 3.12+), and 3.12+ once more with the pure-Python callbacks forced
+/// (`ExactOptions::native` false), so that both stay tested.
+fn hooks() -> Vec<(Interpreter, bool)> {
+    let mut out = Vec::new();
+    for python in e2e::matrix() {
+        if python.minor >= 12 {
+            let mut pure = python.clone();
+            pure.label.push_str(" (python hook)");
+            out.push((pure, false));
+        }
+        out.push((python, true));
+    }
+    out
+}
+
+/// The default options, with the native accelerator on or forced off.
+fn options(native: bool) -> ExactOptions {
+    ExactOptions {
+        native,
+        ..ExactOptions::default()
+    }
+}
+
+/// The mechanism a process reports: the native callbacks on 3.12+ unless forced off.
+fn assert_mechanism(python: &Interpreter, native: bool, stats: &ExactStats) {
+    for process in &stats.processes {
+        let mechanism = &process.mechanism;
+        if python.minor < 12 {
+            assert_eq!(mechanism, "sys.settrace", "{}", python.label);
+        } else if native {
+            assert!(
+                mechanism.starts_with("sys.monitoring tool ") && mechanism.ends_with(" (native)"),
+                "{}: {mechanism}",
+                python.label
+            );
+        } else {
+            assert!(
+                mechanism.starts_with("sys.monitoring tool ")
+                    && mechanism.ends_with(" (python; native off)"),
+                "{}: {mechanism}",
+                python.label
+            );
+        }
+    }
+}
+
 /// Runs `python args...` in the scripts folder with the hook, until it exits.
 fn run_exact(
     python: &Interpreter,
@@ -207,7 +254,7 @@ fn cprofile_counts(python: &Interpreter, dir: &Path) -> HashMap<i64, (String, u6
 #[test]
 fn calls_per_function_equal_cprofile_counts() {
     let dir = scratch("cprofile");
-    for python in e2e::matrix() {
+    for (python, native) in hooks() {
         let expected = cprofile_counts(&python, &dir);
         assert!(
             expected.len() >= 15,
@@ -217,7 +264,7 @@ fn calls_per_function_equal_cprofile_counts() {
         let run = run_exact(
             &python,
             &[&script("exact_workload.py")],
-            ExactOptions::default(),
+            options(native),
             None,
         );
         assert!(
@@ -263,17 +310,18 @@ fn calls_per_function_equal_cprofile_counts() {
         assert_eq!(run.stats.dropped_events, 0, "{}", python.label);
         assert_eq!(run.stats.processes.len(), 1, "{}", python.label);
         assert!(run.stats.processes[0].completed, "{}", python.label);
+        assert_mechanism(&python, native, &run.stats);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn args_returns_and_exceptions_equal_what_the_workload_prints() {
-    for python in e2e::matrix() {
+    for (python, native) in hooks() {
         let run = run_exact(
             &python,
             &[&script("exact_workload.py")],
-            ExactOptions::default(),
+            options(native),
             None,
         );
         let notes = json_lines(&run.stdout());
@@ -450,11 +498,11 @@ fn args_returns_and_exceptions_equal_what_the_workload_prints() {
 
 #[test]
 fn threads_and_asyncio_tasks_have_their_real_callers() {
-    for python in e2e::matrix() {
+    for (python, native) in hooks() {
         let run = run_exact(
             &python,
             &[&script("exact_concurrency.py")],
-            ExactOptions::default(),
+            options(native),
             None,
         );
         assert_eq!(run.stdout(), "[0, 1, 2]\n", "{}", python.label);
@@ -538,7 +586,7 @@ fn program_output_argv_and_exit_status_are_unchanged() {
         "import sys\nMARK = 'user'\nprint('user sitecustomize ran', file=sys.stderr)\n",
     )
     .expect("user sitecustomize");
-    for python in e2e::matrix() {
+    for (python, native) in hooks() {
         let args = [
             script("exact_identity.py"),
             "plain arg".into(),
@@ -546,7 +594,7 @@ fn program_output_argv_and_exit_status_are_unchanged() {
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let plain = run_plain(&python, &args, Some(&dir));
-        let run = run_exact(&python, &args, ExactOptions::default(), Some(&dir));
+        let run = run_exact(&python, &args, options(native), Some(&dir));
         assert_eq!(plain.status.code(), Some(3), "{}", python.label);
         assert_eq!(run.status.code(), Some(3), "{}", python.label);
         assert_eq!(
@@ -576,11 +624,11 @@ fn program_output_argv_and_exit_status_are_unchanged() {
         );
     }
     // Without a user sitecustomize, and without PYTHONPATH at all.
-    for python in e2e::matrix() {
+    for (python, native) in hooks() {
         let args = [script("exact_identity.py")];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let plain = run_plain(&python, &args, None);
-        let run = run_exact(&python, &args, ExactOptions::default(), None);
+        let run = run_exact(&python, &args, options(native), None);
         assert_eq!(run.stdout, plain.stdout, "{}", python.label);
         assert_eq!(run.stderr, plain.stderr, "{}", python.label);
         assert_eq!(run.status.code(), plain.status.code(), "{}", python.label);
@@ -593,11 +641,11 @@ fn program_output_argv_and_exit_status_are_unchanged() {
 
 #[test]
 fn a_program_using_cprofile_still_works_and_is_traced() {
-    for python in e2e::matrix() {
+    for (python, native) in hooks() {
         let run = run_exact(
             &python,
             &[&script("exact_cprofile.py")],
-            ExactOptions::default(),
+            options(native),
             None,
         );
         assert!(
@@ -612,17 +660,14 @@ fn a_program_using_cprofile_still_works_and_is_traced() {
         assert_eq!(args_of(work[0])["n"], "100");
         let end = run.end_of(work[0].call_id).expect("work returns");
         assert_eq!(end.value.as_deref(), Some("4950"));
+        // cProfile holds tool id 2; the hook takes another.
         let mechanism = &run.stats.processes[0].mechanism;
-        if python.minor >= 12 {
-            assert_ne!(mechanism, "sys.monitoring tool 2", "{}", python.label);
-            assert!(
-                mechanism.starts_with("sys.monitoring tool"),
-                "{}",
-                python.label
-            );
-        } else {
-            assert_eq!(mechanism, "sys.settrace", "{}", python.label);
-        }
+        assert!(
+            !mechanism.starts_with("sys.monitoring tool 2 "),
+            "{}: {mechanism}",
+            python.label
+        );
+        assert_mechanism(&python, native, &run.stats);
     }
 }
 
@@ -649,10 +694,10 @@ impl EventSink for Counting {
 
 #[test]
 fn the_hook_removes_itself_when_the_tracer_goes_away() {
-    for python in e2e::matrix() {
+    for (python, native) in hooks() {
         let session = ExactSession::new(ExactOptions {
             grace: Duration::ZERO,
-            ..ExactOptions::default()
+            ..options(native)
         })
         .expect("session");
         let mut child = Command::new(&python.path)
@@ -721,11 +766,11 @@ fn the_hook_removes_itself_when_the_tracer_goes_away() {
 
 #[test]
 fn a_slow_tracer_makes_the_hook_drop_and_count_events_not_block() {
-    for python in e2e::matrix() {
+    for (python, native) in hooks() {
         // A small backlog, so that the hook has to drop whatever the machine's speed.
         let session = ExactSession::new(ExactOptions {
             backlog_bytes: 64 << 10,
-            ..ExactOptions::default()
+            ..options(native)
         })
         .expect("session");
         let mut child = Command::new(&python.path)
@@ -794,13 +839,13 @@ fn a_slow_tracer_makes_the_hook_drop_and_count_events_not_block() {
 
 #[test]
 fn no_args_max_calls_include_and_exclude() {
-    for python in e2e::matrix() {
+    for (python, native) in hooks() {
         let run = run_exact(
             &python,
             &[&script("exact_hot.py"), "2000"],
             ExactOptions {
                 max_calls: Some(10),
-                ..ExactOptions::default()
+                ..options(native)
             },
             None,
         );
@@ -843,7 +888,7 @@ fn no_args_max_calls_include_and_exclude() {
             &[&script("exact_workload.py")],
             ExactOptions {
                 no_args: true,
-                ..ExactOptions::default()
+                ..options(native)
             },
             None,
         );
@@ -865,7 +910,7 @@ fn no_args_max_calls_include_and_exclude() {
             ExactOptions {
                 include: vec!["json.*".into()],
                 exclude: vec!["json.decoder".into()],
-                ..ExactOptions::default()
+                ..options(native)
             },
             None,
         );
@@ -893,11 +938,11 @@ fn no_args_max_calls_include_and_exclude() {
 
 #[test]
 fn subprocesses_are_traced_only_when_asked() {
-    for python in e2e::matrix() {
+    for (python, native) in hooks() {
         let run = run_exact(
             &python,
             &[&script("exact_children.py")],
-            ExactOptions::default(),
+            options(native),
             None,
         );
         let stdout = run.stdout();
@@ -931,7 +976,7 @@ fn subprocesses_are_traced_only_when_asked() {
             &[&script("exact_children.py")],
             ExactOptions {
                 subprocesses: true,
-                ..ExactOptions::default()
+                ..options(native)
             },
             None,
         );
@@ -980,8 +1025,8 @@ fn subprocesses_are_traced_only_when_asked() {
 
 #[test]
 fn argument_reprs_match_sampled_modes_expectations() {
-    for python in e2e::matrix() {
-        let session = ExactSession::new(ExactOptions::default()).expect("session");
+    for (python, native) in hooks() {
+        let session = ExactSession::new(options(native)).expect("session");
         let mut child = Command::new(&python.path)
             .arg(script("repr_values.py"))
             .current_dir(scripts())
@@ -1050,9 +1095,9 @@ fn argument_reprs_match_sampled_modes_expectations() {
 
 #[test]
 fn a_hook_loaded_by_hand_connects_and_says_when_no_tool_id_is_free() {
-    for python in e2e::matrix() {
+    for (python, native) in hooks() {
         for occupy in [false, true] {
-            let session = ExactSession::new(ExactOptions::default()).expect("session");
+            let session = ExactSession::new(options(native)).expect("session");
             let config: Vec<(OsString, OsString)> = session
                 .child_env_with(None)
                 .into_iter()

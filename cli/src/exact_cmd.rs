@@ -155,9 +155,13 @@ pub fn attach(args: &AttachArgs) -> CliResult<i32> {
             args.pid
         )));
     }
+    // The pure-Python hook: a native module cannot be unloaded, and each attach would
+    // load another copy of it from its own session folder (memory that grows with
+    // every attach to a long-lived process).
     let options = ExactOptions {
         subprocesses: false,
         grace: DETACH_GRACE,
+        native: false,
         ..exact_options(opts)
     };
     let session = ExactSession::new(options).map_err(|e| match e {

@@ -16,6 +16,11 @@
 #   be sent is held up to a bound, then events are dropped and counted.
 # * The flusher thread and exit code call only C functions, so `--include '*'` does
 #   not trace the hook.
+#
+# On 3.12+ the callbacks are those of `_tracer_exact_native` (tracer_native.c, written
+# beside this file by the tracer) when it loads: it writes the event records itself
+# and asks the `_native_*` functions below, once per code object or callee, what to
+# do. When it cannot load (or the tracer says `native=0`) the Python callbacks run.
 import sys
 import os
 import _thread
@@ -65,6 +70,11 @@ _ClassMethodDescriptor = type(dict.__dict__["fromkeys"])
 
 _STR_SLICE = None
 _STR_CHARS = 4096
+
+_native = None
+_native_why = ""
+_NATIVE_NAME = "_tracer_exact_native"
+_NATIVE_FILE = "_tracer_exact_native.abi3.so"
 
 _cfg = {}
 _boot = ""
@@ -400,12 +410,25 @@ def _fields(t):
 
 def _is_secret(text):
     """Whether a name holds a secret word (attach/src/redact.rs `is_secret_name`; the
-    tracer sends the words)."""
+    tracer sends the words). Remembered per name: dict keys and field names repeat."""
+    known = _secret_names.get(text)
+    if known is not None:
+        return known
     lower = text.encode("utf-8", "surrogatepass").lower()
+    # `bytes.find`, not `in`: `in` first tries the word as an int and builds a
+    # TypeError each time.
+    known = False
     for word in _secrets:
-        if word in lower:
-            return True
-    return False
+        if lower.find(word) >= 0:
+            known = True
+            break
+    if len(_secret_names) > 4096:
+        _secret_names.clear()
+    _secret_names[text] = known
+    return known
+
+
+_secret_names = {}
 
 
 def _key_text(key):
@@ -771,6 +794,64 @@ def _limit_stack():
 
 
 # ---------------------------------------------------------------------------------
+# The native accelerator: loading it, and what it asks of Python.
+
+
+def _load_native(boot_dir):
+    """The native module beside this file, or why it did not load."""
+    try:
+        from importlib.machinery import ExtensionFileLoader, ModuleSpec
+
+        path = os.path.join(boot_dir, _NATIVE_FILE)
+        if not os.path.isfile(path):
+            return None, "not built for this platform"
+        loader = ExtensionFileLoader(_NATIVE_NAME, path)
+        module = loader.create_module(ModuleSpec(_NATIVE_NAME, loader, origin=path))
+        loader.exec_module(module)
+        return module, None
+    except Exception as exc:
+        return None, "%s: %s" % (_tname(type(exc)), exc)
+
+
+def _native_code(code):
+    """PY_START of a code object the native module has not seen: -1 when it is not
+    traced, else (id, argument names, per name 1 if it is a secret word)."""
+    cid = _codes.get(code)
+    if cid is None:
+        cid = _learn(code, _getframe(1).f_globals)
+    if cid < 0:
+        return -1
+    names = _argnames[cid]
+    return (cid, names, bytes(1 if _is_secret(n) else 0 for n in names))
+
+
+_GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200
+
+
+def _native_callee(callee):
+    """A call from traced code: the callee id of a gap, -2 for a traced function
+    whose start follows the call, -3 for other traced callees (a class, a
+    generator function)."""
+    cid = _gap_callee(callee)
+    if cid is not None:
+        return cid
+    if type(callee) is _PyMethod:
+        callee = callee.__func__
+    if type(callee) is _FunctionType and not callee.__code__.co_flags & _GENERATOR_FLAGS:
+        return -2
+    return -3
+
+
+def _configure_native():
+    _native.configure(
+        sys.monitoring.DISABLE, int(_no_args), _max_calls, _STR_CHARS,
+        (_FunctionType, _PyMethod, _BuiltinType, _MethodDescriptor, _SlotWrapper,
+         _ClassMethodDescriptor, _MethodWrapper),
+        _native_code, _native_callee, _line, _thread_index, _value, _exception_text,
+    )
+
+
+# ---------------------------------------------------------------------------------
 # 3.12+: sys.monitoring callbacks.
 
 _DISABLE = None
@@ -911,12 +992,21 @@ def _start_monitoring():
         return "no free sys.monitoring tool id: " + used + " in use"
     _DISABLE = mon.DISABLE
     _LOCAL_EVENTS = ev.PY_RETURN | ev.PY_YIELD | ev.PY_RESUME | ev.CALL
-    mon.register_callback(_tool, ev.PY_START, _mon_start)
-    mon.register_callback(_tool, ev.PY_RETURN, _mon_return)
-    mon.register_callback(_tool, ev.PY_YIELD, _mon_yield)
-    mon.register_callback(_tool, ev.PY_RESUME, _mon_resume)
-    mon.register_callback(_tool, ev.PY_UNWIND, _mon_unwind)
-    mon.register_callback(_tool, ev.CALL, _mon_call)
+    global _native, _native_why
+    callbacks = (_mon_start, _mon_return, _mon_yield, _mon_resume, _mon_unwind, _mon_call)
+    if _native is not None:
+        try:
+            _configure_native()
+            n = _native
+            callbacks = (n.on_start, n.on_return, n.on_yield, n.on_resume, n.on_unwind, n.on_call)
+        except Exception as exc:
+            _native = None
+            _native_why = "native did not configure: %s: %s" % (_tname(type(exc)), exc)
+    for event, callback in zip(
+        (ev.PY_START, ev.PY_RETURN, ev.PY_YIELD, ev.PY_RESUME, ev.PY_UNWIND, ev.CALL),
+        callbacks,
+    ):
+        mon.register_callback(_tool, event, callback)
     mon.set_events(_tool, ev.PY_START | ev.PY_UNWIND)
     return None
 
@@ -1163,6 +1253,9 @@ def _flush():
     """Moves queued records into the backlog (or drops their events) and sends; False
     if the tracer is gone."""
     global _dropped
+    # The native records first: the code, thread and callee records they name are
+    # queued before them, so they are in `_q` by now and go first in the batch.
+    native = _native.take() if _native is not None and _active_native[0] else None
     items = []
     pop = _q.popleft
     try:
@@ -1173,15 +1266,35 @@ def _flush():
     if _limited:
         for cid in list(_limited):
             items.append((_LIMITED, cid, _limited.pop(cid)))
-    if items:
+    if native is not None:
+        _dropped += native[2]
+    if items or native is not None and native[0]:
+        records = native[0] if native is not None else b""
         if len(_backlog) > _BACKLOG_MAX:
             kept = [item for item in items if not _is_event(item)]
             _dropped += len(items) - len(kept)
             items = kept
+            if records:
+                _dropped += native[1]
+                records = b""
         parts = _encode(items)
-        body = _I64(_dropped) + b"".join(parts)
-        _backlog.extend(_message(_MSG_BATCH, body))
+        parts.append(records)
+        # Framed straight into the backlog: one copy of the records.
+        size = 8 + sum(len(p) for p in parts)
+        _busy[0] = size > _BUSY_BATCH
+        _backlog.extend(_FRAME(size + 1, _MSG_BATCH))
+        _backlog.extend(_I64(_dropped))
+        for part in parts:
+            _backlog.extend(part)
+    else:
+        _busy[0] = False
     return _send_pending()
+
+
+# A batch this big means events come fast: the flusher comes back sooner, so that
+# buffers stay small.
+_BUSY_BATCH = 256 << 10
+_busy = [False]
 
 
 def _peer_closed():
@@ -1196,7 +1309,7 @@ def _peer_closed():
 
 def _flusher(generation):
     while _active and generation == _generation[0]:
-        sleep(0.05)
+        sleep(0.005 if _busy[0] else 0.05)
         if not _active or generation != _generation[0]:
             return
         with _flush_lock:
@@ -1368,6 +1481,8 @@ def _after_fork_in_child():
     _pending_exc.clear()
     _flush_lock = _thread.allocate_lock()
     _generation[0] += 1
+    if _native is not None and _active_native[0]:
+        _native.after_fork()
     if _cfg.get("sub") != "1":
         _detach()
         return
@@ -1384,6 +1499,8 @@ def _after_fork_in_child():
 
 
 _mechanism = [""]
+# Whether the native callbacks are the ones registered.
+_active_native = [False]
 
 
 def _clean_environment():
@@ -1434,8 +1551,17 @@ def start(boot_dir, config=None):
     _connect()
     problem = None
     if _MONITORING:
+        global _native, _native_why
+        if _cfg.get("native") == "0":
+            _native_why = "native off"
+        else:
+            _native, why = _load_native(_boot)
+            if _native is None:
+                _native_why = "native did not load: " + why
         problem = _start_monitoring()
-        mechanism = "sys.monitoring tool %d" % _tool if problem is None else "none"
+        _active_native[0] = problem is None and _native is not None
+        how = "native" if _active_native[0] else "python; " + _native_why
+        mechanism = "sys.monitoring tool %d (%s)" % (_tool, how) if problem is None else "none"
     elif sys.gettrace() is not None:
         problem = "sys.settrace is already in use by another tool"
         mechanism = "none"

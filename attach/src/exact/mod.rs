@@ -42,7 +42,8 @@
 //! # What the hook does in the target
 //!
 //! * 3.12+: `sys.monitoring` under a free tool id (3, 4, 5, then 1 and 0; never one
-//!   in use, so coverage, debuggers and cProfile's id 2 keep working). Global events
+//!   in use, so coverage, debuggers and cProfile's id 2 keep working). The callbacks
+//!   are native where the accelerator loads (see below), else Python. Global events
 //!   `PY_START` and `PY_UNWIND`; the first `PY_START` of a code object decides (the
 //!   `--include`/`--exclude` rules of [`crate::filter`]) and either returns
 //!   `DISABLE` or turns on `PY_RETURN`, `PY_YIELD`, `PY_RESUME` and `CALL` for that
@@ -60,12 +61,22 @@
 //!   `throw()`); the `exception` event gives type and message. Gaps are calls into
 //!   Python code that is not traced (C functions are not seen by `settrace`). A
 //!   program that already has a trace function keeps it and is not traced (reported).
+//! * The native accelerator (`native/tracer_native.c`) is a CPython extension module
+//!   built against the stable ABI by `build.rs`, carried in this crate and written
+//!   into the bootstrap folder; the hook loads it on 3.12+ (unless
+//!   [`ExactOptions::native`] is false) and registers its callbacks, which write the
+//!   records of [`wire`] themselves: timestamps, thread ids, the include decision per
+//!   code object (asked of Python once), gap counts, and exact `int`, `str`,
+//!   `float`, `bool` and `None` values; other values and exception texts are
+//!   described by the Python code. If it cannot load, the Python callbacks run and
+//!   [`ProcessStats::mechanism`] says why. 3.8–3.11 always use the Python tracer.
 //! * Reprs never run the program's code (builtins' own C methods only; a failure
 //!   prints `<repr failed: TYPE>`); the hook describes values and this crate prints
 //!   them with sampled mode's rules and redaction ([`value`]).
-//! * Events are queued and sent in batches by a background thread every 50 ms; the
-//!   socket is non-blocking, so a slow
-//!   tracer makes the hook hold up to 8 MiB and then drop events, counted
+//! * Events are queued and sent in batches by a background thread every 50 ms
+//!   (5 ms while batches are large); the socket is non-blocking, so a slow tracer
+//!   makes the hook hold up to 8 MiB (and the native buffer up to 8 MiB more) and
+//!   then drop events, counted
 //!   ([`ProcessStats::dropped_events`]). At exit (and before `os._exit`) everything
 //!   pending is sent, waiting at most 5 s. When the tracer goes away the hook
 //!   removes itself within 50 ms and the program runs on.
@@ -108,6 +119,11 @@ const SITECUSTOMIZE: &str = include_str!("sitecustomize.py");
 /// The hook itself.
 const HOOK: &str = include_str!("_tracer_exact_hook.py");
 const HOOK_FILE: &str = "_tracer_exact_hook.py";
+/// The hook's native accelerator (`native/tracer_native.c`, built by `build.rs` for
+/// the target; empty where it could not be built).
+const NATIVE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/_tracer_exact_native.so"));
+/// The name the hook loads it from (`_tracer_exact_hook.py` `_NATIVE_FILE`).
+const NATIVE_FILE: &str = "_tracer_exact_native.abi3.so";
 
 /// The variable that carries the socket, token and options to the hook.
 pub const CONFIG_VAR: &str = "TRACER_EXACT";
@@ -137,6 +153,9 @@ pub struct ExactOptions {
     /// How many bytes of unsent events a hook holds for a tracer that is not reading
     /// before it drops (and counts) new ones.
     pub backlog_bytes: usize,
+    /// Use the native accelerator on 3.12+ where it loads (the default); false forces
+    /// the pure-Python callbacks. [`ProcessStats::mechanism`] says which ran.
+    pub native: bool,
 }
 
 impl Default for ExactOptions {
@@ -150,6 +169,7 @@ impl Default for ExactOptions {
             repr: ReprOptions::default(),
             grace: Duration::from_secs(3),
             backlog_bytes: 8 << 20,
+            native: true,
         }
     }
 }
@@ -189,7 +209,9 @@ pub struct ProcessStats {
     pub argv: Vec<String>,
     /// Its working directory when the hook started.
     pub cwd: String,
-    /// `sys.monitoring tool N`, `sys.settrace`, or `none` (see `errors`).
+    /// `sys.monitoring tool N (native)` (the native accelerator's callbacks),
+    /// `sys.monitoring tool N (python; WHY)` (the pure-Python ones, and why),
+    /// `sys.settrace`, or `none` (see `errors`).
     pub mechanism: String,
     /// Rows written for it.
     pub events: u64,
@@ -269,8 +291,11 @@ impl ExactSession {
                 .mode(0o700)
                 .create(&boot_dir)
                 .map_err(io_error(format!("create {}", boot_dir.display())))?;
-            write_private(&boot_dir.join("sitecustomize.py"), SITECUSTOMIZE)?;
-            write_private(&boot_dir.join(HOOK_FILE), HOOK)?;
+            write_private(&boot_dir.join("sitecustomize.py"), SITECUSTOMIZE.as_bytes())?;
+            write_private(&boot_dir.join(HOOK_FILE), HOOK.as_bytes())?;
+            if !NATIVE.is_empty() {
+                write_private(&boot_dir.join(NATIVE_FILE), NATIVE)?;
+            }
             let listener = UnixListener::bind(&socket_path)
                 .map_err(io_error(format!("listen on {}", socket_path.display())))?;
             listener
@@ -374,6 +399,7 @@ impl ExactSession {
             ("depth", o.repr.max_depth.to_string()),
             ("items", o.repr.max_items.to_string()),
             ("secrets", secrets.join("\x1f")),
+            ("native", u8::from(o.native).to_string()),
         ];
         let mut out: Vec<u8> = Vec::new();
         for (key, value) in fields {
@@ -414,7 +440,7 @@ impl Drop for ExactSession {
     }
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), ExactError> {
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ExactError> {
     use std::io::Write;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -422,7 +448,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), ExactError> {
         .mode(0o600)
         .open(path)
         .map_err(io_error(format!("create {}", path.display())))?;
-    file.write_all(text.as_bytes())
+    file.write_all(bytes)
         .map_err(io_error(format!("write {}", path.display())))
 }
 

@@ -1,7 +1,8 @@
 //! The bytes a hook sends to the tracer over its Unix socket, and their decoder.
 //!
-//! The hook (`_tracer_exact_hook.py`) writes this format and [`Message::parse`] /
-//! [`Record::parse`] read it; the two change together. Everything is little-endian.
+//! The hook (`_tracer_exact_hook.py`, and on 3.12+ its native accelerator
+//! `native/tracer_native.c`, which writes the event records) writes this format and
+//! [`Message::parse`] / [`Record::parse`] read it; the three change together. Everything is little-endian.
 //! A `str` is a `u32` byte length and that many bytes of UTF-8 (Python's
 //! `surrogatepass`: lone surrogates are encoded as three-byte sequences).
 //!

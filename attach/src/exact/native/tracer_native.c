@@ -1,0 +1,1215 @@
+/* The exact-mode hook's hot path in C: the sys.monitoring callbacks (3.12+) that turn
+ * each event of traced code into a record of the wire format (attach/src/exact/wire.rs)
+ * appended to a buffer, which the hook's Python flusher takes and sends.
+ *
+ * Decisions are made once in Python and cached here: whether a code object is traced
+ * (and its argument names), what a callee is called, the line of an instruction, the
+ * wire id of a thread. Values are described here when they are an exact int, str,
+ * float, bool or None; anything else goes through the Python describer, so the rules
+ * (never run the program's code, redaction, cuts) live in one place.
+ *
+ * Every callback runs with the GIL held and may call back into Python only before it
+ * writes: another thread can run during such a call, so nothing is written half-way
+ * and no pointer into the tables is kept across it. No callback ever raises into the
+ * program: errors are cleared and the event is skipped.
+ *
+ * Built against the stable ABI (limited_api.h). METH_FASTCALL needs 3.10 and
+ * PyUnicode_AsUTF8AndSize 3.10; the hook loads this module only on 3.12+, where
+ * sys.monitoring exists. */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "limited_api.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the wire format is little-endian; this module writes native integers"
+#endif
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* ------------------------------------------------------------------------------ */
+/* Growable byte buffers. */
+
+typedef struct {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+} Buf;
+
+static int buf_reserve(Buf *b, size_t more)
+{
+    if (b->len + more <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more)
+        cap *= 2;
+    uint8_t *data = realloc(b->data, cap);
+    if (data == NULL)
+        return -1;
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static inline uint8_t *put(uint8_t *p, const void *src, size_t n)
+{
+    memcpy(p, src, n);
+    return p + n;
+}
+#define PUT(p, type, value)                                                           \
+    do {                                                                              \
+        type v_ = (type)(value);                                                      \
+        p = put(p, &v_, sizeof v_);                                                   \
+    } while (0)
+
+/* ------------------------------------------------------------------------------ */
+/* Open-addressing hash map from a 64-bit key to a 64-bit value. */
+
+#define EMPTY_KEY UINT64_MAX
+
+typedef struct {
+    uint64_t *keys;
+    int64_t *values;
+    size_t cap; /* a power of two, or 0 */
+    size_t len;
+} Map;
+
+static inline size_t slot_of(uint64_t key, size_t cap)
+{
+    return (size_t)((key * 0x9E3779B97F4A7C15ULL) >> 17) & (cap - 1);
+}
+
+static int map_get(const Map *m, uint64_t key, int64_t *value)
+{
+    if (m->cap == 0)
+        return 0;
+    size_t i = slot_of(key, m->cap);
+    for (;;) {
+        uint64_t k = m->keys[i];
+        if (k == key) {
+            *value = m->values[i];
+            return 1;
+        }
+        if (k == EMPTY_KEY)
+            return 0;
+        i = (i + 1) & (m->cap - 1);
+    }
+}
+
+static int map_grow(Map *m)
+{
+    size_t cap = m->cap ? m->cap * 2 : 256;
+    uint64_t *keys = malloc(cap * sizeof *keys);
+    int64_t *values = malloc(cap * sizeof *values);
+    if (keys == NULL || values == NULL) {
+        free(keys);
+        free(values);
+        return -1;
+    }
+    memset(keys, 0xff, cap * sizeof *keys);
+    for (size_t j = 0; j < m->cap; j++) {
+        if (m->keys[j] == EMPTY_KEY)
+            continue;
+        size_t i = slot_of(m->keys[j], cap);
+        while (keys[i] != EMPTY_KEY)
+            i = (i + 1) & (cap - 1);
+        keys[i] = m->keys[j];
+        values[i] = m->values[j];
+    }
+    free(m->keys);
+    free(m->values);
+    m->keys = keys;
+    m->values = values;
+    m->cap = cap;
+    return 0;
+}
+
+static int map_put(Map *m, uint64_t key, int64_t value)
+{
+    if ((m->len + 1) * 2 > m->cap && map_grow(m) < 0)
+        return -1;
+    size_t i = slot_of(key, m->cap);
+    while (m->keys[i] != EMPTY_KEY && m->keys[i] != key)
+        i = (i + 1) & (m->cap - 1);
+    if (m->keys[i] == EMPTY_KEY)
+        m->len++;
+    m->keys[i] = key;
+    m->values[i] = value;
+    return 0;
+}
+
+static void map_clear(Map *m)
+{
+    if (m->cap)
+        memset(m->keys, 0xff, m->cap * sizeof *m->keys);
+    m->len = 0;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* State. */
+
+/* A code object the hook decided about. */
+typedef struct {
+    int32_t cid; /* wire id, or -1: not traced */
+    PyObject *arg_names; /* tuple of str (traced codes) */
+    uint8_t *secret;     /* per argument: its name is a secret word */
+    Py_ssize_t nargs;
+} CodeInfo;
+
+/* A call from traced code into code that is not traced, counted until the call that
+ * made it ends or the batch is taken. */
+typedef struct {
+    uint32_t thread;
+    uint32_t cid;
+    uint32_t callee;
+    uint32_t count;
+    int64_t ts;
+    int32_t line;
+    int32_t next; /* the next gap of the same (thread, code), or -1 */
+} Gap;
+
+/* Callee cache values besides callee ids. */
+#define CALLEE_TRACED_FUNCTION (-2) /* traced, and its start follows the call */
+#define CALLEE_TRACED (-3)          /* traced (a class, a generator): no shortcut */
+
+/* One thread's state; zero-initialised per thread. */
+typedef struct {
+    uint64_t epoch; /* equals G.epoch once set up in this process */
+    uint32_t index; /* the thread's wire id */
+    /* The code a traced function call from traced code is about to start, and where
+     * the call is: its start's caller line without walking frames. */
+    PyObject *pending_code;
+    int32_t pending_line;
+    uint64_t gap_generation;
+    uint32_t gaps_pending;
+    /* max_calls: per open traced call, whether it was only counted. */
+    uint8_t *limited;
+    size_t limited_len;
+    size_t limited_cap;
+    Buf scratch; /* a value or the arguments being described */
+} Thread;
+
+static __thread Thread tls;
+static pthread_key_t thread_key;
+
+static struct {
+    int configured;
+    uint64_t epoch;
+    int no_args;
+    uint32_t max_calls;
+    Py_ssize_t str_chars;
+    PyObject *disable;
+    /* Python helpers of the hook. */
+    PyObject *code_helper, *callee_helper, *line_helper, *thread_helper, *value_helper,
+        *exception_helper;
+    /* Types that tell callables apart. */
+    PyTypeObject *function_type, *method_type, *builtin_type, *method_descriptor_type,
+        *slot_wrapper_type, *classmethod_descriptor_type, *method_wrapper_type;
+    /* Functions outside the stable ABI, when this interpreter exports them. */
+    PyObject *(*frame_get_back)(PyFrameObject *);
+    PyObject *(*frame_get_var)(PyFrameObject *, PyObject *);
+    PyObject *(*function_get_code)(PyObject *);
+    PyObject *(*method_function)(PyObject *);
+
+    Buf out;
+    uint64_t out_events;
+    uint64_t dropped;
+    size_t max_bytes;
+
+    Map codes; /* code object -> index into infos */
+    CodeInfo *infos;
+    size_t ninfos, cap_infos;
+    Map callees; /* code object, callable, or type|1 -> callee id or CALLEE_* */
+    PyObject **held; /* strong references to the callee keys */
+    size_t nheld, cap_held;
+    Map lines; /* cid << 32 | offset -> line */
+
+    Gap *gaps;
+    size_t ngaps, cap_gaps;
+    Map gap_by_key;  /* thread << 48 | cid << 24 | callee -> index into gaps */
+    Map gap_by_call; /* thread << 32 | cid -> first gap of that (thread, code) */
+    uint64_t gap_generation;
+    int32_t *order; /* scratch for flush_call_gaps */
+    size_t cap_order;
+
+    /* max_calls: calls per code in the current second, and calls not recorded. */
+    uint64_t window;
+    uint64_t window_stamp;
+    uint64_t *count_stamp;
+    uint32_t *counts;
+    uint32_t *not_recorded;
+    size_t ncounts;
+    uint32_t *limited_codes;
+    size_t nlimited, cap_limited;
+} G;
+
+#define MAX_GAPS (1u << 20)
+
+static PyObject *new_ref(PyObject *o)
+{
+    Py_IncRef(o);
+    return o;
+}
+
+static PyObject *none(void)
+{
+    return new_ref(Py_None);
+}
+
+static inline int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void thread_exit(void *value)
+{
+    Thread *t = value;
+    free(t->limited);
+    free(t->scratch.data);
+    t->limited = NULL;
+    t->scratch.data = NULL;
+}
+
+/* This thread's state, set up (its wire id asked of Python) on its first event. */
+static Thread *thread_get(void)
+{
+    Thread *t = &tls;
+    if (t->epoch == G.epoch)
+        return t;
+    PyObject *r = PyObject_CallFunctionObjArgs(G.thread_helper, NULL);
+    if (r == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    long index = PyLong_AsLong(r);
+    Py_DecRef(r);
+    if (index < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (t->epoch == 0)
+        pthread_setspecific(thread_key, t);
+    t->epoch = G.epoch;
+    t->index = (uint32_t)index;
+    t->pending_code = NULL;
+    t->gap_generation = 0;
+    t->gaps_pending = 0;
+    t->limited_len = 0;
+    return t;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* Decisions cached from Python. */
+
+/* The index of `code`'s CodeInfo; -1 when unknown and `learn` is 0, -2 on error. */
+static int64_t code_index(PyObject *code, int learn)
+{
+    int64_t index;
+    if (map_get(&G.codes, (uint64_t)(uintptr_t)code, &index))
+        return index;
+    if (!learn)
+        return -1;
+    PyObject *r = PyObject_CallFunctionObjArgs(G.code_helper, code, NULL);
+    if (r == NULL)
+        return -2;
+    /* Another thread may have learnt it meanwhile. */
+    if (map_get(&G.codes, (uint64_t)(uintptr_t)code, &index)) {
+        Py_DecRef(r);
+        return index;
+    }
+    CodeInfo info = {-1, NULL, NULL, 0};
+    if (Py_TYPE(r) != &PyLong_Type) {
+        PyObject *cid = PyTuple_GetItem(r, 0);
+        PyObject *names = PyTuple_GetItem(r, 1);
+        PyObject *secret = PyTuple_GetItem(r, 2);
+        char *flags;
+        Py_ssize_t nflags;
+        if (cid == NULL || names == NULL || secret == NULL ||
+            PyBytes_AsStringAndSize(secret, &flags, &nflags) < 0) {
+            Py_DecRef(r);
+            return -2;
+        }
+        info.cid = (int32_t)PyLong_AsLong(cid);
+        info.nargs = PyTuple_Size(names);
+        if (info.nargs != nflags || info.cid < 0) {
+            Py_DecRef(r);
+            PyErr_SetString(PyExc_RuntimeError, "malformed code decision");
+            return -2;
+        }
+        info.secret = malloc(nflags ? (size_t)nflags : 1);
+        if (info.secret == NULL) {
+            Py_DecRef(r);
+            return -2;
+        }
+        memcpy(info.secret, flags, (size_t)nflags);
+        info.arg_names = new_ref(names);
+    }
+    Py_DecRef(r);
+    if (G.ninfos == G.cap_infos) {
+        size_t cap = G.cap_infos ? G.cap_infos * 2 : 256;
+        CodeInfo *infos = realloc(G.infos, cap * sizeof *infos);
+        if (infos == NULL)
+            return -2;
+        G.infos = infos;
+        G.cap_infos = cap;
+    }
+    index = (int64_t)G.ninfos;
+    if (map_put(&G.codes, (uint64_t)(uintptr_t)code, index) < 0)
+        return -2;
+    G.infos[G.ninfos++] = info;
+    Py_IncRef(code); /* the key's address stays this code's */
+    return index;
+}
+
+/* The line of `offset` in traced code `cid`. */
+static int32_t line_of(uint32_t cid, PyObject *code, PyObject *offset)
+{
+    long off = PyLong_AsLong(offset);
+    if (off < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    uint64_t key = (uint64_t)cid << 32 | (uint32_t)off;
+    int64_t line;
+    if (map_get(&G.lines, key, &line))
+        return (int32_t)line;
+    PyObject *cid_obj = PyLong_FromLong((long)cid);
+    if (cid_obj == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(G.line_helper, code, cid_obj, offset, NULL);
+    Py_DecRef(cid_obj);
+    if (r == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    line = PyLong_AsLong(r);
+    Py_DecRef(r);
+    if (line == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    map_put(&G.lines, key, line);
+    return (int32_t)line;
+}
+
+/* Keeps `o` alive so that its address keeps naming it. */
+static int hold(PyObject *o)
+{
+    if (G.nheld == G.cap_held) {
+        size_t cap = G.cap_held ? G.cap_held * 2 : 256;
+        PyObject **held = realloc(G.held, cap * sizeof *held);
+        if (held == NULL)
+            return -1;
+        G.held = held;
+        G.cap_held = cap;
+    }
+    G.held[G.nheld++] = new_ref(o);
+    return 0;
+}
+
+/* What a call from traced code calls: a callee id (a gap), CALLEE_TRACED_FUNCTION
+ * (then *code is its code object), CALLEE_TRACED, or -4 on error. The decision is
+ * Python's, cached under what it depends on: the code of a function, a builtin of a
+ * module, a descriptor or class itself, or the type of a callable instance. */
+static int64_t callee_of(PyObject *callable, PyObject **code)
+{
+    PyTypeObject *tp = Py_TYPE(callable);
+    PyObject *function = callable;
+    PyObject *key = NULL;
+    uint64_t tag = 0;
+    *code = NULL;
+    if (tp == G.method_type && G.method_function != NULL) {
+        function = G.method_function(callable);
+        tp = function ? Py_TYPE(function) : NULL;
+    }
+    if (tp == G.function_type && G.function_get_code != NULL) {
+        key = G.function_get_code(function);
+        *code = key;
+    } else if (function != callable || tp == G.method_wrapper_type) {
+        key = NULL; /* named by what it is bound to: decided each time */
+    } else if (tp == G.builtin_type) {
+        PyObject *self = PyCFunction_GetSelf(callable);
+        if (self == NULL || PyType_IsSubtype(Py_TYPE(self), &PyModule_Type))
+            key = callable;
+    } else if (tp == G.method_descriptor_type || tp == G.slot_wrapper_type ||
+               tp == G.classmethod_descriptor_type ||
+               (PyType_GetFlags(tp) & Py_TPFLAGS_TYPE_SUBCLASS)) {
+        key = callable;
+    } else {
+        key = (PyObject *)tp; /* a callable instance: named by its type */
+        tag = 1;
+    }
+    uint64_t cache_key = (uint64_t)(uintptr_t)key | tag;
+    int64_t decided;
+    if (key != NULL && map_get(&G.callees, cache_key, &decided))
+        return decided;
+    PyObject *r = PyObject_CallFunctionObjArgs(G.callee_helper, callable, NULL);
+    if (r == NULL)
+        return -4;
+    decided = PyLong_AsLong(r);
+    Py_DecRef(r);
+    if (decided == -1 && PyErr_Occurred())
+        return -4;
+    int64_t known;
+    if (key != NULL && !map_get(&G.callees, cache_key, &known) && hold(key) == 0)
+        map_put(&G.callees, cache_key, decided);
+    return decided;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* Output. */
+
+/* Room for a record of `n` bytes, or NULL: the buffer is full and the event is
+ * dropped (counted). */
+static uint8_t *reserve_event(size_t n)
+{
+    if (G.out.len + n > G.max_bytes || buf_reserve(&G.out, n) < 0) {
+        G.dropped++;
+        return NULL;
+    }
+    G.out_events++;
+    return G.out.data + G.out.len;
+}
+
+static inline uint8_t *put_head(uint8_t *p, uint8_t tag, uint32_t cid, uint32_t thread,
+                                int64_t ts, int32_t line)
+{
+    PUT(p, uint8_t, tag);
+    PUT(p, uint32_t, cid);
+    PUT(p, uint32_t, thread);
+    PUT(p, int64_t, ts);
+    PUT(p, int32_t, line);
+    return p;
+}
+
+#define HEAD_SIZE 21
+#define GAP_SIZE (HEAD_SIZE + 8)
+
+static void write_gap(const Gap *g)
+{
+    uint8_t *p = reserve_event(GAP_SIZE);
+    if (p == NULL)
+        return;
+    p = put_head(p, 'g', g->cid, g->thread, g->ts, g->line);
+    PUT(p, uint32_t, g->callee);
+    PUT(p, uint32_t, g->count);
+    G.out.len += GAP_SIZE;
+}
+
+/* Gaps of (this thread, cid) go out before the record that ends a call of cid. */
+static void flush_call_gaps(Thread *t, uint32_t cid)
+{
+    if (t->gap_generation != G.gap_generation || t->gaps_pending == 0)
+        return;
+    uint64_t key = (uint64_t)t->index << 32 | cid;
+    int64_t first;
+    if (!map_get(&G.gap_by_call, key, &first) || first < 0)
+        return;
+    map_put(&G.gap_by_call, key, -1);
+    /* The list runs newest first; the rows go out in the order of the first calls. */
+    size_t n = 0;
+    for (int64_t i = first; i >= 0; i = G.gaps[i].next) {
+        if (n == G.cap_order) {
+            size_t cap = G.cap_order ? G.cap_order * 2 : 64;
+            int32_t *order = realloc(G.order, cap * sizeof *order);
+            if (order == NULL)
+                break;
+            G.order = order;
+            G.cap_order = cap;
+        }
+        G.order[n++] = (int32_t)i;
+    }
+    while (n > 0) {
+        Gap *g = &G.gaps[G.order[--n]];
+        if (g->count == 0)
+            continue;
+        write_gap(g);
+        g->count = 0;
+        t->gaps_pending--;
+    }
+}
+
+static void add_gap(Thread *t, uint32_t cid, uint32_t callee, int64_t ts, int32_t line)
+{
+    Gap gap = {t->index, cid, callee, 1, ts, line, -1};
+    if (t->gap_generation != G.gap_generation) {
+        t->gap_generation = G.gap_generation;
+        t->gaps_pending = 0;
+    }
+    if (t->index >= 0xffff || cid >= (1u << 24) || callee >= (1u << 24) ||
+        G.ngaps >= MAX_GAPS) {
+        write_gap(&gap); /* not aggregated: a row of its own */
+        return;
+    }
+    uint64_t key = (uint64_t)t->index << 48 | (uint64_t)cid << 24 | callee;
+    int64_t i;
+    if (map_get(&G.gap_by_key, key, &i) && G.gaps[i].count > 0 &&
+        G.gaps[i].count < UINT32_MAX) {
+        G.gaps[i].count++;
+        return;
+    }
+    if (G.ngaps == G.cap_gaps) {
+        size_t cap = G.cap_gaps ? G.cap_gaps * 2 : 256;
+        Gap *gaps = realloc(G.gaps, cap * sizeof *gaps);
+        if (gaps == NULL) {
+            write_gap(&gap);
+            return;
+        }
+        G.gaps = gaps;
+        G.cap_gaps = cap;
+    }
+    uint64_t call = (uint64_t)t->index << 32 | cid;
+    int64_t first;
+    if (map_get(&G.gap_by_call, call, &first))
+        gap.next = (int32_t)first;
+    i = (int64_t)G.ngaps;
+    if (map_put(&G.gap_by_key, key, i) < 0 || map_put(&G.gap_by_call, call, i) < 0) {
+        write_gap(&gap);
+        return;
+    }
+    G.gaps[G.ngaps++] = gap;
+    t->gaps_pending++;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* Values. */
+
+static int put_utf8(Buf *b, PyObject *s)
+{
+    Py_ssize_t n;
+    const char *data = PyUnicode_AsUTF8AndSize(s, &n);
+    if (data != NULL) {
+        if (buf_reserve(b, 4 + (size_t)n) < 0)
+            return -1;
+        uint8_t *p = b->data + b->len;
+        PUT(p, uint32_t, n);
+        memcpy(p, data, (size_t)n);
+        b->len += 4 + (size_t)n;
+        return 0;
+    }
+    PyErr_Clear(); /* lone surrogates: written as Python's surrogatepass does */
+    PyObject *bytes = PyUnicode_AsEncodedString(s, "utf-8", "surrogatepass");
+    char *raw;
+    if (bytes == NULL || PyBytes_AsStringAndSize(bytes, &raw, &n) < 0 ||
+        buf_reserve(b, 4 + (size_t)n) < 0) {
+        Py_DecRef(bytes);
+        return -1;
+    }
+    uint8_t *p = b->data + b->len;
+    PUT(p, uint32_t, n);
+    memcpy(p, raw, (size_t)n);
+    b->len += 4 + (size_t)n;
+    Py_DecRef(bytes);
+    return 0;
+}
+
+/* Appends the description of `v` to `b` (wire.rs, Values). */
+static int put_value(Buf *b, PyObject *v)
+{
+    PyTypeObject *tp = Py_TYPE(v);
+    if (buf_reserve(b, 16) < 0)
+        return -1;
+    uint8_t *p = b->data + b->len;
+    if (tp == &PyLong_Type) {
+        int overflow = 0;
+        long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (!overflow && !(n == -1 && PyErr_Occurred())) {
+            PUT(p, uint8_t, 'i');
+            PUT(p, int64_t, n);
+            b->len += 9;
+            return 0;
+        }
+        PyErr_Clear();
+    } else if (v == Py_None || v == Py_True || v == Py_False) {
+        b->data[b->len++] = v == Py_None ? 'N' : v == Py_True ? 'T' : 'F';
+        return 0;
+    } else if (tp == &PyFloat_Type) {
+        PUT(p, uint8_t, 'f');
+        PUT(p, double, PyFloat_AsDouble(v));
+        b->len += 9;
+        return 0;
+    } else if (tp == &PyUnicode_Type && PyUnicode_GetLength(v) <= G.str_chars) {
+        b->data[b->len++] = 's';
+        if (put_utf8(b, v) == 0)
+            return 0;
+        b->len--;
+        PyErr_Clear();
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(G.value_helper, v, NULL);
+    char *raw;
+    Py_ssize_t n;
+    if (r == NULL || PyBytes_AsStringAndSize(r, &raw, &n) < 0 ||
+        buf_reserve(b, (size_t)n) < 0) {
+        Py_DecRef(r);
+        return -1;
+    }
+    memcpy(b->data + b->len, raw, (size_t)n);
+    b->len += (size_t)n;
+    Py_DecRef(r);
+    return 0;
+}
+
+/* The arguments of the call that just started (the innermost frame) into
+ * t->scratch: `u16` count, then (`u16` index, value) pairs. */
+static int describe_args(Thread *t, int64_t index)
+{
+    Buf *b = &t->scratch;
+    b->len = 0;
+    if (buf_reserve(b, 2) < 0)
+        return -1;
+    b->len = 2;
+    PyObject *names = G.infos[index].arg_names;
+    Py_ssize_t nargs = G.infos[index].nargs;
+    if (nargs == 0) {
+        memset(b->data, 0, 2);
+        return 0;
+    }
+    PyFrameObject *frame = PyEval_GetFrame();
+    if (frame == NULL)
+        return -1;
+    Py_IncRef((PyObject *)frame);
+    PyObject *locals = NULL;
+    if (G.frame_get_var == NULL)
+        locals = PyObject_GetAttrString((PyObject *)frame, "f_locals");
+    Py_IncRef(names); /* the table may grow while Python runs */
+    uint16_t count = 0;
+    int status = 0;
+    for (Py_ssize_t i = 0; i < nargs && i < 0xffff; i++) {
+        PyObject *name = PyTuple_GetItem(names, i);
+        PyObject *v = NULL;
+        if (name != NULL)
+            v = G.frame_get_var ? G.frame_get_var(frame, name)
+                                : locals ? PyObject_GetItem(locals, name) : NULL;
+        if (v == NULL) {
+            PyErr_Clear(); /* deleted or never bound: left out */
+            continue;
+        }
+        if (buf_reserve(b, 3) < 0) {
+            Py_DecRef(v);
+            status = -1;
+            break;
+        }
+        uint8_t *p = b->data + b->len;
+        PUT(p, uint16_t, i);
+        b->len += 2;
+        if (G.infos[index].secret[i]) {
+            b->data[b->len++] = 'R';
+        } else if (put_value(b, v) < 0) {
+            PyErr_Clear();
+            if (buf_reserve(b, 16) == 0) {
+                uint8_t *q = b->data + b->len;
+                PUT(q, uint8_t, 'X');
+                PUT(q, uint32_t, 9);
+                memcpy(q, "Exception", 9);
+                b->len += 14;
+            }
+        }
+        Py_DecRef(v);
+        count++;
+    }
+    Py_DecRef(names);
+    Py_DecRef(locals);
+    Py_DecRef((PyObject *)frame);
+    memcpy(b->data, &count, 2);
+    return status;
+}
+
+/* The line in the innermost traced frame below the one that just started, found by
+ * walking frames (when the CALL that led here did not say). */
+static int32_t caller_line_by_frames(void)
+{
+    PyFrameObject *frame = PyEval_GetFrame();
+    if (frame == NULL)
+        return -1;
+    Py_IncRef((PyObject *)frame);
+    int32_t line = -1;
+    for (;;) {
+        PyObject *back = G.frame_get_back
+                             ? G.frame_get_back(frame)
+                             : PyObject_GetAttrString((PyObject *)frame, "f_back");
+        Py_DecRef((PyObject *)frame);
+        if (back == NULL || back == Py_None) {
+            Py_DecRef(back);
+            PyErr_Clear();
+            break;
+        }
+        frame = (PyFrameObject *)back;
+        PyObject *code = PyFrame_GetCode(frame);
+        int64_t index;
+        int traced = code != NULL && map_get(&G.codes, (uint64_t)(uintptr_t)code, &index) &&
+                     G.infos[index].cid >= 0;
+        Py_DecRef(code);
+        if (traced) {
+            line = PyFrame_GetLineNumber(frame);
+            Py_DecRef((PyObject *)frame);
+            break;
+        }
+    }
+    return line;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* max_calls. */
+
+static int grow_counts(uint32_t cid)
+{
+    if (cid < G.ncounts)
+        return 0;
+    size_t n = G.ncounts ? G.ncounts : 256;
+    while (n <= cid)
+        n *= 2;
+    uint64_t *stamps = realloc(G.count_stamp, n * sizeof *stamps);
+    if (stamps == NULL)
+        return -1;
+    G.count_stamp = stamps;
+    uint32_t *counts = realloc(G.counts, n * sizeof *counts);
+    if (counts == NULL)
+        return -1;
+    G.counts = counts;
+    uint32_t *not_recorded = realloc(G.not_recorded, n * sizeof *not_recorded);
+    if (not_recorded == NULL)
+        return -1;
+    G.not_recorded = not_recorded;
+    for (size_t i = G.ncounts; i < n; i++) {
+        stamps[i] = 0;
+        counts[i] = 0;
+        not_recorded[i] = 0;
+    }
+    G.ncounts = n;
+    return 0;
+}
+
+/* Whether this call of cid is beyond max_calls in this second (then only counted). */
+static int over_limit(uint32_t cid, int64_t ts)
+{
+    uint64_t window = (uint64_t)ts / 1000000000ULL;
+    if (window != G.window) {
+        G.window = window;
+        G.window_stamp++;
+    }
+    if (grow_counts(cid) < 0)
+        return 0;
+    if (G.count_stamp[cid] != G.window_stamp) {
+        G.count_stamp[cid] = G.window_stamp;
+        G.counts[cid] = 0;
+    }
+    if (++G.counts[cid] <= G.max_calls)
+        return 0;
+    if (G.not_recorded[cid]++ == 0) {
+        if (G.nlimited == G.cap_limited) {
+            size_t cap = G.cap_limited ? G.cap_limited * 2 : 64;
+            uint32_t *codes = realloc(G.limited_codes, cap * sizeof *codes);
+            if (codes == NULL) {
+                G.not_recorded[cid]--;
+                return 1;
+            }
+            G.limited_codes = codes;
+            G.cap_limited = cap;
+        }
+        G.limited_codes[G.nlimited++] = cid;
+    }
+    return 1;
+}
+
+static void push_limited(Thread *t, uint8_t limited)
+{
+    if (t->limited_len == t->limited_cap) {
+        size_t cap = t->limited_cap ? t->limited_cap * 2 : 64;
+        uint8_t *stack = realloc(t->limited, cap);
+        if (stack == NULL)
+            return;
+        t->limited = stack;
+        t->limited_cap = cap;
+    }
+    t->limited[t->limited_len++] = limited;
+}
+
+/* Whether the call ending now was only counted. */
+static int pop_limited(Thread *t)
+{
+    return t->limited_len > 0 && t->limited[--t->limited_len];
+}
+
+/* ------------------------------------------------------------------------------ */
+/* The sys.monitoring callbacks. */
+
+/* PY_START(code, offset) */
+static PyObject *on_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (!G.configured || nargs < 2)
+        return none();
+    PyObject *code = args[0];
+    int64_t index = code_index(code, 1);
+    if (index < 0) {
+        PyErr_Clear();
+        return none();
+    }
+    int32_t cid = G.infos[index].cid;
+    if (cid < 0)
+        return new_ref(G.disable);
+    int64_t ts = now_ns();
+    Thread *t = thread_get();
+    if (t == NULL)
+        return none();
+    int32_t line = t->pending_code == code ? t->pending_line : caller_line_by_frames();
+    t->pending_code = NULL;
+    if (G.max_calls) {
+        int limited = over_limit((uint32_t)cid, ts);
+        push_limited(t, (uint8_t)limited);
+        if (limited)
+            return none();
+    }
+    if (G.no_args) {
+        uint8_t *p = reserve_event(HEAD_SIZE + 2);
+        if (p != NULL) {
+            p = put_head(p, 'c', (uint32_t)cid, t->index, ts, line);
+            PUT(p, uint16_t, 0xffff);
+            G.out.len += HEAD_SIZE + 2;
+        }
+        return none();
+    }
+    if (describe_args(t, index) < 0) {
+        PyErr_Clear();
+        t->scratch.len = 2;
+        memset(t->scratch.data, 0, 2);
+    }
+    uint8_t *p = reserve_event(HEAD_SIZE + t->scratch.len);
+    if (p != NULL) {
+        p = put_head(p, 'c', (uint32_t)cid, t->index, ts, line);
+        memcpy(p, t->scratch.data, t->scratch.len);
+        G.out.len += HEAD_SIZE + t->scratch.len;
+    }
+    return none();
+}
+
+/* The traced code of an event that is not a start, or -1. */
+static int32_t traced_cid(PyObject *code)
+{
+    int64_t index = code_index(code, 0);
+    return index < 0 ? -1 : G.infos[index].cid;
+}
+
+/* PY_RETURN / PY_YIELD(code, offset, value) */
+static PyObject *on_end(uint8_t tag, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!G.configured || nargs < 3)
+        return none();
+    PyObject *code = args[0];
+    int32_t cid = traced_cid(code);
+    if (cid < 0)
+        return none();
+    int64_t ts = now_ns();
+    Thread *t = thread_get();
+    if (t == NULL)
+        return none();
+    t->pending_code = NULL;
+    if (G.max_calls && pop_limited(t))
+        return none();
+    int32_t line = line_of((uint32_t)cid, code, args[1]);
+    Buf *b = &t->scratch;
+    b->len = 0;
+    if (G.no_args) {
+        if (buf_reserve(b, 1) == 0)
+            b->data[b->len++] = 'z';
+    } else if (put_value(b, args[2]) < 0) {
+        PyErr_Clear();
+        b->len = 0;
+        if (buf_reserve(b, 1) == 0)
+            b->data[b->len++] = 'z';
+    }
+    if (b->len == 0)
+        return none();
+    flush_call_gaps(t, (uint32_t)cid);
+    uint8_t *p = reserve_event(HEAD_SIZE + b->len);
+    if (p != NULL) {
+        p = put_head(p, tag, (uint32_t)cid, t->index, ts, line);
+        memcpy(p, b->data, b->len);
+        G.out.len += HEAD_SIZE + b->len;
+    }
+    return none();
+}
+
+static PyObject *on_return(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    return on_end('r', args, nargs);
+}
+
+static PyObject *on_yield(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    return on_end('y', args, nargs);
+}
+
+/* PY_RESUME(code, offset) */
+static PyObject *on_resume(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (!G.configured || nargs < 2)
+        return none();
+    PyObject *code = args[0];
+    int32_t cid = traced_cid(code);
+    if (cid < 0)
+        return none();
+    int64_t ts = now_ns();
+    Thread *t = thread_get();
+    if (t == NULL)
+        return none();
+    t->pending_code = NULL;
+    if (G.max_calls) {
+        int limited = over_limit((uint32_t)cid, ts);
+        push_limited(t, (uint8_t)limited);
+        if (limited)
+            return none();
+    }
+    int32_t line = line_of((uint32_t)cid, code, args[1]);
+    uint8_t *p = reserve_event(HEAD_SIZE);
+    if (p != NULL) {
+        put_head(p, 's', (uint32_t)cid, t->index, ts, line);
+        G.out.len += HEAD_SIZE;
+    }
+    return none();
+}
+
+/* PY_UNWIND(code, offset, exception) */
+static PyObject *on_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (!G.configured || nargs < 3)
+        return none();
+    PyObject *code = args[0];
+    int32_t cid = traced_cid(code);
+    if (cid < 0)
+        return none();
+    int64_t ts = now_ns();
+    Thread *t = thread_get();
+    if (t == NULL)
+        return none();
+    t->pending_code = NULL;
+    if (G.max_calls && pop_limited(t))
+        return none();
+    int32_t line = line_of((uint32_t)cid, code, args[1]);
+    PyObject *text = PyObject_CallFunctionObjArgs(G.exception_helper, args[2], NULL);
+    Buf *b = &t->scratch;
+    b->len = 0;
+    PyObject *qualified = text ? PyTuple_GetItem(text, 0) : NULL;
+    PyObject *message = text ? PyTuple_GetItem(text, 1) : NULL;
+    if (qualified == NULL || message == NULL || put_utf8(b, qualified) < 0 ||
+        put_utf8(b, message) < 0) {
+        PyErr_Clear();
+        b->len = 0;
+        if (buf_reserve(b, 8) == 0) {
+            memset(b->data, 0, 8);
+            b->len = 8;
+        }
+    }
+    Py_DecRef(text);
+    flush_call_gaps(t, (uint32_t)cid);
+    uint8_t *p = reserve_event(HEAD_SIZE + b->len);
+    if (p != NULL) {
+        p = put_head(p, 'x', (uint32_t)cid, t->index, ts, line);
+        memcpy(p, b->data, b->len);
+        G.out.len += HEAD_SIZE + b->len;
+    }
+    return none();
+}
+
+/* CALL(code, offset, callable, arg0) */
+static PyObject *on_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (!G.configured || nargs < 3)
+        return none();
+    PyObject *code = args[0];
+    int32_t cid = traced_cid(code);
+    if (cid < 0)
+        return none();
+    Thread *t = thread_get();
+    if (t == NULL)
+        return none();
+    t->pending_code = NULL;
+    PyObject *callee_code;
+    int64_t callee = callee_of(args[2], &callee_code);
+    if (callee >= 0) {
+        int64_t ts = now_ns();
+        int32_t line = line_of((uint32_t)cid, code, args[1]);
+        add_gap(t, (uint32_t)cid, (uint32_t)callee, ts, line);
+    } else if (callee == CALLEE_TRACED_FUNCTION && callee_code != NULL) {
+        /* Its PY_START comes next (unless the call fails first): the caller line is
+         * this call's, without walking frames. */
+        int32_t line = line_of((uint32_t)cid, code, args[1]);
+        t->pending_code = callee_code;
+        t->pending_line = line;
+    } else {
+        PyErr_Clear();
+    }
+    return none();
+}
+
+/* ------------------------------------------------------------------------------ */
+/* Module functions used by the hook. */
+
+static void *find_symbol(const char *name)
+{
+    return dlsym(RTLD_DEFAULT, name);
+}
+
+/* configure(disable, no_args, max_calls, str_chars, types, code, callee, line,
+ *           thread, value, exception): `types` is (function, method, builtin function,
+ * method descriptor, slot wrapper, classmethod descriptor, method-wrapper); the
+ * helpers are the hook's functions that decide what is not cached here. */
+static PyObject *configure(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_RuntimeError, "configure takes 11 arguments");
+        return NULL;
+    }
+    G.disable = new_ref(args[0]);
+    G.no_args = PyLong_AsLong(args[1]) != 0;
+    G.max_calls = (uint32_t)PyLong_AsLong(args[2]);
+    G.str_chars = PyLong_AsLong(args[3]);
+    PyObject *types = args[4];
+    G.code_helper = new_ref(args[5]);
+    G.callee_helper = new_ref(args[6]);
+    G.line_helper = new_ref(args[7]);
+    G.thread_helper = new_ref(args[8]);
+    G.value_helper = new_ref(args[9]);
+    G.exception_helper = new_ref(args[10]);
+    if (PyErr_Occurred())
+        return NULL;
+    PyTypeObject **slots[] = {&G.function_type,          &G.method_type,
+                              &G.builtin_type,           &G.method_descriptor_type,
+                              &G.slot_wrapper_type,      &G.classmethod_descriptor_type,
+                              &G.method_wrapper_type};
+    if (PyTuple_Size(types) != 7) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_RuntimeError, "configure wants a tuple of 7 types");
+        return NULL;
+    }
+    for (int i = 0; i < 7; i++)
+        *slots[i] = (PyTypeObject *)new_ref(PyTuple_GetItem(types, i));
+    G.frame_get_back = (PyObject * (*)(PyFrameObject *)) find_symbol("PyFrame_GetBack");
+    G.frame_get_var =
+        (PyObject * (*)(PyFrameObject *, PyObject *)) find_symbol("PyFrame_GetVar");
+    G.function_get_code = (PyObject * (*)(PyObject *)) find_symbol("PyFunction_GetCode");
+    G.method_function = (PyObject * (*)(PyObject *)) find_symbol("PyMethod_Function");
+    G.max_bytes = 8u << 20; /* as the hook's backlog: the flusher takes it every 5 ms
+                               when events come fast */
+    if (G.epoch == 0)
+        G.epoch = 1;
+    G.configured = 1;
+    return none();
+}
+
+/* take() -> (records, events, dropped): everything recorded since the last take,
+ * pending gaps and max_calls counts included. */
+static PyObject *take(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    for (size_t i = 0; i < G.ngaps; i++) {
+        if (G.gaps[i].count > 0)
+            write_gap(&G.gaps[i]);
+    }
+    G.ngaps = 0;
+    map_clear(&G.gap_by_key);
+    map_clear(&G.gap_by_call);
+    G.gap_generation++;
+    for (size_t i = 0; i < G.nlimited; i++) {
+        uint32_t cid = G.limited_codes[i];
+        if (buf_reserve(&G.out, 9) < 0)
+            break;
+        uint8_t *p = G.out.data + G.out.len;
+        PUT(p, uint8_t, 'l');
+        PUT(p, uint32_t, cid);
+        PUT(p, uint32_t, G.not_recorded[cid]);
+        G.out.len += 9;
+        G.not_recorded[cid] = 0;
+    }
+    G.nlimited = 0;
+    PyObject *records =
+        PyBytes_FromStringAndSize(G.out.len ? (const char *)G.out.data : "", (Py_ssize_t)G.out.len);
+    if (records == NULL)
+        return NULL;
+    PyObject *events = PyLong_FromLong((long)G.out_events);
+    PyObject *dropped = PyLong_FromLong((long)G.dropped);
+    PyObject *result = events && dropped ? PyTuple_Pack(3, records, events, dropped) : NULL;
+    Py_DecRef(records);
+    Py_DecRef(events);
+    Py_DecRef(dropped);
+    if (result == NULL)
+        return NULL;
+    G.out.len = 0;
+    G.out_events = 0;
+    G.dropped = 0;
+    return result;
+}
+
+/* after_fork(): in a forked child, forgets what the parent recorded and its threads
+ * (they are renumbered, as the Python side does). */
+static PyObject *after_fork(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    G.out.len = 0;
+    G.out_events = 0;
+    G.dropped = 0;
+    G.ngaps = 0;
+    map_clear(&G.gap_by_key);
+    map_clear(&G.gap_by_call);
+    G.gap_generation++;
+    for (size_t i = 0; i < G.nlimited; i++)
+        G.not_recorded[G.limited_codes[i]] = 0;
+    G.nlimited = 0;
+    G.epoch++;
+    return none();
+}
+
+static PyMethodDef methods[] = {
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
+     "Sets the options and the hook's Python helpers."},
+    {"take", take, METH_NOARGS, "(records, events, dropped) since the last take."},
+    {"after_fork", after_fork, METH_NOARGS, "Forgets the parent's records and threads."},
+    {"on_start", (PyCFunction)(void (*)(void))on_start, METH_FASTCALL, "PY_START"},
+    {"on_return", (PyCFunction)(void (*)(void))on_return, METH_FASTCALL, "PY_RETURN"},
+    {"on_yield", (PyCFunction)(void (*)(void))on_yield, METH_FASTCALL, "PY_YIELD"},
+    {"on_resume", (PyCFunction)(void (*)(void))on_resume, METH_FASTCALL, "PY_RESUME"},
+    {"on_unwind", (PyCFunction)(void (*)(void))on_unwind, METH_FASTCALL, "PY_UNWIND"},
+    {"on_call", (PyCFunction)(void (*)(void))on_call, METH_FASTCALL, "CALL"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    "_tracer_exact_native",
+    "The exact-mode hook's native hot path (sys.monitoring callbacks).",
+    -1,
+    methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+EXPORT PyObject *PyInit__tracer_exact_native(void)
+{
+    static int key_made = 0;
+    if (!key_made) {
+        if (pthread_key_create(&thread_key, thread_exit) != 0) {
+            PyErr_SetString(PyExc_RuntimeError, "no thread-specific key");
+            return NULL;
+        }
+        key_made = 1;
+    }
+    return PyModule_Create2(&module, PYTHON_ABI_VERSION);
+}
