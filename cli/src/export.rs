@@ -49,7 +49,7 @@ impl ExportFormat {
     fn extension(self) -> &'static str {
         match self {
             ExportFormat::Flamegraph => "svg",
-            ExportFormat::Chrome => "chrome.json",
+            ExportFormat::Chrome => "trace.json",
             ExportFormat::Speedscope => "speedscope.json",
         }
     }
@@ -75,7 +75,7 @@ pub struct ExportArgs {
     #[arg(long, value_enum)]
     pub format: ExportFormat,
 
-    /// Where to write it (default: beside the trace, `T.svg`, `T.chrome.json` or
+    /// Where to write it (default: beside the trace, `T.svg`, `T.trace.json` or
     /// `T.speedscope.json`); an existing file is replaced, a Parquet file never
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,

@@ -5,10 +5,11 @@
 //!
 //! * **Exact calls** span their measured time: `[call ts, call ts + duration_ns]`.
 //! * **Sampled calls** span their lower bound, the time they were certainly running:
-//!   from the first sample that saw them to the last (`duration_ns`, 0 for a call seen
-//!   once). The upper bound (`duration_max_ns`, from the sample before the first
-//!   sighting to the first sample without the call) stays on the span as a number:
-//!   drawn, it would overlap the next call at the same depth.
+//!   `[call ts, call ts + duration_ns]`, from the sample that first saw them for
+//!   `duration_ns` (last sighting less first, 0 for a call seen once). The upper bound
+//!   (`duration_max_ns`, from the sample before the first sighting to the first sample
+//!   without the call) stays on the span as a number: drawn, it would overlap the next
+//!   call at the same depth.
 //! * **Unfinished calls** end at their last-seen time (their `unfinished` row's
 //!   duration). A call with no end row at all (a killed recording whose last second
 //!   was lost) ends at the latest end of the calls under it, else where it started.

@@ -52,8 +52,8 @@ pub fn record_script(python: &Path, script: &str, args: &[&str], name: &str) -> 
         .expect("run tracer record");
     let report = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
-        out.status.success(),
-        "tracer record {script} with {}: {report}",
+        out.status.success() && trace.exists(),
+        "tracer record {script} with {} wrote no trace: {report}",
         python.display()
     );
     Recording {

@@ -146,7 +146,7 @@ fn mcp_tools_answer_as_the_command_line_does() {
     }
     calls.extend([
         json!(["report", "report", {"trace": trace}]),
-        json!(["export", "export", {"trace": trace, "format": "chrome", "output": text(&dir.join("mcp.chrome.json"))}]),
+        json!(["export", "export", {"trace": trace, "format": "chrome", "output": text(&dir.join("mcp.trace.json"))}]),
         json!(["view", "view", {"trace": trace, "output": text(&dir.join("mcp.html"))}]),
         json!(["dump", "dump", {"pid": sleeper.pid()}]),
         json!(["attach", "attach", {"pid": busy.pid(), "duration": 1.0, "output": text(&attached)}]),
@@ -240,7 +240,7 @@ fn mcp_tools_answer_as_the_command_line_does() {
     );
 
     // export and view: the same files as the command line writes.
-    let cli_chrome = dir.join("cli.chrome.json");
+    let cli_chrome = dir.join("cli.trace.json");
     let out = tracer(&[
         "export",
         &trace,
@@ -254,11 +254,11 @@ fn mcp_tools_answer_as_the_command_line_does() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(result("export")["path"], text(&dir.join("mcp.chrome.json")));
+    assert_eq!(result("export")["path"], text(&dir.join("mcp.trace.json")));
     assert!(result("export")["calls"].as_u64().unwrap_or(0) > 10);
     let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     assert!(
-        read(&cli_chrome) == read(&dir.join("mcp.chrome.json")),
+        read(&cli_chrome) == read(&dir.join("mcp.trace.json")),
         "MCP and CLI Chrome exports differ"
     );
     let cli_html = dir.join("cli.html");

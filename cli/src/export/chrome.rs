@@ -9,7 +9,8 @@
 //!   calls, `duration_max_ns` (the upper bound; the slice is the lower bound), the
 //!   source file and line, and the calls into untraced code it made.
 //! * Metadata events (`"ph": "M"`) name each process (`process_name`: the run's
-//!   command) and thread (`thread_name`: the Python thread name).
+//!   command) and each thread whose Python name is known (`thread_name`); viewers
+//!   add the pid and tid themselves.
 
 use std::collections::HashMap;
 
@@ -39,13 +40,15 @@ pub fn chrome_trace(
                 .unwrap_or("python");
             events.push(json!({
                 "name": "process_name", "ph": "M", "pid": thread.pid, "tid": thread.tid,
-                "args": {"name": format!("{command} (pid {})", thread.pid)},
+                "args": {"name": command},
             }));
         }
-        events.push(json!({
-            "name": "thread_name", "ph": "M", "pid": thread.pid, "tid": thread.tid,
-            "args": {"name": thread.label()},
-        }));
+        if let Some(name) = &thread.thread_name {
+            events.push(json!({
+                "name": "thread_name", "ph": "M", "pid": thread.pid, "tid": thread.tid,
+                "args": {"name": name},
+            }));
+        }
     }
     for thread in &timeline.threads {
         for span in &thread.spans {
