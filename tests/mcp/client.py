@@ -15,6 +15,11 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 
+def field(obj, snake, camel):
+    """A result field by its name in the SDK's 2.x (snake_case) or 1.x (camelCase)."""
+    return getattr(obj, snake) if hasattr(obj, snake) else getattr(obj, camel)
+
+
 async def main(tracer, calls):
     server = StdioServerParameters(command=tracer, args=["mcp"])
     async with stdio_client(server) as (read, write):
@@ -26,14 +31,15 @@ async def main(tracer, calls):
                 result = await session.call_tool(tool, arguments)
                 texts = [c.text for c in result.content if getattr(c, "type", "") == "text"]
                 results[label] = {
-                    "is_error": bool(result.isError),
-                    "structured": result.structuredContent,
+                    "is_error": bool(field(result, "is_error", "isError")),
+                    "structured": field(result, "structured_content", "structuredContent"),
                     "text": "\n".join(texts),
                 }
+    info = field(initialized, "server_info", "serverInfo")
     return {
-        "server": {"name": initialized.serverInfo.name, "version": initialized.serverInfo.version},
-        "protocol": str(initialized.protocolVersion),
-        "tools": {t.name: t.inputSchema for t in listed.tools},
+        "server": {"name": info.name, "version": info.version},
+        "protocol": str(field(initialized, "protocol_version", "protocolVersion")),
+        "tools": {t.name: field(t, "input_schema", "inputSchema") for t in listed.tools},
         "results": results,
     }
 

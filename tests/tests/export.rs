@@ -210,6 +210,9 @@ print(json.dumps(titles))
     }
 }
 
+/// A complete event's start and end (microseconds) and name.
+type Slice = (f64, f64, String);
+
 /// Checks a Chrome trace-event JSON against the Trace Event Format document: the
 /// JSON Object Format with `traceEvents`; every event has `name`, `ph`, `pid`,
 /// `tid`; complete events (`X`) have a numeric `ts` and `dur` in microseconds and
@@ -289,7 +292,7 @@ fn check_trace_event_format(trace: &Value) -> Vec<Value> {
     }
     // Complete events nest per thread: sorted by start (longest first on ties), each
     // lies inside the enclosing one or after it ends.
-    let mut by_thread: HashMap<(i64, i64), Vec<(f64, f64, String)>> = HashMap::new();
+    let mut by_thread: HashMap<(i64, i64), Vec<Slice>> = HashMap::new();
     for event in &complete {
         let key = (
             event["pid"].as_i64().unwrap_or(0),
@@ -305,7 +308,7 @@ fn check_trace_event_format(trace: &Value) -> Vec<Value> {
     const EPSILON_US: f64 = 1e-3;
     for (thread, mut slices) in by_thread {
         slices.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
-        let mut stack: Vec<(f64, f64, String)> = Vec::new();
+        let mut stack: Vec<Slice> = Vec::new();
         for slice in slices {
             while stack
                 .last()

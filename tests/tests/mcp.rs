@@ -208,7 +208,7 @@ fn mcp_tools_answer_as_the_command_line_does() {
     assert!(record["report"]
         .as_str()
         .unwrap_or_default()
-        .contains("__main__.outer"));
+        .contains("outer(rounds=3)"));
     assert_eq!(
         record["runs"],
         tracer_json(&["query", &trace, "--runs", "--format", "json"])
