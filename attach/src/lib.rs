@@ -8,6 +8,14 @@
 //!   attributes) out of the target.
 //! * [`repr`]: [`repr_value`], Python's own `repr()` text of a remote value, bounded
 //!   in length, depth and items, with secrets redacted by [`redact`].
+//! * [`sampler`]: [`Sampler`], which reads a process's stacks at a fixed rate and
+//!   rebuilds calls from them (sampled mode).
+//! * [`exact`]: [`exact::ExactSession`], which launches nothing itself but hands out
+//!   the environment that makes Python processes load a hook, and turns what the
+//!   hooks send into the same [`Event`]s (exact mode).
+//! * [`inject`]: [`inject::run_python_source`], which makes a live 3.12 / 3.13
+//!   process run Python source on its main thread at a safe point (ptrace +
+//!   `Py_AddPendingCall`).
 
 pub mod event;
 pub mod memory;
@@ -23,7 +31,9 @@ pub mod repr;
 pub use error::{Error, Result};
 pub mod calls;
 pub mod elf;
+pub mod exact;
 pub mod filter;
+pub mod inject;
 pub mod names;
 pub mod process;
 pub mod sampler;

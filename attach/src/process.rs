@@ -170,7 +170,7 @@ pub(crate) fn read_error(pid: i32, e: MemoryError) -> Error {
 
 /// The loaded binary that holds `_PyRuntime`: a `libpython3.X` if one is mapped,
 /// else the executable. Returns its symbols and its file name.
-fn find_python_binary(
+pub(crate) fn find_python_binary(
     pid: i32,
     maps: &[MapEntry],
     executable: &str,

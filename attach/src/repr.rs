@@ -419,14 +419,14 @@ pub fn repr_named_cached<M: ProcessMemory + ?Sized>(
 }
 
 /// The text being built, which stops growing once it is known to be too long.
-struct Out {
+pub(crate) struct Out {
     text: String,
     chars: usize,
     limit: usize,
 }
 
 impl Out {
-    fn new(max_len: usize) -> Out {
+    pub(crate) fn new(max_len: usize) -> Out {
         Out {
             text: String::new(),
             chars: 0,
@@ -435,18 +435,18 @@ impl Out {
     }
 
     /// True once more than `limit` characters were written: nothing more is needed.
-    fn full(&self) -> bool {
+    pub(crate) fn full(&self) -> bool {
         self.chars > self.limit
     }
 
-    fn push(&mut self, c: char) {
+    pub(crate) fn push(&mut self, c: char) {
         if !self.full() {
             self.text.push(c);
             self.chars += 1;
         }
     }
 
-    fn push_str(&mut self, s: &str) {
+    pub(crate) fn push_str(&mut self, s: &str) {
         for c in s.chars() {
             if self.full() {
                 return;
@@ -455,7 +455,7 @@ impl Out {
         }
     }
 
-    fn finish(mut self) -> String {
+    pub(crate) fn finish(mut self) -> String {
         if self.full() {
             let keep = self.limit - ELLIPSIS.len();
             let cut = self
@@ -575,7 +575,7 @@ impl<M: ProcessMemory + ?Sized> Writer<'_, M> {
             }
             Kind::Int => {
                 let text = self.int_text(addr, &header)?;
-                self.write_maybe_secret(&text);
+                write_maybe_secret(&mut self.out, &text);
             }
             Kind::Float => {
                 let bits = header.word(self.mem, addr, o.float_fval)?;
@@ -589,7 +589,12 @@ impl<M: ProcessMemory + ?Sized> Writer<'_, M> {
                     &header.bytes,
                     STR_READ_CHARS.max(self.opts.max_len),
                 )?;
-                return Ok(self.write_str(&code_points, is_key));
+                return Ok(write_str(
+                    &mut self.out,
+                    &code_points,
+                    is_key,
+                    &self.opts.redact_names,
+                ));
             }
             Kind::Bytes => {
                 let size = self.size(addr, &header)?;
@@ -599,7 +604,7 @@ impl<M: ProcessMemory + ?Sized> Writer<'_, M> {
                     o.bytes_sval,
                     size.min(STR_READ_CHARS.max(self.opts.max_len)),
                 )?;
-                self.write_bytes(&data);
+                write_bytes(&mut self.out, &data);
             }
             Kind::List | Kind::Tuple | Kind::Dict | Kind::Set => {
                 self.container(addr, &header, &info, depth)?;
@@ -694,94 +699,6 @@ impl<M: ProcessMemory + ?Sized> Writer<'_, M> {
         } else {
             decimal
         })
-    }
-
-    /// Writes `text`, or [`REDACTED`] if it looks like a secret.
-    fn write_maybe_secret(&mut self, text: &str) {
-        if looks_secret(text) {
-            self.out.push_str(REDACTED);
-        } else {
-            self.out.push_str(text);
-        }
-    }
-
-    /// Writes a str's repr (or [`REDACTED`]); returns whether, as a dict key, its text
-    /// is a secret name.
-    fn write_str(&mut self, code_points: &[u32], is_key: bool) -> bool {
-        let text: String = code_points
-            .iter()
-            .map(|&c| char::from_u32(c).unwrap_or('\u{fffd}'))
-            .collect();
-        if looks_secret(&text) {
-            self.out.push_str(REDACTED);
-            return false;
-        }
-        let has_single = code_points.contains(&u32::from(b'\''));
-        let has_double = code_points.contains(&u32::from(b'"'));
-        let quote = if has_single && !has_double { '"' } else { '\'' };
-        self.out.push(quote);
-        for &c in code_points {
-            if self.out.full() {
-                break;
-            }
-            self.escape_code_point(c, quote);
-        }
-        self.out.push(quote);
-        is_key && is_secret_name(&text, &self.opts.redact_names)
-    }
-
-    /// One character of a str repr (CPython `unicode_repr`).
-    fn escape_code_point(&mut self, c: u32, quote: char) {
-        let ch = char::from_u32(c);
-        match ch {
-            Some(ch) if ch == quote || ch == '\\' => {
-                self.out.push('\\');
-                self.out.push(ch);
-            }
-            Some('\t') => self.out.push_str("\\t"),
-            Some('\n') => self.out.push_str("\\n"),
-            Some('\r') => self.out.push_str("\\r"),
-            Some(_) if c < 0x20 || c == 0x7f => self.out.push_str(&format!("\\x{c:02x}")),
-            Some(ch) if c < 0x7f => self.out.push(ch),
-            Some(ch) if is_printable(ch) => self.out.push(ch),
-            _ if c <= 0xff => self.out.push_str(&format!("\\x{c:02x}")),
-            _ if c <= 0xffff => self.out.push_str(&format!("\\u{c:04x}")),
-            _ => self.out.push_str(&format!("\\U{c:08x}")),
-        }
-    }
-
-    /// A bytes repr (CPython `PyBytes_Repr`), or [`REDACTED`].
-    fn write_bytes(&mut self, data: &[u8]) {
-        let latin1: String = data.iter().map(|&b| char::from(b)).collect();
-        if looks_secret(&latin1) {
-            self.out.push_str(REDACTED);
-            return;
-        }
-        let quote = if data.contains(&b'\'') && !data.contains(&b'"') {
-            b'"'
-        } else {
-            b'\''
-        };
-        self.out.push('b');
-        self.out.push(char::from(quote));
-        for &b in data {
-            if self.out.full() {
-                break;
-            }
-            match b {
-                b'\\' => self.out.push_str("\\\\"),
-                _ if b == quote => {
-                    self.out.push('\\');
-                    self.out.push(char::from(b));
-                }
-                b'\t' => self.out.push_str("\\t"),
-                b'\n' => self.out.push_str("\\n"),
-                b'\r' => self.out.push_str("\\r"),
-                0x20..=0x7e => self.out.push(char::from(b)),
-                _ => self.out.push_str(&format!("\\x{b:02x}")),
-            }
-        }
-        self.out.push(char::from(quote));
     }
 
     /// A list, tuple, dict or set.
@@ -994,6 +911,99 @@ impl<M: ProcessMemory + ?Sized> Writer<'_, M> {
     }
 }
 
+/// Writes `text`, or [`REDACTED`] if it looks like a secret.
+pub(crate) fn write_maybe_secret(out: &mut Out, text: &str) {
+    if looks_secret(text) {
+        out.push_str(REDACTED);
+    } else {
+        out.push_str(text);
+    }
+}
+
+/// Writes a str's repr (or [`REDACTED`]); returns whether, as a dict key, its text
+/// is a secret name.
+pub(crate) fn write_str(
+    out: &mut Out,
+    code_points: &[u32],
+    is_key: bool,
+    redact_names: &[String],
+) -> bool {
+    let text: String = code_points
+        .iter()
+        .map(|&c| char::from_u32(c).unwrap_or('\u{fffd}'))
+        .collect();
+    if looks_secret(&text) {
+        out.push_str(REDACTED);
+        return false;
+    }
+    let has_single = code_points.contains(&u32::from(b'\''));
+    let has_double = code_points.contains(&u32::from(b'"'));
+    let quote = if has_single && !has_double { '"' } else { '\'' };
+    out.push(quote);
+    for &c in code_points {
+        if out.full() {
+            break;
+        }
+        escape_code_point(out, c, quote);
+    }
+    out.push(quote);
+    is_key && is_secret_name(&text, redact_names)
+}
+
+/// One character of a str repr (CPython `unicode_repr`).
+fn escape_code_point(out: &mut Out, c: u32, quote: char) {
+    let ch = char::from_u32(c);
+    match ch {
+        Some(ch) if ch == quote || ch == '\\' => {
+            out.push('\\');
+            out.push(ch);
+        }
+        Some('\t') => out.push_str("\\t"),
+        Some('\n') => out.push_str("\\n"),
+        Some('\r') => out.push_str("\\r"),
+        Some(_) if c < 0x20 || c == 0x7f => out.push_str(&format!("\\x{c:02x}")),
+        Some(ch) if c < 0x7f => out.push(ch),
+        Some(ch) if is_printable(ch) => out.push(ch),
+        _ if c <= 0xff => out.push_str(&format!("\\x{c:02x}")),
+        _ if c <= 0xffff => out.push_str(&format!("\\u{c:04x}")),
+        _ => out.push_str(&format!("\\U{c:08x}")),
+    }
+}
+
+/// A bytes repr (CPython `PyBytes_Repr`), or [`REDACTED`].
+pub(crate) fn write_bytes(out: &mut Out, data: &[u8]) {
+    let latin1: String = data.iter().map(|&b| char::from(b)).collect();
+    if looks_secret(&latin1) {
+        out.push_str(REDACTED);
+        return;
+    }
+    let quote = if data.contains(&b'\'') && !data.contains(&b'"') {
+        b'"'
+    } else {
+        b'\''
+    };
+    out.push('b');
+    out.push(char::from(quote));
+    for &b in data {
+        if out.full() {
+            break;
+        }
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            _ if b == quote => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            b'\t' => out.push_str("\\t"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push(char::from(quote));
+}
+
 /// Whether Python would print `c` (not ASCII) as is in a str repr.
 fn is_printable(c: char) -> bool {
     // `str::escape_debug` escapes a character that is not printable (categories Cc,
@@ -1011,7 +1021,7 @@ fn is_printable(c: char) -> bool {
 
 /// The decimal text of an unsigned number given as 30-bit digits, least significant
 /// first.
-fn digits_to_decimal(digits: &[u32]) -> String {
+pub(crate) fn digits_to_decimal(digits: &[u32]) -> String {
     const BASE: u64 = 1_000_000_000;
     // Little-endian limbs of nine decimal digits each.
     let mut limbs: Vec<u64> = Vec::new();

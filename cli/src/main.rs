@@ -6,6 +6,7 @@
 
 mod dump;
 mod error;
+mod exact_cmd;
 mod export;
 mod mcp;
 mod output;

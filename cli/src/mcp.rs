@@ -225,6 +225,8 @@ impl SamplingParams {
             no_args: self.no_args,
             redact: self.redact.clone(),
             subprocesses: self.subprocesses,
+            exact: false,
+            max_calls: None,
         }
     }
 }

@@ -12,7 +12,7 @@ use query::arrow::array::{Array, ArrayRef, AsArray};
 use query::arrow::compute::cast;
 use query::arrow::datatypes::{DataType, Int64Type};
 use query::{Answer, QueryError, QuerySession};
-use storage::run::RunInfo;
+use storage::run::{Mode, RunInfo};
 
 use crate::output::human_duration;
 
@@ -36,8 +36,9 @@ pub struct Summary {
     /// The first calls: label, depth, call id, and the duration bounds once known.
     tree: Vec<TreeNode>,
     tree_index: HashMap<u64, usize>,
-    /// `(callee module, callee function, caller)` to calls.
-    gaps: HashMap<(String, String, String), u64>,
+    /// `(callee module, callee function, caller)` to calls, and whether the callee
+    /// is a C function (no Python source: `--include` cannot trace it).
+    gaps: HashMap<(String, String, String), (u64, bool)>,
 }
 
 #[derive(Debug)]
@@ -88,14 +89,16 @@ impl Summary {
             }
             EventKind::Gap => {
                 self.gap_rows += 1;
-                *self
+                let gap = self
                     .gaps
                     .entry((
                         e.module.to_string(),
                         e.function.to_string(),
                         e.caller.as_deref().unwrap_or("?").to_string(),
                     ))
-                    .or_default() += u64::from(e.count);
+                    .or_insert((0, true));
+                gap.0 += u64::from(e.count);
+                gap.1 &= e.file.is_empty();
             }
             EventKind::Yield | EventKind::Resume => {}
         }
@@ -203,13 +206,15 @@ impl Summary {
         }
 
         let gaps = ask(format!(
-            "SELECT module, function, COALESCE(caller, '?') AS caller, SUM(count) AS n \
+            "SELECT module, function, COALESCE(caller, '?') AS caller, SUM(count) AS n, \
+                    MAX(COALESCE(file, '')) AS file \
              FROM events WHERE {scope} AND kind = 'gap' GROUP BY module, function, COALESCE(caller, '?')"
         ))?;
         let modules = text_values(&gaps, "module");
         let names = text_values(&gaps, "function");
         let callers = text_values(&gaps, "caller");
         let counts = int_values(&gaps, "n");
+        let files = text_values(&gaps, "file");
         for i in 0..modules.len() {
             summary.gaps.insert(
                 (
@@ -217,7 +222,10 @@ impl Summary {
                     names[i].clone().unwrap_or_default(),
                     callers[i].clone().unwrap_or_default(),
                 ),
-                counts[i].unwrap_or(0) as u64,
+                (
+                    counts[i].unwrap_or(0) as u64,
+                    files[i].as_deref().unwrap_or("").is_empty(),
+                ),
             );
         }
         Ok(summary)
@@ -328,11 +336,18 @@ pub fn render(
         summary.unfinished,
         summary.gap_rows
     );
-    let _ = writeln!(
-        out,
-        "  samples {}  late samples {}  sample errors {}  dropped events {}",
-        run.samples, run.late_samples, run.sample_errors, run.dropped_events
-    );
+    match run.mode {
+        Mode::Sampled => {
+            let _ = writeln!(
+                out,
+                "  samples {}  late samples {}  sample errors {}",
+                run.samples, run.late_samples, run.sample_errors
+            );
+        }
+        Mode::Exact => {
+            let _ = writeln!(out, "  dropped events {}", run.dropped_events);
+        }
+    }
     if let (Some(longest), Some(rate)) = (run.max_sample_interval_ns, run.rate_hz) {
         let period = 1_000_000_000 / i64::from(rate.max(1));
         let longest = longest as i64;
@@ -391,20 +406,29 @@ pub fn render(
     if !summary.gaps.is_empty() {
         let _ = writeln!(out, "\nCalls into code that was not traced:");
         let mut gaps: Vec<_> = summary.gaps.iter().collect();
-        gaps.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        for ((module, function, caller), count) in gaps.iter().take(10) {
+        gaps.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
+        for ((module, function, caller), (count, native)) in gaps.iter().take(10) {
+            let how = if *native {
+                "a C function, not traceable".to_string()
+            } else {
+                format!("trace it with --include '{}'", include_pattern(module))
+            };
             let _ = writeln!(
                 out,
-                "  {module}.{function} from {caller}: {count} calls (trace it with --include '{}')",
-                include_pattern(module)
+                "  {module}.{function} from {caller}: {count} calls ({how})"
             );
         }
-        if let Some(((module, _, _), _)) = gaps.first() {
+        let traceable = gaps.iter().find(|(_, (_, native))| !native);
+        if let Some(((module, _, _), _)) = traceable {
             let command: Vec<String> = run.command.iter().map(|a| shell_quote(a)).collect();
             if run.launched && !command.is_empty() {
+                let mode = match run.mode {
+                    Mode::Exact => "--exact ",
+                    Mode::Sampled => "",
+                };
                 let _ = writeln!(
                     out,
-                    "  e.g. tracer record --include '{}' -- {}",
+                    "  e.g. tracer record {mode}--include '{}' -- {}",
                     include_pattern(module),
                     command.join(" ")
                 );

@@ -32,60 +32,68 @@ use crate::signals;
 pub struct TraceOptions {
     /// Where to write the trace (default: ./traces/<time>-<program>-<pid>.parquet).
     #[arg(short, long, value_name = "PATH")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// Overwrite the output file if it exists.
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
     /// Samples per second.
     #[arg(long, default_value_t = 1000, value_name = "HZ")]
-    pub rate: u32,
+    pub(crate) rate: u32,
     /// Trace modules matching this glob (repeatable; `'*'` is everything). Default: the
     /// program's own code (__main__ and files under its working directory that are not
     /// the standard library, site-packages or a virtual environment).
     #[arg(long, value_name = "PATTERN")]
-    pub include: Vec<String>,
+    pub(crate) include: Vec<String>,
     /// Do not trace modules matching this glob (repeatable).
     #[arg(long, value_name = "PATTERN")]
-    pub exclude: Vec<String>,
+    pub(crate) exclude: Vec<String>,
     /// Do not record argument values.
     #[arg(long)]
-    pub no_args: bool,
+    pub(crate) no_args: bool,
     /// A name whose values are stored as [REDACTED] (repeatable; added to the built-in
     /// secret names such as password and token).
     #[arg(long = "redact", value_name = "NAME")]
-    pub redact: Vec<String>,
+    pub(crate) redact: Vec<String>,
     /// Also trace Python processes started later under the traced one
     /// (multiprocessing workers, subprocess), into the same trace.
     #[arg(long)]
-    pub subprocesses: bool,
+    pub(crate) subprocesses: bool,
+    /// Exact tracing: a hook inside the Python process records every call, return,
+    /// exception and value of the traced code (record: loaded at start-up).
+    #[arg(long)]
+    pub(crate) exact: bool,
+    /// With --exact: keep full detail for the first N calls of each function per
+    /// second and only count the rest.
+    #[arg(long, value_name = "N", requires = "exact")]
+    pub(crate) max_calls: Option<u32>,
 }
 
 #[derive(Args)]
 pub struct RecordArgs {
     #[command(flatten)]
-    pub trace: TraceOptions,
+    pub(crate) trace: TraceOptions,
     /// Stop the command after this many seconds, printing where every thread was.
     #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
+    pub(crate) timeout: Option<f64>,
     /// The command to run, e.g. `python app.py` or `pytest -x`.
     #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
 }
 
 #[derive(Args)]
 pub struct AttachArgs {
     /// The process to trace.
     #[arg(long)]
-    pub pid: i32,
+    pub(crate) pid: i32,
     /// Stop after this many seconds (default: until Ctrl-C or the process exits).
     #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    pub(crate) duration: Option<f64>,
     #[command(flatten)]
-    pub trace: TraceOptions,
+    pub(crate) trace: TraceOptions,
 }
 
 /// The exit code `record` uses when `--timeout` stopped the command (as `timeout(1)`).
-const TIMEOUT_EXIT: i32 = 124;
+pub(crate) const TIMEOUT_EXIT: i32 = 124;
 
 /// How long `record` waits for the launched command to become a Python process.
 const FIND_PYTHON_FOR: Duration = Duration::from_secs(10);
@@ -167,10 +175,17 @@ fn capture(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::Jo
 }
 
 pub fn record(args: &RecordArgs) -> CliResult<i32> {
+    if args.trace.rate == 0 {
+        return Err(CliError::usage("--rate must be at least 1"));
+    }
+    if args.trace.exact {
+        return crate::exact_cmd::record(args);
+    }
     record_run(args, Caller::CommandLine)?.finish_on_terminal()
 }
 
-/// Runs `tracer record` for `caller`.
+/// Runs a sampled `tracer record` for `caller` (`--exact` runs in
+/// [`crate::exact_cmd`]).
 pub fn record_run(args: &RecordArgs, caller: Caller) -> CliResult<Traced> {
     if args.trace.rate == 0 {
         return Err(CliError::usage("--rate must be at least 1"));
@@ -287,10 +302,17 @@ pub fn record_run(args: &RecordArgs, caller: Caller) -> CliResult<Traced> {
 }
 
 pub fn attach(args: &AttachArgs) -> CliResult<i32> {
+    if args.trace.rate == 0 {
+        return Err(CliError::usage("--rate must be at least 1"));
+    }
+    if args.trace.exact {
+        return crate::exact_cmd::attach(args);
+    }
     attach_run(args, Caller::CommandLine)?.finish_on_terminal()
 }
 
-/// Runs `tracer attach` for `caller`.
+/// Runs a sampled `tracer attach` for `caller` (`--exact` runs in
+/// [`crate::exact_cmd`]).
 pub fn attach_run(args: &AttachArgs, caller: Caller) -> CliResult<Traced> {
     if args.trace.rate == 0 {
         return Err(CliError::usage("--rate must be at least 1"));
@@ -432,33 +454,7 @@ impl Session {
         run.redact = opts.redact.clone();
         run.capture_args = !opts.no_args;
         run.subprocesses = opts.subprocesses;
-        let program = run
-            .command
-            .iter()
-            .find(|a| !(a.starts_with('-') || looks_like_python(a)))
-            .or(run.command.first())
-            .cloned()
-            .unwrap_or_else(|| "python".into());
-        let path = match &opts.output {
-            Some(p) => p.clone(),
-            None => storage::layout::default_trace_path(
-                Path::new("traces"),
-                &program,
-                pid,
-                SystemTime::now(),
-            ),
-        };
-        let writer = TraceWriter::create(&path, run.clone(), opts.force).map_err(|e| {
-            let err = CliError::new(format!("cannot write the trace: {e}"));
-            if path.exists() {
-                err.hint(format!(
-                    "choose another -o path, or add --force to overwrite {}",
-                    path.display()
-                ))
-            } else {
-                err.hint("check that the output folder is writable")
-            }
-        })?;
+        let (writer, path) = create_trace(opts, &run, pid)?;
         let options = SamplerOptions {
             rate_hz: opts.rate,
             include: opts.include.clone(),
@@ -635,12 +631,49 @@ impl Session {
     }
 }
 
+/// Creates the trace writer of a run: at `-o PATH`, or
+/// `./traces/<time>-<program>-<pid>.parquet`.
+pub(crate) fn create_trace(
+    opts: &TraceOptions,
+    run: &RunInfo,
+    pid: i32,
+) -> CliResult<(TraceWriter, PathBuf)> {
+    let program = run
+        .command
+        .iter()
+        .find(|a| !(a.starts_with('-') || looks_like_python(a)))
+        .or(run.command.first())
+        .cloned()
+        .unwrap_or_else(|| "python".into());
+    let path = match &opts.output {
+        Some(p) => p.clone(),
+        None => storage::layout::default_trace_path(
+            Path::new("traces"),
+            &program,
+            pid,
+            SystemTime::now(),
+        ),
+    };
+    let writer = TraceWriter::create(&path, run.clone(), opts.force).map_err(|e| {
+        let err = CliError::new(format!("cannot write the trace: {e}"));
+        if path.exists() {
+            err.hint(format!(
+                "choose another -o path, or add --force to overwrite {}",
+                path.display()
+            ))
+        } else {
+            err.hint("check that the output folder is writable")
+        }
+    })?;
+    Ok((writer, path))
+}
+
 /// The executable a process runs now (empty when it is gone).
 fn exe_of(pid: i32) -> PathBuf {
     std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default()
 }
 
-fn looks_like_python(arg: &str) -> bool {
+pub(crate) fn looks_like_python(arg: &str) -> bool {
     let name = Path::new(arg)
         .file_name()
         .and_then(|n| n.to_str())
@@ -669,7 +702,7 @@ fn find_python(child_pid: i32, child: &mut Child) -> Option<PythonProcess> {
 }
 
 /// Every descendant of `pid`, by scanning `/proc/*/stat` for parent ids.
-fn descendants(pid: i32) -> Vec<i32> {
+pub(crate) fn descendants(pid: i32) -> Vec<i32> {
     let mut parents: Vec<(i32, i32)> = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
@@ -708,14 +741,14 @@ fn descendants(pid: i32) -> Vec<i32> {
     found
 }
 
-fn forward(pid: i32, sig: i32) {
+pub(crate) fn forward(pid: i32, sig: i32) {
     // SAFETY: sending a signal to our own child.
     unsafe {
         libc::kill(pid, sig);
     }
 }
 
-fn exit_code_of(status: std::process::ExitStatus) -> i32 {
+pub(crate) fn exit_code_of(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
         .code()
@@ -723,7 +756,7 @@ fn exit_code_of(status: std::process::ExitStatus) -> i32 {
 }
 
 /// Waits for the child, killing it at `deadline`.
-fn wait_child(child: &mut Child, deadline: Option<Instant>) -> i32 {
+pub(crate) fn wait_child(child: &mut Child, deadline: Option<Instant>) -> i32 {
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return exit_code_of(status);
@@ -734,6 +767,11 @@ fn wait_child(child: &mut Child, deadline: Option<Instant>) -> i32 {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Prints every thread's stack to stderr (what was running at a timeout).
+pub(crate) fn print_stacks(pid: i32) {
+    eprint!("{}", stacks_text(pid));
 }
 
 /// Every thread's stack of `pid`, as text (what was running at a timeout).

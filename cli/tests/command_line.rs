@@ -40,7 +40,7 @@ fn a_missing_subcommand_is_a_usage_error() {
 
 #[test]
 fn a_missing_trace_gives_error_and_hint() {
-    let out = tracer(&["query", "--top", "/nonexistent/trace.parquet"]);
+    let out = tracer(&["query", "/nonexistent/trace.parquet", "--top"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();

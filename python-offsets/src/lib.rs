@@ -130,6 +130,13 @@ pub struct RuntimeLayout {
     pub gil_last_holder: Option<u64>,
     /// 3.8–3.11: `ceval.gil.locked` (an int).
     pub gil_locked: Option<u64>,
+    /// 3.12: `ceval.pending_mainthread.lock`, the `PyThread_type_lock` (on Linux a
+    /// `sem_t*`, value 1 when free) that guards the queue `Py_AddPendingCall` fills.
+    /// Injection reads it to prove that the thread it stopped does not hold it.
+    pub pending_calls_lock: Option<u64>,
+    /// 3.13+: `ceval.pending_mainthread.mutex`, the one-byte `PyMutex` (bit 0 set
+    /// while held) that guards the same queue.
+    pub pending_calls_mutex: Option<u64>,
 }
 
 /// `PyInterpreterState` fields.

@@ -188,6 +188,8 @@ const V38: Layout = Layout {
         tstate_current: Some(1368),
         gil_last_holder: Some(1160),
         gil_locked: Some(1168),
+        pending_calls_lock: None,
+        pending_calls_mutex: None,
     },
     interpreter: InterpreterLayout {
         next: 0,
@@ -209,6 +211,8 @@ const V39: Layout = Layout {
         tstate_current: Some(568),
         gil_last_holder: Some(360),
         gil_locked: Some(368),
+        pending_calls_lock: None,
+        pending_calls_mutex: None,
     },
     interpreter: InterpreterLayout {
         modules: 856,
@@ -241,6 +245,8 @@ const V311: Layout = Layout {
         tstate_current: Some(576),
         gil_last_holder: Some(368),
         gil_locked: Some(376),
+        pending_calls_lock: None,
+        pending_calls_mutex: None,
     },
     interpreter: InterpreterLayout {
         next: 0,
@@ -297,6 +303,8 @@ const V312: Layout = Layout {
         tstate_current: None,
         gil_last_holder: None,
         gil_locked: None,
+        pending_calls_lock: Some(2024),
+        pending_calls_mutex: None,
     },
     interpreter: InterpreterLayout {
         next: 0,
@@ -334,6 +342,8 @@ const V313: Layout = Layout {
     version: Version::new(3, 13, 0),
     runtime: RuntimeLayout {
         interpreters_head: 632,
+        pending_calls_lock: None,
+        pending_calls_mutex: Some(2648),
         ..V312.runtime
     },
     interpreter: InterpreterLayout {

@@ -57,6 +57,8 @@ const OFFSETS: &[Row] = &[
     ("runtime.tstate_current",          &[(8, 13, Member("_PyRuntimeState", "gilstate.tstate_current"))]),
     ("runtime.gil_last_holder",         &[(8, 13, Member("_PyRuntimeState", "ceval.gil.last_holder"))]),
     ("runtime.gil_locked",              &[(8, 13, Member("_PyRuntimeState", "ceval.gil.locked"))]),
+    ("runtime.pending_calls_lock",      &[(8, 13, Member("_PyRuntimeState", "ceval.pending_mainthread.lock"))]),
+    ("runtime.pending_calls_mutex",     &[(8, 13, Member("_PyRuntimeState", "ceval.pending_mainthread.mutex"))]),
     // PyInterpreterState
     ("interpreter.next",                &[(8, 13, Member("struct _is", "next"))]),
     ("interpreter.threads_head",        &[(8, 10, Member("struct _is", "tstate_head")),
@@ -193,12 +195,16 @@ fn layout_offsets(layout: &Layout) -> Vec<(&'static str, Option<i128>)> {
         tstate_current,
         gil_last_holder,
         gil_locked,
+        pending_calls_lock,
+        pending_calls_mutex,
     } = runtime;
     let mut all = vec![
         ("runtime.interpreters_head", Some(interpreters_head)),
         ("runtime.tstate_current", tstate_current),
         ("runtime.gil_last_holder", gil_last_holder),
         ("runtime.gil_locked", gil_locked),
+        ("runtime.pending_calls_lock", pending_calls_lock),
+        ("runtime.pending_calls_mutex", pending_calls_mutex),
     ];
     let InterpreterLayout {
         next,

@@ -315,7 +315,8 @@ pub(crate) fn question_sql(
         Question::Gaps => format!(
             "SELECT module, function, caller, SUM(count) AS calls, \
              SUM(duration_ns) AS total_ns, \
-             split_part(module, '.', 1) || '.*' AS include \
+             CASE WHEN MAX(COALESCE(file, '')) = '' THEN NULL \
+             ELSE split_part(module, '.', 1) || '.*' END AS include \
              FROM events WHERE {} \
              GROUP BY module, function, caller \
              ORDER BY calls DESC, module, function, caller LIMIT {limit}",

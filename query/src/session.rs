@@ -4,6 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::config::TableParquetOptions;
@@ -357,6 +359,12 @@ impl QuerySession {
         let mut commands: Vec<String> = Vec::new();
         for run in self.scoped_runs(scope) {
             let mut words = vec!["tracer record".to_string()];
+            if run.metadata.get("mode").and_then(Value::as_str) == Some("exact") {
+                words.push("--exact".to_string());
+            }
+            if run.metadata.get("subprocesses").and_then(Value::as_bool) == Some(true) {
+                words.push("--subprocesses".to_string());
+            }
             for pattern in run.include() {
                 words.push(format!("--include {}", shell_quote(&pattern)));
             }

@@ -185,7 +185,7 @@ fn gaps_group_untraced_calls_and_tip_the_include_that_traces_them() {
     let tip = answer.tip.expect("gaps carry a tip");
     assert_eq!(
         tip.commands,
-        vec!["tracer record --include 'myapp.*' --include 'json.*' --include 'socket.*' -- python3 app.py --orders=3"]
+        vec!["tracer record --exact --include 'myapp.*' --include 'json.*' --include 'socket.*' -- python3 app.py --orders=3"]
     );
 }
 
@@ -276,7 +276,7 @@ fn top_counts_calls_and_tips_the_excludes() {
     let tip = answer.tip.expect("top carries a tip");
     assert_eq!(
         tip.commands,
-        vec!["tracer record --include 'myapp.*' --exclude myapp.mathutil --exclude myapp.billing -- python3 app.py --orders=3"]
+        vec!["tracer record --exact --include 'myapp.*' --exclude myapp.mathutil --exclude myapp.billing -- python3 app.py --orders=3"]
     );
 }
 

@@ -1,0 +1,1422 @@
+# tracer exact-mode hook: runs inside the traced Python process, started by the
+# bootstrap `sitecustomize.py`, and streams what included code does to the tracer over
+# a Unix socket. The wire format is documented in attach/src/exact/wire.rs; this file
+# and that one change together.
+#
+# Events come from sys.monitoring on 3.12+ (a free tool id, never one in use) and
+# from sys.settrace/threading.settrace on 3.8-3.11 (the profile hook cannot see the
+# type of an exception that ends a call, and cProfile would replace it).
+#
+# Rules this code keeps:
+# * No callback ever raises into the program: every one catches everything.
+# * Nothing of the program runs: values are read with the builtin types' own C
+#   methods (`int.__int__`, `str.__str__`, `dict.items`, ...), never through
+#   attribute lookups or `__repr__`/`__str__` a class could define.
+# * The program is never blocked for long: the socket is non-blocking; what cannot
+#   be sent is held up to a bound, then events are dropped and counted.
+# * The flusher thread and exit code call only C functions, so `--include '*'` does
+#   not trace the hook.
+import sys
+import os
+import _thread
+import _socket
+import atexit
+from _struct import Struct
+from _collections import deque
+from time import perf_counter_ns, time_ns, sleep
+
+_V = sys.version_info[:2]
+_MONITORING = _V >= (3, 12)
+
+# Records queued by callbacks, encoded by the flusher (tags match wire.rs).
+_CALL, _RETURN, _YIELD, _RESUME, _EXC, _GAP = 0x63, 0x72, 0x79, 0x73, 0x78, 0x67
+_CODE, _THREAD, _CALLEE, _LIMITED = 0x4B, 0x54, 0x45, 0x6C
+# Message types.
+_MSG_HELLO, _MSG_ERROR, _MSG_BATCH, _MSG_BYE = 1, 2, 3, 4
+
+_U32 = Struct("<I").pack
+_U16 = Struct("<H").pack
+_I64 = Struct("<q").pack
+_I32 = Struct("<i").pack
+_F64 = Struct("<d").pack
+_EV = Struct("<BIIqi").pack
+_GAPREC = Struct("<BIIqiII").pack
+_LIMREC = Struct("<BII").pack
+_U64X2 = Struct("<QQ").pack
+_FRAME = Struct("<IB").pack
+
+# Flag bits of types (Include/object.h).
+_HEAP = 1 << 9
+_LONG_SUB, _LIST_SUB, _TUPLE_SUB, _BYTES_SUB = 1 << 24, 1 << 25, 1 << 26, 1 << 27
+_STR_SUB, _DICT_SUB, _TYPE_SUB = 1 << 28, 1 << 29, 1 << 31
+_tflags = type.__dict__["__flags__"].__get__
+_tname = type.__dict__["__name__"].__get__
+_tqualname = type.__dict__["__qualname__"].__get__
+_tmodule = type.__dict__["__module__"].__get__
+_tdict = type.__dict__["__dict__"].__get__
+_tbase = type.__dict__["__base__"].__get__
+_exc_args = BaseException.__dict__["args"].__get__
+_FunctionType = type(lambda: None)
+_BuiltinType = type(len)
+_SlotWrapper = type(object.__str__)
+_MethodDescriptor = type(str.join)
+_MethodWrapper = type((1).__add__)
+_ClassMethodDescriptor = type(dict.__dict__["fromkeys"])
+
+_STR_SLICE = None
+_STR_CHARS = 4096
+
+_cfg = {}
+_boot = ""
+_sock = None
+_active = False
+_q = deque()
+_QMAX = 200000
+_BACKLOG_MAX = 8 << 20
+_dropped = 0
+_backlog = bytearray()
+_flush_lock = _thread.allocate_lock()
+_codes = {}
+_code_meta = []
+_argnames = []
+_method_arg = []
+_variants = {}
+_callees = {}
+_callee_meta = []
+_lines = {}
+_pending_exc = {}
+_kinds = {}
+_tls = _thread._local()
+_next_thread = [0]
+_main_ident = _thread.get_ident()
+_tool = None
+_pid = os.getpid()
+_max_calls = 0
+_limit_window = [0]
+_limit_counts = {}
+_limited = {}
+_perf = perf_counter_ns
+_getframe = sys._getframe
+_no_args = False
+_include = []
+_exclude = []
+_cwd = ""
+_stdlib = []
+_venv_dirs = {}
+_MAXLEN, _DEPTH, _ITEMS = 200, 6, 32
+_secrets = ()
+
+
+class _Cut(Exception):
+    """The value printed so far is already longer than the cut: stop."""
+
+    def _method(self):
+        return None
+
+
+_PyMethod = type(_Cut()._method)
+
+
+# ---------------------------------------------------------------------------------
+# Configuration and filter (the same rules as attach/src/filter.rs).
+
+
+def _parse_config(text):
+    cfg = {}
+    for field in text.split("\x1e"):
+        key, sep, value = field.partition("=")
+        if sep:
+            cfg[key] = value
+    return cfg
+
+
+def _glob_match(pattern, text):
+    p = t = 0
+    star = None
+    while t < len(text):
+        if p < len(pattern) and pattern[p] == "*":
+            star = (p, t)
+            p += 1
+        elif p < len(pattern) and (pattern[p] == "?" or pattern[p] == text[t]):
+            p += 1
+            t += 1
+        elif star is not None:
+            p = star[0] + 1
+            t = star[1] + 1
+            star = (star[0], star[1] + 1)
+        else:
+            return False
+    return all(c == "*" for c in pattern[p:])
+
+
+def _glob_matches(pattern, module):
+    if _glob_match(pattern, module):
+        return True
+    return pattern.endswith(".*") and _glob_match(pattern[:-2], module)
+
+
+def _under(path, folder):
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _has_pyvenv_cfg(folder):
+    known = _venv_dirs.get(folder)
+    if known is None:
+        known = os.path.isfile(os.path.join(folder, "pyvenv.cfg"))
+        _venv_dirs[folder] = known
+    return known
+
+
+def _is_program_code(module, filename):
+    if module == "__main__":
+        return True
+    if not filename or filename.startswith("<"):
+        return False
+    path = os.path.normpath(os.path.join(_cwd, filename))
+    if not _under(path, _cwd):
+        return False
+    if any(_under(path, d) for d in _stdlib):
+        return False
+    parts = path.split("/")
+    if "site-packages" in parts or "dist-packages" in parts:
+        return False
+    folder = os.path.dirname(path)
+    while True:
+        if _has_pyvenv_cfg(folder):
+            return False
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return True
+        folder = parent
+
+
+def _includes(module, filename):
+    if any(_glob_matches(g, module) for g in _exclude):
+        return False
+    return any(_glob_matches(g, module) for g in _include) or _is_program_code(
+        module, filename
+    )
+
+
+# ---------------------------------------------------------------------------------
+# Code objects, threads and callees: learnt once, sent once.
+
+
+def _module_of(globals_, filename):
+    name = None
+    if type(globals_) is dict:
+        name = globals_.get("__name__")
+    if type(name) is not str:
+        base = os.path.basename(filename)
+        name = base[:-3] if base.endswith(".py") else base
+    return name
+
+
+def _learn(code, globals_):
+    """The id of `code` when it is traced, else -1; decided once."""
+    filename = code.co_filename
+    if filename.startswith(_boot):
+        _codes[code] = -1
+        return -1
+    module = _module_of(globals_, filename)
+    if not _includes(module, filename):
+        _codes[code] = -1
+        return -1
+    cid = len(_code_meta)
+    function = code.co_qualname if _V >= (3, 11) else code.co_name
+    nargs = code.co_argcount + code.co_kwonlyargcount
+    if code.co_flags & 0x04:
+        nargs += 1
+    if code.co_flags & 0x08:
+        nargs += 1
+    names = tuple(code.co_varnames[:nargs])
+    record = (_CODE, cid, function, module, filename, code.co_firstlineno, names, cid, code)
+    _code_meta.append(record)
+    _argnames.append(names)
+    first = names[0] if names and code.co_argcount else None
+    _method_arg.append(first if _V < (3, 11) and first in ("self", "cls") else None)
+    _q.append(record)
+    _codes[code] = cid
+    if _MONITORING:
+        sys.monitoring.set_local_events(_tool, code, _LOCAL_EVENTS)
+    return cid
+
+
+def _variant(cid, value, is_cls):
+    """≤3.10: the id for `Class.method`, named from the first argument."""
+    if is_cls:
+        if not _tflags(type(value)) & _TYPE_SUB:
+            return cid
+        cls = value
+    else:
+        cls = type(value)
+    key = (cid, id(cls))
+    known = _variants.get(key)
+    if known is not None and known[0] is cls:
+        return known[1]
+    base = _code_meta[cid]
+    vid = len(_code_meta)
+    name = _tname(cls).rsplit(".", 1)[-1] + "." + base[8].co_name
+    record = (_CODE, vid, name) + base[3:]
+    _code_meta.append(record)
+    _argnames.append(_argnames[cid])
+    _method_arg.append(None)
+    _variants[key] = (cls, vid)
+    _q.append(record)
+    return vid
+
+
+def _thread_index():
+    try:
+        return _tls.i
+    except AttributeError:
+        pass
+    i = _next_thread[0]
+    _next_thread[0] = i + 1
+    _tls.i = i
+    ident = _thread.get_ident()
+    name = None
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        thread = getattr(threading, "_active", {}).get(ident)
+        if thread is not None:
+            name = getattr(thread, "_name", None)
+    if name is None and ident == _main_ident:
+        name = "MainThread"
+    _q.append((_THREAD, i, _thread.get_native_id(), name if type(name) is str else ""))
+    return i
+
+
+def _line(code, cid, offset):
+    key = (cid, offset)
+    line = _lines.get(key)
+    if line is None:
+        line = code.co_firstlineno
+        for start, end, number in code.co_lines():
+            if start <= offset < end:
+                if number is not None:
+                    line = number
+                break
+        _lines[key] = line
+    return line
+
+
+def _caller_line(frame):
+    back = frame.f_back
+    while back is not None:
+        cid = _codes.get(back.f_code)
+        if cid is not None and cid >= 0:
+            return back.f_lineno
+        back = back.f_back
+    return -1
+
+
+def _drop():
+    global _dropped
+    _dropped += 1
+
+
+# ---------------------------------------------------------------------------------
+# Values: a compact description of the value, printed by the tracer with the same
+# rules as sampled mode (attach/src/repr.rs). `st[0]` is a lower bound of the
+# printed length so far; once it passes the cut nothing more is sent.
+
+
+def _kind(t):
+    known = _kinds.get(id(t))
+    if known is not None and known[0] is t:
+        return known
+    flags = _tflags(t)
+    heap = flags & _HEAP
+    name = _tname(t)
+    if heap:
+        tp_name = name
+        module = _tdict(t).get("__module__")
+        if type(module) is not str and _tflags(type(module)) & _STR_SUB:
+            module = str.__str__(module)
+        if type(module) is str and module != "builtins":
+            qualified = module + "." + _tqualname(t)
+        else:
+            qualified = tp_name
+    else:
+        module = _tmodule(t)
+        tp_name = name if module == "builtins" else module + "." + name
+        qualified = tp_name
+    kind = "o"
+    for bit, k in (
+        (_LONG_SUB, "i"),
+        (_LIST_SUB, "l"),
+        (_TUPLE_SUB, "t"),
+        (_BYTES_SUB, "b"),
+        (_STR_SUB, "s"),
+        (_DICT_SUB, "d"),
+        (_TYPE_SUB, "C"),
+    ):
+        if flags & bit:
+            kind = k
+            break
+    else:
+        if not heap:
+            kind = {"NoneType": "N", "float": "f", "set": "S", "frozenset": "S", "function": "F"}.get(tp_name, "o")
+        else:
+            base = _tbase(t)
+            if base is not None:
+                bk = _kind(base)[1]
+                if bk in ("f", "S"):
+                    kind = bk
+    if kind == "i" and not heap and tp_name == "bool":
+        kind = "B"
+    fields = _fields(t) if kind == "t" and heap else None
+    setbase = None
+    if kind == "S":
+        setbase = frozenset if issubclass(t, frozenset) else set
+    entry = (t, kind, tp_name, qualified, not heap and tp_name == "set", fields, setbase)
+    if len(_kinds) > 4096:
+        _kinds.clear()
+    _kinds[id(t)] = entry
+    return entry
+
+
+def _fields(t):
+    d = _tdict(t)
+    base = _tbase(t)
+    for _ in range(64):
+        fields = d.get("_fields")
+        if fields is not None:
+            if not _tflags(type(fields)) & _TUPLE_SUB:
+                return None
+            names = []
+            for item in tuple.__iter__(fields):
+                if not _tflags(type(item)) & _STR_SUB:
+                    return None
+                names.append(str.__str__(item))
+            return names
+        if base is None or not _tflags(base) & _HEAP:
+            return None
+        d = _tdict(base)
+        base = _tbase(base)
+    return None
+
+
+def _is_secret(text):
+    """Whether a name holds a secret word (attach/src/redact.rs `is_secret_name`; the
+    tracer sends the words)."""
+    lower = text.encode("utf-8", "surrogatepass").lower()
+    for word in _secrets:
+        if word in lower:
+            return True
+    return False
+
+
+def _key_text(key):
+    """The text of a dict key that is a str, as the tracer sees it, else None."""
+    t = type(key)
+    if t is not str:
+        if not _tflags(t) & _STR_SUB:
+            return None
+        key = str.__str__(key)
+    return key[:_STR_CHARS]
+
+
+def _s(text):
+    data = text.encode("utf-8", "surrogatepass")
+    return _U32(len(data)) + data
+
+
+def _enc(v, out, depth, active, st):
+    if st[0] > _MAXLEN:
+        out.append(0x2E)
+        raise _Cut
+    t = type(v)
+    if t is int:
+        if -0x8000000000000000 <= v < 0x8000000000000000:
+            out += b"i" + _I64(v)
+        else:
+            _enc_big_int(v, v, out)
+        st[0] += 1
+        return
+    if t is str:
+        _enc_str(v, out, st)
+        return
+    if v is None:
+        out.append(0x4E)
+        st[0] += 4
+        return
+    if t is bool:
+        out.append(0x54 if v else 0x46)
+        st[0] += 4
+        return
+    if t is float:
+        out += b"f" + _F64(v)
+        st[0] += 3
+        return
+    entry = _kind(t)
+    kind = entry[1]
+    if kind == "i":
+        n = int.__int__(v)
+        if -0x8000000000000000 <= n < 0x8000000000000000:
+            out += b"i" + _I64(n)
+        else:
+            _enc_big_int(n, v, out)
+        st[0] += 1
+    elif kind == "s":
+        _enc_str(str.__str__(v), out, st)
+    elif kind == "b":
+        data = bytes.__getitem__(v, _STR_SLICE)
+        out += b"b" + _U32(len(data)) + data
+        st[0] += min(len(data) + 3, 10)
+    elif kind == "f":
+        out += b"f" + _F64(v)
+        st[0] += 3
+    elif kind == "N":
+        out.append(0x4E)
+        st[0] += 4
+    elif kind == "B":
+        out.append(0x54 if v else 0x46)
+        st[0] += 4
+    elif kind in ("l", "t", "d", "S"):
+        _enc_container(v, entry, out, depth, active, st)
+    elif kind == "F":
+        text = v.__qualname__
+        out += b"P" + _s(text) + _I64(id(v))
+        st[0] += len(text) + 18
+    elif kind == "C":
+        text = _kind(v)[3]
+        out += b"C" + _s(text)
+        st[0] += len(text) + 10
+    else:
+        text = entry[3]
+        out += b"o" + _s(text) + _I64(id(v))
+        st[0] += len(text) + 16
+
+
+def _enc_str(s, out, st):
+    n = len(s)
+    if n > _STR_CHARS:
+        s = s[:_STR_CHARS]
+        n = _STR_CHARS
+    out += b"s" + _s(s)
+    st[0] += min(n + 2, 10)
+
+
+def _enc_big_int(n, original, out):
+    bits = n.bit_length()
+    digits = (bits + 29) // 30
+    if digits > 1500:
+        out += b"H" + _U64X2(digits * 30, id(original))
+        return
+    magnitude = -n if n < 0 else n
+    data = magnitude.to_bytes((bits + 7) // 8, "little")
+    out += b"I" + (b"\x01" if n < 0 else b"\x00") + _U32(len(data)) + data
+
+
+def _placeholder(entry):
+    kind = entry[1]
+    if kind == "l":
+        return "[...]"
+    if kind == "t":
+        return "(...)" if entry[5] is None else entry[2] + "(...)"
+    if kind == "S":
+        return entry[2] + "(...)"
+    return "{...}"
+
+
+def _enc_container(v, entry, out, depth, active, st):
+    kind = entry[1]
+    if depth >= _DEPTH or id(v) in active:
+        text = _placeholder(entry)
+        out += b"p" + _s(text)
+        st[0] += len(text)
+        return
+    active.append(id(v))
+    st[0] += 2
+    if kind == "d":
+        total = dict.__len__(v)
+        pairs = []
+        if total:
+            for pair in dict.items(v):
+                pairs.append(pair)
+                if len(pairs) >= _ITEMS:
+                    break
+        out += b"d" + _U32(total) + _U32(len(pairs))
+        for i, (key, value) in enumerate(pairs):
+            if i:
+                st[0] += 2
+            _enc(key, out, depth + 1, active, st)
+            st[0] += 2
+            text = _key_text(key)
+            if text is not None and _is_secret(text):
+                out.append(0x52)
+                st[0] += 10
+            else:
+                _enc(value, out, depth + 1, active, st)
+    elif kind == "S":
+        base = entry[6]
+        total = base.__len__(v)
+        items = []
+        if total:
+            for item in base.__iter__(v):
+                items.append(item)
+                if len(items) >= _ITEMS:
+                    break
+        out += b"S" + _s(entry[2]) + (b"\x01" if entry[4] else b"\x00")
+        out += _U32(total) + _U32(len(items))
+        if not entry[4]:
+            st[0] += len(entry[2]) + 2
+        for i, item in enumerate(items):
+            if i:
+                st[0] += 2
+            _enc(item, out, depth + 1, active, st)
+    else:
+        base = list if kind == "l" else tuple
+        total = base.__len__(v)
+        items = base.__getitem__(v, slice(0, _ITEMS))
+        fields = entry[5]
+        if fields is not None and len(fields) == total:
+            out += b"n" + _s(entry[2]) + _U32(total) + _U32(len(items))
+            st[0] += len(entry[2])
+            for i, item in enumerate(items):
+                if i:
+                    st[0] += 2
+                out += _s(fields[i])
+                st[0] += len(fields[i]) + 1
+                if _is_secret(fields[i]):
+                    out.append(0x52)
+                    st[0] += 10
+                else:
+                    _enc(item, out, depth + 1, active, st)
+        else:
+            out += (b"l" if kind == "l" else b"t") + _U32(total) + _U32(len(items))
+            for i, item in enumerate(items):
+                if i:
+                    st[0] += 2
+                _enc(item, out, depth + 1, active, st)
+    active.pop()
+
+
+def _value(v):
+    """One value as bytes: its description, or `<repr failed: TYPE>`."""
+    t = type(v)
+    if t is int:
+        if -0x8000000000000000 <= v < 0x8000000000000000:
+            return b"i" + _I64(v)
+    elif t is str:
+        if len(v) <= _STR_CHARS:
+            return b"s" + _s(v)
+    elif v is None:
+        return b"N"
+    elif t is bool:
+        return b"T" if v else b"F"
+    elif t is float:
+        return b"f" + _F64(v)
+    out = bytearray()
+    try:
+        _enc(v, out, 0, [], [0])
+    except _Cut:
+        pass
+    except BaseException as exc:
+        out = bytearray(b"X" + _s(_tname(type(exc))))
+    return bytes(out)
+
+
+def _args(frame, cid):
+    names = _argnames[cid]
+    out = bytearray()
+    count = 0
+    if names:
+        local = frame.f_locals
+        for i, name in enumerate(names):
+            if name in local:
+                out += _U16(i) + (b"R" if _is_secret(name) else _value(local[name]))
+                count += 1
+    return _U16(count) + bytes(out)
+
+
+def _exception_text(exc):
+    """(qualified type, message) of an exception, without running its class's code."""
+    t = type(exc)
+    entry = _kind(t)
+    qualified = entry[3]
+    try:
+        str_impl = None
+        for klass in type.__dict__["__mro__"].__get__(t):
+            found = _tdict(klass).get("__str__")
+            if found is not None:
+                str_impl = found
+                break
+        args = _exc_args(exc)
+        simple = all(type(a) in (str, bytes, int, float, bool, type(None)) for a in args)
+        if type(str_impl) is _SlotWrapper and simple:
+            message = str_impl(exc)
+        elif len(args) == 0:
+            message = ""
+        elif len(args) == 1 and type(args[0]) is str:
+            message = args[0]
+        else:
+            message = _text_of(args[0] if len(args) == 1 else args)
+    except BaseException as err:
+        message = "<repr failed: " + _tname(type(err)) + ">"
+    return qualified, message
+
+
+def _text_of(value):
+    """A plain-text rendering for exception messages built from non-str arguments."""
+    t = type(value)
+    if t in (int, float, bool, type(None)):
+        return str(value)
+    if t is tuple:
+        inner = ", ".join(_text_of_repr(x) for x in value[:_ITEMS])
+        return "(" + inner + ("," if len(value) == 1 else "") + ")"
+    return _text_of_repr(value)
+
+
+def _text_of_repr(value):
+    t = type(value)
+    if t in (str, bytes, int, float, bool, type(None)):
+        return repr(value)
+    return "<" + _kind(t)[3] + " object at " + hex(id(value)) + ">"
+
+
+# ---------------------------------------------------------------------------------
+# Gaps: calls from traced code into code that is not traced.
+
+
+def _callee_id(key, function, module, filename, line):
+    cid = _callees.get(key)
+    if cid is None:
+        cid = len(_callee_meta)
+        record = (_CALLEE, cid, function, module, filename, line)
+        _callee_meta.append(record)
+        _callees[key] = cid
+        _q.append(record)
+    return cid
+
+
+def _gap_callee(callee):
+    """The callee id of a call from traced code, or None when it is traced itself."""
+    t = type(callee)
+    if t is _PyMethod:
+        callee = callee.__func__
+        t = type(callee)
+    if t is _FunctionType:
+        code = callee.__code__
+        cid = _codes.get(code)
+        if cid is None:
+            cid = _learn(code, callee.__globals__)
+        if cid >= 0:
+            return None
+        module = callee.__module__
+        return _callee_id(
+            code, callee.__qualname__, module if type(module) is str else "",
+            code.co_filename, code.co_firstlineno,
+        )
+    if t is _BuiltinType:
+        module = callee.__module__
+        if type(module) is not str:
+            owner = callee.__self__
+            module = "builtins" if owner is None else _tmodule(type(owner)) if not _tflags(type(owner)) & _HEAP else _tdict(type(owner)).get("__module__", "")
+            if type(module) is not str:
+                module = ""
+        name = callee.__qualname__
+        return _callee_id((name, module), name, module, "", 0)
+    if t in (_MethodDescriptor, _SlotWrapper, _MethodWrapper, _ClassMethodDescriptor):
+        owner = callee.__objclass__
+        module = _kind(owner)[3].rpartition(".")[0] or "builtins"
+        name = callee.__qualname__
+        return _callee_id((name, module), name, module, "", 0)
+    if _tflags(t) & _TYPE_SUB:
+        cls = callee
+    else:
+        cls = t
+    entry = _kind(cls)
+    qualified = entry[3]
+    module, _, name = qualified.rpartition(".")
+    if _tflags(cls) & _HEAP:
+        name = _tqualname(cls)
+        mod_obj = _tdict(cls).get("__module__")
+        module = mod_obj if type(mod_obj) is str else ""
+        mod = sys.modules.get(module)
+        filename = getattr(mod, "__file__", None) if mod is not None else None
+        if _includes(module, filename if type(filename) is str else ""):
+            return None
+    if cls is not callee:
+        name += ".__call__"
+    return _callee_id((name, module), name, module or "builtins", "", 0)
+
+
+# ---------------------------------------------------------------------------------
+# max_calls: full detail for the first N calls of each function per second.
+
+
+def _limit(cid, ts):
+    window = ts // 1000000000
+    if window != _limit_window[0]:
+        _limit_window[0] = window
+        _limit_counts.clear()
+    n = _limit_counts.get(cid, 0) + 1
+    _limit_counts[cid] = n
+    if n <= _max_calls:
+        return False
+    _limited[cid] = _limited.get(cid, 0) + 1
+    return True
+
+
+# The per-thread stacks of "was this call detailed" kept only with max_calls.
+def _limit_stack():
+    try:
+        return _tls.limit
+    except AttributeError:
+        stack = _tls.limit = []
+        return stack
+
+
+# ---------------------------------------------------------------------------------
+# 3.12+: sys.monitoring callbacks.
+
+_DISABLE = None
+_LOCAL_EVENTS = 0
+
+
+def _mon_start(code, offset):
+    try:
+        cid = _codes.get(code)
+        if cid is None:
+            frame = _getframe(1)
+            cid = _learn(code, frame.f_globals)
+            if cid < 0:
+                return _DISABLE
+        elif cid < 0:
+            return _DISABLE
+        else:
+            frame = _getframe(1)
+        ts = _perf()
+        if _max_calls:
+            limited = _limit(cid, ts)
+            _limit_stack().append(limited)
+            if limited:
+                return
+        if len(_q) > _QMAX:
+            _drop()
+            return
+        _q.append(
+            (_CALL, cid, _thread_index(), ts, _caller_line(frame), None if _no_args else _args(frame, cid))
+        )
+    except Exception:
+        pass
+
+
+def _mon_end(kind, code, offset, value):
+    cid = _codes.get(code)
+    if cid is None or cid < 0:
+        return
+    ts = _perf()
+    if _max_calls:
+        stack = _limit_stack()
+        if stack and stack.pop():
+            return
+    if len(_q) > _QMAX:
+        _drop()
+        return
+    _q.append(
+        (kind, cid, _thread_index(), ts, _line(code, cid, offset), None if _no_args else _value(value))
+    )
+
+
+def _mon_return(code, offset, value):
+    try:
+        _mon_end(_RETURN, code, offset, value)
+    except Exception:
+        pass
+
+
+def _mon_yield(code, offset, value):
+    try:
+        _mon_end(_YIELD, code, offset, value)
+    except Exception:
+        pass
+
+
+def _mon_resume(code, offset):
+    try:
+        cid = _codes.get(code)
+        if cid is None or cid < 0:
+            return
+        ts = _perf()
+        if _max_calls:
+            limited = _limit(cid, ts)
+            _limit_stack().append(limited)
+            if limited:
+                return
+        if len(_q) > _QMAX:
+            _drop()
+            return
+        _q.append((_RESUME, cid, _thread_index(), ts, _line(code, cid, offset)))
+    except Exception:
+        pass
+
+
+def _mon_unwind(code, offset, exc):
+    try:
+        cid = _codes.get(code)
+        if cid is None or cid < 0:
+            return
+        ts = _perf()
+        if _max_calls:
+            stack = _limit_stack()
+            if stack and stack.pop():
+                return
+        if len(_q) > _QMAX:
+            _drop()
+            return
+        qualified, message = _exception_text(exc)
+        _q.append((_EXC, cid, _thread_index(), ts, _line(code, cid, offset), qualified, message))
+    except Exception:
+        pass
+
+
+def _mon_call(code, offset, callee, arg0):
+    try:
+        cid = _codes.get(code)
+        if cid is None or cid < 0:
+            return
+        callee_id = _gap_callee(callee)
+        if callee_id is None:
+            return
+        if len(_q) > _QMAX:
+            _drop()
+            return
+        _q.append((_GAP, cid, _thread_index(), _perf(), _line(code, cid, offset), callee_id))
+    except Exception:
+        pass
+
+
+def _start_monitoring():
+    """Takes a free tool id and installs the callbacks; None, or why it could not."""
+    global _tool, _DISABLE, _LOCAL_EVENTS
+    mon = sys.monitoring
+    ev = mon.events
+    for tool in (3, 4, 5, 1, 0):
+        if mon.get_tool(tool) is not None:
+            continue
+        try:
+            mon.use_tool_id(tool, "tracer")
+        except ValueError:
+            continue
+        _tool = tool
+        break
+    else:
+        used = ", ".join(
+            "%d (%s)" % (t, mon.get_tool(t)) for t in range(6) if mon.get_tool(t) is not None
+        )
+        return "no free sys.monitoring tool id: " + used + " in use"
+    _DISABLE = mon.DISABLE
+    _LOCAL_EVENTS = ev.PY_RETURN | ev.PY_YIELD | ev.PY_RESUME | ev.CALL
+    mon.register_callback(_tool, ev.PY_START, _mon_start)
+    mon.register_callback(_tool, ev.PY_RETURN, _mon_return)
+    mon.register_callback(_tool, ev.PY_YIELD, _mon_yield)
+    mon.register_callback(_tool, ev.PY_RESUME, _mon_resume)
+    mon.register_callback(_tool, ev.PY_UNWIND, _mon_unwind)
+    mon.register_callback(_tool, ev.CALL, _mon_call)
+    mon.set_events(_tool, ev.PY_START | ev.PY_UNWIND)
+    return None
+
+
+def _stop_monitoring():
+    mon = sys.monitoring
+    mon.set_events(_tool, 0)
+    for code, cid in list(_codes.items()):
+        if cid >= 0:
+            mon.set_local_events(_tool, code, 0)
+    for event in (
+        mon.events.PY_START, mon.events.PY_RETURN, mon.events.PY_YIELD,
+        mon.events.PY_RESUME, mon.events.PY_UNWIND, mon.events.CALL,
+    ):
+        mon.register_callback(_tool, event, None)
+    mon.free_tool_id(_tool)
+
+
+# ---------------------------------------------------------------------------------
+# 3.8-3.11: sys.settrace. A `call` event comes for every frame start and generator
+# resume; included frames get the local tracer (no line events), which tells a
+# return, a yield and an exit by exception apart by the opcode at f_lasti.
+
+_RETURN_VALUE = 83
+_YIELD_VALUE = 86
+_YIELD_FROM = 72
+_RESUME_OP = 151
+
+
+def _first_start(frame, code):
+    lasti = frame.f_lasti
+    if _V < (3, 11):
+        return lasti < 0
+    ops = code.co_code
+    return 0 <= lasti < len(ops) - 1 and ops[lasti] == _RESUME_OP and ops[lasti + 1] == 0
+
+
+def _trace_call(frame, event, arg):
+    if not _active:
+        sys.settrace(None)
+        return None
+    try:
+        code = frame.f_code
+        cid = _codes.get(code)
+        if cid is None:
+            cid = _learn(code, frame.f_globals)
+        if cid < 0:
+            back = frame.f_back
+            if back is not None and _codes.get(back.f_code, -1) >= 0 and _first_start(frame, code):
+                _trace_gap(frame, code, back)
+            return None
+        ts = _perf()
+        frame.f_trace_lines = False
+        if _first_start(frame, code):
+            if _method_arg[cid] is not None:
+                local = frame.f_locals
+                name = _method_arg[cid]
+                if name in local:
+                    cid = _variant(cid, local[name], name == "cls")
+            if _max_calls:
+                limited = _limit(cid, ts)
+                _limit_stack().append(limited)
+                if limited:
+                    return _trace_local
+            if len(_q) > _QMAX:
+                _drop()
+                return _trace_local
+            _q.append(
+                (_CALL, cid, _thread_index(), ts, _caller_line(frame), None if _no_args else _args(frame, cid))
+            )
+        else:
+            if _max_calls:
+                limited = _limit(cid, ts)
+                _limit_stack().append(limited)
+                if limited:
+                    return _trace_local
+            if len(_q) > _QMAX:
+                _drop()
+                return _trace_local
+            _q.append((_RESUME, cid, _thread_index(), ts, frame.f_lineno))
+        return _trace_local
+    except Exception:
+        return None
+
+
+def _trace_gap(frame, code, back):
+    module = _module_of(frame.f_globals, code.co_filename)
+    if _V >= (3, 11):
+        name = code.co_qualname
+    else:
+        name = code.co_name
+        first = code.co_varnames[0] if code.co_argcount else None
+        if first in ("self", "cls"):
+            local = frame.f_locals
+            if first in local:
+                value = local[first]
+                cls = value if first == "cls" and _tflags(type(value)) & _TYPE_SUB else type(value)
+                name = _tname(cls).rsplit(".", 1)[-1] + "." + name
+    callee = _callee_id(code, name, module, code.co_filename, code.co_firstlineno)
+    caller = _codes[back.f_code]
+    _q.append((_GAP, caller, _thread_index(), _perf(), back.f_lineno, callee))
+
+
+def _trace_local(frame, event, arg):
+    if not _active:
+        return None
+    try:
+        if event == "return":
+            _trace_return(frame, arg)
+        elif event == "exception":
+            if arg[1] is not None:
+                qualified, message = _exception_text(arg[1])
+            else:
+                qualified, message = _kind(arg[0])[3], ""
+            _pending_exc[id(frame)] = (qualified, message, frame.f_lasti)
+    except Exception:
+        pass
+    return _trace_local
+
+
+def _trace_return(frame, value):
+    ts = _perf()
+    code = frame.f_code
+    cid = _codes.get(code)
+    if cid is None or cid < 0:
+        return
+    pending = _pending_exc.pop(id(frame), None)
+    if _max_calls:
+        stack = _limit_stack()
+        if stack and stack.pop():
+            return
+    if len(_q) > _QMAX:
+        _drop()
+        return
+    lasti = frame.f_lasti
+    ops = code.co_code
+    op = ops[lasti] if 0 <= lasti < len(ops) else -1
+    tid = _thread_index()
+    line = frame.f_lineno
+    if op == _RETURN_VALUE:
+        kind = _RETURN
+    elif op == _YIELD_VALUE or (_V < (3, 11) and lasti + 2 < len(ops) and ops[lasti + 2] == _YIELD_FROM):
+        kind = _EXC if pending is not None and pending[2] == lasti else _YIELD
+    else:
+        kind = _EXC
+    if kind == _EXC:
+        qualified, message = pending[:2] if pending is not None else ("", "")
+        _q.append((_EXC, cid, tid, ts, line, qualified, message))
+    else:
+        _q.append((kind, cid, tid, ts, line, None if _no_args else _value(value)))
+
+
+# ---------------------------------------------------------------------------------
+# Transport.
+
+
+def _encode(items):
+    """A batch message from queued records; events of a batch that has to be dropped
+    are counted by the caller."""
+    parts = []
+    gaps = {}
+    for item in items:
+        kind = item[0]
+        if kind == _GAP:
+            key = (item[2], item[1])
+            per_call = gaps.get(key)
+            if per_call is None:
+                per_call = gaps[key] = {}
+            seen = per_call.get(item[5])
+            if seen is None:
+                per_call[item[5]] = [1, item[3], item[4]]
+            else:
+                seen[0] += 1
+            continue
+        if kind in (_CALL, _RETURN, _YIELD):
+            if kind != _CALL and gaps:
+                _emit_gaps(parts, gaps, (item[2], item[1]))
+            parts.append(_EV(kind, item[1], item[2], item[3], item[4]))
+            payload = item[5]
+            if kind == _CALL:
+                parts.append(b"\xff\xff" if payload is None else payload)
+            else:
+                parts.append(b"z" if payload is None else payload)
+        elif kind == _RESUME:
+            parts.append(_EV(kind, item[1], item[2], item[3], item[4]))
+        elif kind == _EXC:
+            if gaps:
+                _emit_gaps(parts, gaps, (item[2], item[1]))
+            parts.append(_EV(kind, item[1], item[2], item[3], item[4]))
+            parts.append(_s(item[5]))
+            parts.append(_s(item[6]))
+        elif kind == _CODE:
+            parts.append(bytes((kind,)) + _U32(item[1]) + _U32(item[7]) + _s(item[2]))
+            parts.append(_s(item[3]) + _s(item[4]) + _I32(item[5]) + _U16(len(item[6])))
+            for name in item[6]:
+                parts.append(_s(name))
+        elif kind == _THREAD:
+            parts.append(bytes((kind,)) + _U32(item[1]) + _I64(item[2]) + _s(item[3]))
+        elif kind == _CALLEE:
+            parts.append(bytes((kind,)) + _U32(item[1]) + _s(item[2]) + _s(item[3]) + _s(item[4]))
+            parts.append(_I32(item[5]))
+        elif kind == _LIMITED:
+            parts.append(_LIMREC(_LIMITED, item[1], item[2]))
+    for key in list(gaps):
+        _emit_gaps(parts, gaps, key)
+    return parts
+
+
+def _emit_gaps(parts, gaps, key):
+    per_call = gaps.pop(key, None)
+    if per_call:
+        tid, cid = key
+        for callee, (count, ts, line) in per_call.items():
+            parts.append(_GAPREC(_GAP, cid, tid, ts, line, callee, count))
+
+
+def _message(kind, body):
+    return _FRAME(len(body) + 1, kind) + body
+
+
+def _is_event(item):
+    return item[0] in (_CALL, _RETURN, _YIELD, _RESUME, _EXC, _GAP)
+
+
+def _send_pending():
+    """Sends as much of the backlog as the socket takes now; False if it is gone."""
+    global _backlog
+    while _backlog:
+        try:
+            sent = _sock.send(_backlog, _socket.MSG_NOSIGNAL | _socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+        except InterruptedError:
+            continue
+        except OSError:
+            return False
+        if sent <= 0:
+            return False
+        del _backlog[:sent]
+    return True
+
+
+def _flush():
+    """Moves queued records into the backlog (or drops their events) and sends; False
+    if the tracer is gone."""
+    global _dropped
+    items = []
+    pop = _q.popleft
+    try:
+        for _ in range(len(_q)):
+            items.append(pop())
+    except IndexError:
+        pass
+    if _limited:
+        for cid in list(_limited):
+            items.append((_LIMITED, cid, _limited.pop(cid)))
+    if items:
+        if len(_backlog) > _BACKLOG_MAX:
+            kept = [item for item in items if not _is_event(item)]
+            _dropped += len(items) - len(kept)
+            items = kept
+        parts = _encode(items)
+        body = _I64(_dropped) + b"".join(parts)
+        _backlog.extend(_message(_MSG_BATCH, body))
+    return _send_pending()
+
+
+def _peer_closed():
+    try:
+        data = _sock.recv(1, _socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return not data
+
+
+def _flusher(generation):
+    while _active and generation == _generation[0]:
+        sleep(0.05)
+        if not _active or generation != _generation[0]:
+            return
+        with _flush_lock:
+            alive = _flush() and not _peer_closed()
+        if not alive:
+            _detach()
+            return
+
+
+_generation = [0]
+
+
+def _detach():
+    """Stops tracing and frees what the hook took: the tracer is gone."""
+    global _active
+    if not _active:
+        return
+    _active = False
+    try:
+        if _MONITORING:
+            _stop_monitoring()
+        else:
+            sys.settrace(None)
+            threading = sys.modules.get("threading")
+            if threading is not None:
+                threading.settrace(None)
+    except Exception:
+        pass
+    _q.clear()
+    try:
+        _sock.close()
+    except OSError:
+        pass
+
+
+def _final_flush(deadline_ns):
+    """At exit: everything pending goes out, waiting for the socket up to a deadline."""
+    global _active
+    with _flush_lock:
+        ok = _flush()
+        _backlog.extend(_message(_MSG_BYE, _I64(_dropped)))
+        while ok and _backlog and _perf() < deadline_ns:
+            ok = _send_pending()
+            if _backlog:
+                sleep(0.002)
+
+
+def _at_exit():
+    global _active
+    if not _active:
+        return
+    try:
+        if _MONITORING:
+            _stop_monitoring()
+        else:
+            sys.settrace(None)
+            threading = sys.modules.get("threading")
+            if threading is not None:
+                threading.settrace(None)
+    except Exception:
+        pass
+    _active = False
+    try:
+        _final_flush(_perf() + 5 * 1000000000)
+        _sock.close()
+    except Exception:
+        pass
+
+
+_original_exit = os._exit
+
+
+def _exit(status):
+    """os._exit, after sending what is pending (multiprocessing workers end so)."""
+    if _active and os.getpid() == _pid:
+        try:
+            with _flush_lock:
+                _flush()
+                _backlog.extend(_message(_MSG_BYE, _I64(_dropped)))
+                deadline = _perf() + 2 * 1000000000
+                while _backlog and _perf() < deadline and _send_pending():
+                    if _backlog:
+                        sleep(0.002)
+        except Exception:
+            pass
+    _original_exit(status)
+
+
+def _connect():
+    global _sock
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF, 4 << 20)
+    except OSError:
+        pass
+    sock.settimeout(5.0)
+    sock.connect(_cfg["sock"])
+    _sock = sock
+
+
+def _hello(mechanism):
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            argv = [a.decode("utf-8", "surrogateescape") for a in f.read().split(b"\0")[:-1]]
+    except OSError:
+        argv = list(sys.argv)
+    wall = time_ns()
+    perf = _perf()
+    body = _s(_cfg.get("token", "")) + _U32(os.getpid()) + _U32(os.getppid())
+    body += _s("%d.%d.%d" % sys.version_info[:3]) + _s(sys.executable or "")
+    body += _U32(len(argv)) + b"".join(_s(a) for a in argv)
+    body += _I64(wall) + _I64(perf) + _s(mechanism) + _s(os.getcwd())
+    return _message(_MSG_HELLO, body)
+
+
+def _send_blocking(data):
+    _sock.settimeout(5.0)
+    _sock.sendall(data)
+    _sock.setblocking(False)
+
+
+def _after_fork_in_child():
+    global _sock, _active, _pid, _backlog, _tls, _dropped, _flush_lock
+    if not _active:
+        return
+    _pid = os.getpid()
+    try:
+        _sock.close()
+    except OSError:
+        pass
+    _q.clear()
+    _backlog = bytearray()
+    _dropped = 0
+    _tls = _thread._local()
+    _next_thread[0] = 0
+    _limited.clear()
+    _pending_exc.clear()
+    _flush_lock = _thread.allocate_lock()
+    _generation[0] += 1
+    if _cfg.get("sub") != "1":
+        _detach()
+        return
+    try:
+        _connect()
+        _send_blocking(_hello(_mechanism[0]))
+        for record in _code_meta:
+            _q.append(record)
+        for record in _callee_meta:
+            _q.append(record)
+        _thread.start_new_thread(_flusher, (_generation[0],))
+    except Exception:
+        _detach()
+
+
+_mechanism = [""]
+
+
+def _clean_environment():
+    """Without subprocess tracing, the program's environment is as it was given, and
+    its children do not load the hook."""
+    if _cfg.get("sub") == "1":
+        return
+    os.environ.pop("TRACER_EXACT", None)
+    if "pp" in _cfg:
+        os.environ["PYTHONPATH"] = _cfg["pp"]
+    else:
+        os.environ.pop("PYTHONPATH", None)
+
+
+def start(boot_dir):
+    """Connects to the tracer and starts tracing; called once by the bootstrap."""
+    global _cfg, _boot, _active, _no_args, _include, _exclude, _cwd, _stdlib
+    global _MAXLEN, _DEPTH, _ITEMS, _STR_CHARS, _STR_SLICE, _max_calls, _secrets
+    text = os.environ.get("TRACER_EXACT")
+    if not text:
+        return
+    _cfg = _parse_config(text)
+    _clean_environment()
+    _boot = boot_dir.rstrip("/") + "/"
+    _no_args = _cfg.get("noargs") == "1"
+    _include = [p.strip() for p in _cfg.get("include", "").split("\x1f") if p.strip()]
+    _exclude = [p.strip() for p in _cfg.get("exclude", "").split("\x1f") if p.strip()]
+    _MAXLEN = int(_cfg.get("maxlen", "200"))
+    _DEPTH = int(_cfg.get("depth", "6"))
+    _ITEMS = int(_cfg.get("items", "32"))
+    _max_calls = int(_cfg.get("maxcalls", "0"))
+    _secrets = tuple(
+        w.encode("utf-8", "surrogateescape") for w in _cfg.get("secrets", "").split("\x1f") if w
+    )
+    _STR_CHARS = max(4096, _MAXLEN)
+    _STR_SLICE = slice(0, _STR_CHARS)
+    _cwd = os.getcwd()
+    _stdlib = [os.path.dirname(os.__file__)]
+    prefix = os.path.dirname(os.path.dirname(sys.executable or ""))
+    lib = os.path.join(prefix, "lib", "python%d.%d" % _V)
+    if lib not in _stdlib:
+        _stdlib.append(lib)
+    _connect()
+    problem = None
+    if _MONITORING:
+        problem = _start_monitoring()
+        mechanism = "sys.monitoring tool %d" % _tool if problem is None else "none"
+    elif sys.gettrace() is not None:
+        problem = "sys.settrace is already in use by another tool"
+        mechanism = "none"
+    else:
+        mechanism = "sys.settrace"
+    _mechanism[0] = mechanism
+    _send_blocking(_hello(mechanism))
+    if problem is not None:
+        _send_blocking(_message(_MSG_ERROR, _s(problem)))
+        _sock.close()
+        return
+    _active = True
+    if not _MONITORING:
+        import threading
+
+        threading.settrace(_trace_call)
+        sys.settrace(_trace_call)
+    atexit.register(_at_exit)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os._exit = _exit
+    _thread.start_new_thread(_flusher, (_generation[0],))

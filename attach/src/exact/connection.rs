@@ -1,0 +1,492 @@
+//! One hooked process: its code and thread tables, and the calls open on each of its
+//! threads, rebuilt into events as its records arrive.
+//!
+//! Each thread keeps a stack of open calls. A `call` or `resume` record opens one (a
+//! new `call_id`; its parent is the innermost call open on that thread, which is the
+//! real caller: on one thread frames nest, whatever asyncio interleaves between
+//! them). A `return`, `yield` or `exception` record closes the innermost open call of
+//! the same code object. Calls above it, whose end the hook never sent (events
+//! dropped), are closed as `unfinished` then; an end whose start was never seen (it
+//! started before the hook, or its record was dropped) is skipped and counted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::event::{Event, EventKind, EventSink, SinkError, Source};
+use crate::redact::{looks_secret, REDACTED};
+use crate::repr::ReprOptions;
+
+use super::value::render;
+use super::wire::{EventHead, Hello, Record, WireError};
+
+/// A code object the hook described.
+#[derive(Debug)]
+struct Code {
+    /// The code object it names, for matching ends (3.8–3.10 method names are
+    /// separate codes of one base).
+    base: u32,
+    function: Arc<str>,
+    module: Arc<str>,
+    file: Arc<str>,
+    /// `module.function`, the `caller` of its callees.
+    qualified: Arc<str>,
+    first_line: i32,
+    arg_names: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Callee {
+    function: Arc<str>,
+    module: Arc<str>,
+    file: Arc<str>,
+    first_line: i32,
+}
+
+/// A call that started and has not ended.
+#[derive(Debug)]
+struct Open {
+    call_id: u64,
+    code: u32,
+    base: u32,
+    parent_id: Option<u64>,
+    caller: Option<Arc<str>>,
+    depth: i32,
+    start_ns: i64,
+    line: i32,
+}
+
+#[derive(Debug, Default)]
+struct Thread {
+    tid: i64,
+    name: Option<Arc<str>>,
+    stack: Vec<Open>,
+}
+
+/// Numbers every connection of a session draws from.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub next_seq: u64,
+    pub next_call_id: u64,
+}
+
+/// What one process sent, for the session's statistics.
+#[derive(Debug, Default)]
+pub struct ConnectionCounts {
+    pub events: u64,
+    pub dropped: u64,
+    /// Ends whose start was never seen.
+    pub unmatched: u64,
+    /// (code id) to calls counted but not recorded.
+    pub limited: HashMap<u32, u64>,
+}
+
+/// The state of one connection after its handshake.
+#[derive(Debug)]
+pub struct Connection {
+    pub hello: Hello,
+    pid: i32,
+    codes: HashMap<u32, Code>,
+    callees: HashMap<u32, Callee>,
+    threads: HashMap<u32, Thread>,
+    /// The last event's wall-clock time: the end of calls left open.
+    last_ts: i64,
+    pub counts: ConnectionCounts,
+}
+
+impl Connection {
+    pub fn new(hello: Hello) -> Connection {
+        Connection {
+            pid: i32::try_from(hello.pid).unwrap_or(i32::MAX),
+            last_ts: hello.wall_ns,
+            hello,
+            codes: HashMap::new(),
+            callees: HashMap::new(),
+            threads: HashMap::new(),
+            counts: ConnectionCounts::default(),
+        }
+    }
+
+    /// `module.function` of a code the process described (for reports).
+    pub fn code_name(&self, code: u32) -> Option<(Arc<str>, Arc<str>)> {
+        self.codes
+            .get(&code)
+            .map(|c| (c.module.clone(), c.function.clone()))
+    }
+
+    fn wall(&self, perf_ns: i64) -> i64 {
+        self.hello
+            .wall_ns
+            .saturating_add(perf_ns.saturating_sub(self.hello.perf_ns))
+    }
+
+    /// Turns one record into events.
+    pub fn record(
+        &mut self,
+        record: Record,
+        opts: &ReprOptions,
+        counters: &mut Counters,
+        sink: &mut dyn EventSink,
+    ) -> Result<(), RecordError> {
+        match record {
+            Record::Code {
+                id,
+                base,
+                function,
+                module,
+                file,
+                first_line,
+                arg_names,
+            } => {
+                let qualified: Arc<str> = format!("{module}.{function}").into();
+                self.codes.insert(
+                    id,
+                    Code {
+                        base,
+                        function: function.into(),
+                        module: module.into(),
+                        file: file.into(),
+                        qualified,
+                        first_line,
+                        arg_names,
+                    },
+                );
+            }
+            Record::Thread { id, tid, name } => {
+                let thread = self.threads.entry(id).or_default();
+                thread.tid = tid;
+                thread.name = (!name.is_empty()).then(|| name.into());
+            }
+            Record::Callee {
+                id,
+                function,
+                module,
+                file,
+                first_line,
+            } => {
+                self.callees.insert(
+                    id,
+                    Callee {
+                        function: function.into(),
+                        module: module.into(),
+                        file: file.into(),
+                        first_line,
+                    },
+                );
+            }
+            Record::Call { head, args } => {
+                let args = match args {
+                    None => None,
+                    Some(values) => Some(self.args_json(head.code, &values, opts)?),
+                };
+                self.open(head, EventKind::Call, args, counters, sink)?;
+            }
+            Record::Resume { head } => self.open(head, EventKind::Resume, None, counters, sink)?,
+            Record::Return { head, value } => {
+                let value = value.map(|v| render(&v, None, opts)).transpose()?;
+                self.close(head, EventKind::Return, value, None, counters, sink)?;
+            }
+            Record::Yield { head, value } => {
+                let value = value.map(|v| render(&v, None, opts)).transpose()?;
+                self.close(head, EventKind::Yield, value, None, counters, sink)?;
+            }
+            Record::Exception {
+                head,
+                exception,
+                message,
+            } => {
+                let message = if looks_secret(&message) {
+                    REDACTED.to_string()
+                } else {
+                    message
+                };
+                let exception = (!exception.is_empty()).then_some(exception);
+                self.close(
+                    head,
+                    EventKind::Exception,
+                    Some(message),
+                    exception,
+                    counters,
+                    sink,
+                )?;
+            }
+            Record::Gap {
+                head,
+                callee,
+                count,
+            } => self.gap(head, callee, count, counters, sink)?,
+            Record::Limited { code, count } => {
+                *self.counts.limited.entry(code).or_default() += u64::from(count);
+            }
+        }
+        Ok(())
+    }
+
+    fn args_json(
+        &self,
+        code: u32,
+        values: &[(u16, Vec<u8>)],
+        opts: &ReprOptions,
+    ) -> Result<String, RecordError> {
+        let code = self
+            .codes
+            .get(&code)
+            .ok_or(RecordError::UnknownCode(code))?;
+        let mut object = serde_json::Map::new();
+        for (index, bytes) in values {
+            let name = code
+                .arg_names
+                .get(usize::from(*index))
+                .ok_or_else(|| WireError(format!("argument {index} of a code without it")))?;
+            let text = render(bytes, Some(name), opts)?;
+            object.insert(name.clone(), serde_json::Value::String(text));
+        }
+        Ok(serde_json::Value::Object(object).to_string())
+    }
+
+    fn open(
+        &mut self,
+        head: EventHead,
+        kind: EventKind,
+        args: Option<String>,
+        counters: &mut Counters,
+        sink: &mut dyn EventSink,
+    ) -> Result<(), RecordError> {
+        let ts = self.wall(head.ts);
+        self.last_ts = self.last_ts.max(ts);
+        let code = self
+            .codes
+            .get(&head.code)
+            .ok_or(RecordError::UnknownCode(head.code))?;
+        let thread = self.threads.entry(head.thread).or_default();
+        let parent = thread.stack.last();
+        let parent_id = parent.map(|p| p.call_id);
+        let caller = parent
+            .and_then(|p| self.codes.get(&p.code))
+            .map(|c| c.qualified.clone());
+        let depth = i32::try_from(thread.stack.len()).unwrap_or(i32::MAX);
+        let call_id = counters.next_call_id;
+        counters.next_call_id += 1;
+        let (line, caller_line) = match kind {
+            EventKind::Call => (
+                code.first_line,
+                (head.line >= 0 && parent.is_some()).then_some(head.line),
+            ),
+            _ => (head.line, None),
+        };
+        let event = Event {
+            pid: self.pid,
+            tid: thread.tid,
+            thread_name: thread.name.clone(),
+            seq: 0,
+            ts_ns: ts,
+            kind,
+            source: Source::Exact,
+            call_id,
+            parent_id,
+            depth,
+            function: code.function.clone(),
+            module: code.module.clone(),
+            file: code.file.clone(),
+            line,
+            caller: caller.clone(),
+            caller_line,
+            args,
+            value: None,
+            exception: None,
+            duration_ns: None,
+            duration_max_ns: None,
+            count: 1,
+        };
+        thread.stack.push(Open {
+            call_id,
+            code: head.code,
+            base: code.base,
+            parent_id,
+            caller,
+            depth,
+            start_ns: ts,
+            line,
+        });
+        Ok(emit(event, counters, &mut self.counts, sink)?)
+    }
+
+    fn close(
+        &mut self,
+        head: EventHead,
+        kind: EventKind,
+        value: Option<String>,
+        exception: Option<String>,
+        counters: &mut Counters,
+        sink: &mut dyn EventSink,
+    ) -> Result<(), RecordError> {
+        let ts = self.wall(head.ts);
+        self.last_ts = self.last_ts.max(ts);
+        let base = self
+            .codes
+            .get(&head.code)
+            .ok_or(RecordError::UnknownCode(head.code))?
+            .base;
+        let thread = self.threads.entry(head.thread).or_default();
+        let Some(position) = thread.stack.iter().rposition(|o| o.base == base) else {
+            self.counts.unmatched += 1;
+            return Ok(());
+        };
+        let above = thread.stack.split_off(position + 1);
+        let Some(open) = thread.stack.pop() else {
+            return Ok(());
+        };
+        let (tid, name) = (thread.tid, thread.name.clone());
+        for lost in above.into_iter().rev() {
+            let row = self.end_row(&lost, tid, &name, EventKind::Unfinished, ts, lost.line);
+            emit(row, counters, &mut self.counts, sink)?;
+        }
+        let mut row = self.end_row(&open, tid, &name, kind, ts, head.line);
+        row.value = value;
+        row.exception = exception;
+        Ok(emit(row, counters, &mut self.counts, sink)?)
+    }
+
+    /// The row that ends `open` at `ts`.
+    fn end_row(
+        &self,
+        open: &Open,
+        tid: i64,
+        thread_name: &Option<Arc<str>>,
+        kind: EventKind,
+        ts: i64,
+        line: i32,
+    ) -> Event {
+        let code = self.codes.get(&open.code);
+        let name = |f: fn(&Code) -> &Arc<str>| code.map_or_else(|| Arc::from(""), |c| f(c).clone());
+        Event {
+            pid: self.pid,
+            tid,
+            thread_name: thread_name.clone(),
+            seq: 0,
+            ts_ns: ts,
+            kind,
+            source: Source::Exact,
+            call_id: open.call_id,
+            parent_id: open.parent_id,
+            depth: open.depth,
+            function: name(|c| &c.function),
+            module: name(|c| &c.module),
+            file: name(|c| &c.file),
+            line,
+            caller: open.caller.clone(),
+            caller_line: None,
+            args: None,
+            value: None,
+            exception: None,
+            duration_ns: Some(ts.saturating_sub(open.start_ns).max(0)),
+            duration_max_ns: None,
+            count: 1,
+        }
+    }
+
+    fn gap(
+        &mut self,
+        head: EventHead,
+        callee: u32,
+        count: u32,
+        counters: &mut Counters,
+        sink: &mut dyn EventSink,
+    ) -> Result<(), RecordError> {
+        let ts = self.wall(head.ts);
+        let code = self
+            .codes
+            .get(&head.code)
+            .ok_or(RecordError::UnknownCode(head.code))?;
+        let target = self
+            .callees
+            .get(&callee)
+            .ok_or(RecordError::UnknownCallee(callee))?;
+        let thread = self.threads.entry(head.thread).or_default();
+        let parent = thread.stack.iter().rev().find(|o| o.base == code.base);
+        let caller = parent
+            .and_then(|p| self.codes.get(&p.code))
+            .map_or_else(|| code.qualified.clone(), |c| c.qualified.clone());
+        let call_id = counters.next_call_id;
+        counters.next_call_id += 1;
+        let event = Event {
+            pid: self.pid,
+            tid: thread.tid,
+            thread_name: thread.name.clone(),
+            seq: 0,
+            ts_ns: ts,
+            kind: EventKind::Gap,
+            source: Source::Exact,
+            call_id,
+            parent_id: parent.map(|p| p.call_id),
+            depth: parent.map_or(0, |p| p.depth + 1),
+            function: target.function.clone(),
+            module: target.module.clone(),
+            file: target.file.clone(),
+            line: target.first_line,
+            caller: Some(caller),
+            caller_line: (head.line >= 0).then_some(head.line),
+            args: None,
+            value: None,
+            exception: None,
+            duration_ns: None,
+            duration_max_ns: None,
+            count,
+        };
+        Ok(emit(event, counters, &mut self.counts, sink)?)
+    }
+
+    /// Ends every call still open (the process ended or recording stopped) with an
+    /// `unfinished` row at the last time the process was heard from.
+    pub fn finish(
+        &mut self,
+        counters: &mut Counters,
+        sink: &mut dyn EventSink,
+    ) -> Result<(), SinkError> {
+        let ts = self.last_ts;
+        let mut ids: Vec<u32> = self.threads.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(thread) = self.threads.get_mut(&id) else {
+                continue;
+            };
+            let stack = std::mem::take(&mut thread.stack);
+            let (tid, name) = (thread.tid, thread.name.clone());
+            for open in stack.into_iter().rev() {
+                let row = self.end_row(&open, tid, &name, EventKind::Unfinished, ts, open.line);
+                emit(row, counters, &mut self.counts, sink)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn emit(
+    mut event: Event,
+    counters: &mut Counters,
+    counts: &mut ConnectionCounts,
+    sink: &mut dyn EventSink,
+) -> Result<(), SinkError> {
+    event.seq = counters.next_seq;
+    counters.next_seq += 1;
+    counts.events += 1;
+    sink.event(event)
+}
+
+/// Why a record could not be turned into events.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("an event names code {0}, which the hook never described")]
+    UnknownCode(u32),
+    #[error("a gap names callee {0}, which the hook never described")]
+    UnknownCallee(u32),
+    #[error(transparent)]
+    Sink(SinkError),
+}
+
+impl From<SinkError> for RecordError {
+    fn from(e: SinkError) -> RecordError {
+        RecordError::Sink(e)
+    }
+}

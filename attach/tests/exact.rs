@@ -1,0 +1,1156 @@
+//! Exact mode against real interpreters: every test runs on the whole matrix
+//! (pyenv 3.8–3.13 and Debian's python3.11), launching small programs from
+//! `tests/scripts/exact_*.py` with the hook and checking the rows against what the
+//! programs print about themselves, against cProfile, and against runs without the
+//! hook.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use attach::event::SinkError;
+use attach::exact::{ExactOptions, ExactSession, ExactStats};
+use attach::{Event, EventKind, EventSink};
+use e2e::Interpreter;
+use serde_json::Value;
+
+fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts")
+}
+
+fn script(name: &str) -> String {
+    scripts().join(name).display().to_string()
+}
+
+/// A traced run: its rows, the session's statistics and the program's output.
+struct Run {
+    events: Vec<Event>,
+    stats: ExactStats,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    status: ExitStatus,
+}
+
+impl Run {
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    fn of(&self, kind: EventKind) -> Vec<&Event> {
+        self.events.iter().filter(|e| e.kind == kind).collect()
+    }
+
+    fn calls_of(&self, function: &str) -> Vec<&Event> {
+        self.events
+            .iter()
+            .filter(|e| e.kind == EventKind::Call && &*e.function == function)
+            .collect()
+    }
+
+    fn by_call_id(&self) -> HashMap<u64, &Event> {
+        self.events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Call | EventKind::Resume))
+            .map(|e| (e.call_id, e))
+            .collect()
+    }
+
+    /// The row that ends the call `call_id`.
+    fn end_of(&self, call_id: u64) -> Option<&Event> {
+        self.events.iter().find(|e| {
+            e.call_id == call_id
+                && matches!(
+                    e.kind,
+                    EventKind::Return
+                        | EventKind::Yield
+                        | EventKind::Exception
+                        | EventKind::Unfinished
+                )
+        })
+    }
+}
+
+/// Runs `python args...` in the scripts folder with the hook, until it exits.
+fn run_exact(
+    python: &Interpreter,
+    args: &[&str],
+    options: ExactOptions,
+    pythonpath: Option<&Path>,
+) -> Run {
+    let session = ExactSession::new(options).expect("exact session");
+    let env = session.child_env_with(pythonpath.map(Path::as_os_str));
+    let child = Command::new(&python.path)
+        .args(args)
+        .current_dir(scripts())
+        .env_remove("PYTHONPATH")
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: cannot start: {e}", python.label));
+    let stop = AtomicBool::new(false);
+    let mut events: Vec<Event> = Vec::new();
+    let (output, stats) = std::thread::scope(|scope| {
+        let receiver = scope.spawn(|| session.run(&mut events, &stop));
+        let output = child.wait_with_output();
+        stop.store(true, Ordering::SeqCst);
+        (output, receiver.join())
+    });
+    let output = output.unwrap_or_else(|e| panic!("{}: {e}", python.label));
+    let stats = stats
+        .expect("receiver thread")
+        .unwrap_or_else(|e| panic!("{}: session failed: {e}", python.label));
+    Run {
+        events,
+        stats,
+        stdout: output.stdout,
+        stderr: output.stderr,
+        status: output.status,
+    }
+}
+
+/// The same program without the hook.
+fn run_plain(
+    python: &Interpreter,
+    args: &[&str],
+    pythonpath: Option<&Path>,
+) -> std::process::Output {
+    let mut command = Command::new(&python.path);
+    command
+        .args(args)
+        .current_dir(scripts())
+        .env_remove("PYTHONPATH");
+    if let Some(path) = pythonpath {
+        command.env("PYTHONPATH", path);
+    }
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("{}: cannot start: {e}", python.label))
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}
+
+fn args_of(event: &Event) -> serde_json::Map<String, Value> {
+    let text = event
+        .args
+        .as_deref()
+        .unwrap_or_else(|| panic!("no args: {event:?}"));
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => map,
+        other => panic!("args are not a JSON object: {text}: {other:?}"),
+    }
+}
+
+/// A private scratch folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("exact-mode-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+/// Call counts per function of `exact_workload.py` as cProfile counts them, keyed by
+/// the code's first line.
+fn cprofile_counts(python: &Interpreter, dir: &Path) -> HashMap<i64, (String, u64)> {
+    let profile = dir.join(format!("workload-{}.prof", python.label));
+    let out = run_plain(
+        python,
+        &[
+            "-m",
+            "cProfile",
+            "-o",
+            &profile.display().to_string(),
+            &script("exact_workload.py"),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}: cProfile run failed",
+        python.label
+    );
+    let reader = "import json, pstats, sys\n\
+                  s = pstats.Stats(sys.argv[1])\n\
+                  print(json.dumps([[f, l, n, v[1]] for (f, l, n), v in s.stats.items()]))";
+    let out = run_plain(
+        python,
+        &["-c", reader, &profile.display().to_string()],
+        None,
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{}: pstats output: {e}", python.label));
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r[0].as_str()
+                .is_some_and(|f| f.ends_with("exact_workload.py"))
+        })
+        .map(|r| {
+            let line = r[1].as_i64().unwrap_or(-1);
+            let name = r[2].as_str().unwrap_or("").to_string();
+            (line, (name, r[3].as_u64().unwrap_or(0)))
+        })
+        .collect()
+}
+
+#[test]
+fn calls_per_function_equal_cprofile_counts() {
+    let dir = scratch("cprofile");
+    for python in e2e::matrix() {
+        let expected = cprofile_counts(&python, &dir);
+        assert!(
+            expected.len() >= 15,
+            "{}: cProfile saw {expected:?}",
+            python.label
+        );
+        let run = run_exact(
+            &python,
+            &[&script("exact_workload.py")],
+            ExactOptions::default(),
+            None,
+        );
+        assert!(
+            run.status.success(),
+            "{}: {}",
+            python.label,
+            String::from_utf8_lossy(&run.stderr)
+        );
+        // cProfile counts a generator's every resume as a call; exact mode writes a
+        // `call` row for its first start and a `resume` row for each resume.
+        let first_line: HashMap<(&str, &str), i32> = run
+            .of(EventKind::Call)
+            .iter()
+            .map(|e| ((&*e.function, &*e.file), e.line))
+            .collect();
+        let mut got: HashMap<i64, u64> = HashMap::new();
+        for e in run
+            .events
+            .iter()
+            .filter(|e| e.file.ends_with("exact_workload.py"))
+        {
+            let line = match e.kind {
+                EventKind::Call => e.line,
+                EventKind::Resume => first_line[&(&*e.function, &*e.file)],
+                _ => continue,
+            };
+            *got.entry(i64::from(line)).or_default() += 1;
+        }
+        for (line, (name, count)) in &expected {
+            assert_eq!(
+                got.get(line).copied().unwrap_or(0),
+                *count,
+                "{}: calls of {name} (line {line}): exact mode vs cProfile",
+                python.label
+            );
+        }
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "{}: functions seen by exact mode {got:?}, by cProfile {expected:?}",
+            python.label
+        );
+        assert_eq!(run.stats.dropped_events, 0, "{}", python.label);
+        assert_eq!(run.stats.processes.len(), 1, "{}", python.label);
+        assert!(run.stats.processes[0].completed, "{}", python.label);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn args_returns_and_exceptions_equal_what_the_workload_prints() {
+    for python in e2e::matrix() {
+        let run = run_exact(
+            &python,
+            &[&script("exact_workload.py")],
+            ExactOptions::default(),
+            None,
+        );
+        let notes = json_lines(&run.stdout());
+        assert!(notes.len() >= 15, "{}: {}", python.label, run.stdout());
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for note in &notes {
+            let function = note["function"].as_str().unwrap_or_default().to_string();
+            let index = *seen
+                .entry(function.clone())
+                .and_modify(|n| *n += 1)
+                .or_insert(0);
+            if function == "main" {
+                continue;
+            }
+            let calls = run.calls_of(&function);
+            let call = calls
+                .get(index)
+                .unwrap_or_else(|| panic!("{}: call {index} of {function} missing", python.label));
+            if let Some(args) = note["args"].as_object() {
+                let got = args_of(call);
+                for (name, want) in args {
+                    assert_eq!(
+                        got.get(name),
+                        Some(want),
+                        "{}: argument {name} of {function}: rows {got:?}",
+                        python.label
+                    );
+                }
+            }
+            if let Some(exception) = note["exception"].as_str() {
+                let end = run.end_of(call.call_id).expect("end row");
+                assert_eq!(
+                    end.kind,
+                    EventKind::Exception,
+                    "{}: {function}",
+                    python.label
+                );
+                assert_eq!(
+                    end.exception.as_deref(),
+                    Some(exception),
+                    "{}",
+                    python.label
+                );
+                assert_eq!(
+                    end.value.as_deref(),
+                    note["message"].as_str(),
+                    "{}",
+                    python.label
+                );
+                assert!(end.duration_ns.is_some_and(|d| d >= 0));
+                continue;
+            }
+            if let Some(yields) = note["yields"].as_array() {
+                // A generator: its first start, then a yield per value, each resume
+                // a new call, and the final return.
+                let rows: Vec<&Event> = run
+                    .events
+                    .iter()
+                    .filter(|e| *e.function == function && e.kind != EventKind::Gap)
+                    .collect();
+                let kinds: Vec<&str> = rows.iter().map(|e| e.kind.as_str()).collect();
+                let mut expect_kinds = vec!["call"];
+                for _ in yields {
+                    expect_kinds.extend(["yield", "resume"]);
+                }
+                expect_kinds.push("return");
+                assert_eq!(kinds, expect_kinds, "{}: {function}", python.label);
+                let yielded: Vec<Option<&str>> = rows
+                    .iter()
+                    .filter(|e| e.kind == EventKind::Yield)
+                    .map(|e| e.value.as_deref())
+                    .collect();
+                let want: Vec<Option<&str>> = yields.iter().map(Value::as_str).collect();
+                assert_eq!(yielded, want, "{}: yields of {function}", python.label);
+                for pair in rows.windows(2) {
+                    if pair[1].kind != EventKind::Resume {
+                        assert_eq!(
+                            pair[0].call_id, pair[1].call_id,
+                            "{}: a yield or return ends the call before it",
+                            python.label
+                        );
+                    } else {
+                        assert_ne!(
+                            pair[0].call_id, pair[1].call_id,
+                            "{}: a resume opens a new call",
+                            python.label
+                        );
+                    }
+                }
+            }
+            let end = match note["yields"].is_array() {
+                true => run
+                    .of(EventKind::Return)
+                    .into_iter()
+                    .find(|e| *e.function == function)
+                    .expect("generator returns"),
+                false => run.end_of(call.call_id).expect("end row"),
+            };
+            assert_eq!(end.kind, EventKind::Return, "{}: {function}", python.label);
+            assert_eq!(
+                end.value.as_deref(),
+                note["result"].as_str(),
+                "{}: result of {function} #{index}",
+                python.label
+            );
+        }
+        // Recursion: 501 nested calls of `recurse`, each the parent of the next.
+        let recurse = run.calls_of("recurse");
+        assert_eq!(recurse.len(), 501, "{}", python.label);
+        for pair in recurse.windows(2) {
+            assert_eq!(pair[1].parent_id, Some(pair[0].call_id), "{}", python.label);
+            assert_eq!(pair[1].depth, pair[0].depth + 1, "{}", python.label);
+            assert_eq!(
+                pair[1].caller.as_deref(),
+                Some("__main__.recurse"),
+                "{}",
+                python.label
+            );
+            assert_eq!(pair[1].caller_line, Some(24), "{}", python.label);
+        }
+        // The exception raised in level4 ends level4, level3 and level2 and is
+        // caught in level1, which returns.
+        let level1 = run.calls_of("level1")[0];
+        assert_eq!(
+            run.end_of(level1.call_id).map(|e| e.kind),
+            Some(EventKind::Return)
+        );
+        let level2 = run.calls_of("level2")[0];
+        assert_eq!(level2.parent_id, Some(level1.call_id), "{}", python.label);
+        // Durations are exact and nested: a caller lasts at least as long as its
+        // callee.
+        let fib_root = run.calls_of("fib")[0];
+        let fib_end = run.end_of(fib_root.call_id).expect("fib returns");
+        let fib_child = run.calls_of("fib")[1];
+        let child_end = run.end_of(fib_child.call_id).expect("fib returns");
+        assert!(
+            fib_end.duration_ns >= child_end.duration_ns,
+            "{}",
+            python.label
+        );
+        assert_eq!(
+            fib_end.ts_ns - fib_root.ts_ns,
+            fib_end.duration_ns.unwrap_or(-1)
+        );
+        // Rows come in order and every parent is a call that was open.
+        let seqs: Vec<u64> = run.events.iter().map(|e| e.seq).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "{}: seq",
+            python.label
+        );
+        let opened = run.by_call_id();
+        for e in &run.events {
+            if let Some(parent) = e.parent_id {
+                assert!(
+                    opened.contains_key(&parent),
+                    "{}: parent of {e:?}",
+                    python.label
+                );
+            }
+            assert_eq!(e.source, attach::Source::Exact);
+        }
+        // Gaps: calls from traced code into code that is not traced.
+        let gaps = run.of(EventKind::Gap);
+        assert!(
+            gaps.iter().any(|g| &*g.function == "dumps"
+                && &*g.module == "json"
+                && g.caller.as_deref() == Some("__main__.note")),
+            "{}: no gap to json.dumps: {gaps:?}",
+            python.label
+        );
+    }
+}
+
+#[test]
+fn threads_and_asyncio_tasks_have_their_real_callers() {
+    for python in e2e::matrix() {
+        let run = run_exact(
+            &python,
+            &[&script("exact_concurrency.py")],
+            ExactOptions::default(),
+            None,
+        );
+        assert_eq!(run.stdout(), "[0, 1, 2]\n", "{}", python.label);
+        let opened = run.by_call_id();
+        let main_tid = run.calls_of("main")[0].tid;
+        // Each worker thread: in_thread at depth 0 with no parent, its three leaves
+        // under it, on its own OS thread, with the thread's name.
+        let roots = run.calls_of("in_thread");
+        assert_eq!(roots.len(), 3, "{}", python.label);
+        for root in &roots {
+            assert_eq!((root.parent_id, root.depth), (None, 0), "{}", python.label);
+            assert_ne!(root.tid, main_tid, "{}", python.label);
+            let n = args_of(root)["n"].as_str().unwrap_or_default().to_string();
+            assert_eq!(root.thread_name.as_deref(), Some(format!("w{n}").as_str()));
+            let leaves: Vec<&Event> = run
+                .calls_of("leaf")
+                .into_iter()
+                .filter(|l| l.parent_id == Some(root.call_id))
+                .collect();
+            assert_eq!(leaves.len(), 3, "{}", python.label);
+            for leaf in leaves {
+                assert_eq!(leaf.tid, root.tid);
+                assert!(args_of(leaf)["tag"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with(&format!("'t{n}-")));
+            }
+        }
+        // asyncio: tasks interleave on the main thread; every leaf's parent is the
+        // task (call or resume) that ran it, with the same task number.
+        let tasks = run.calls_of("task");
+        assert_eq!(tasks.len(), 3, "{}", python.label);
+        for leaf in run.calls_of("leaf").iter().filter(|l| l.tid == main_tid) {
+            let tag = args_of(leaf)["tag"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let parent = opened[&leaf.parent_id.expect("parent")];
+            if tag.starts_with("'s") {
+                assert_eq!(&*parent.function, "step", "{}: {tag}", python.label);
+                let task = opened[&parent.parent_id.expect("step's parent")];
+                assert_eq!(&*task.function, "task", "{}", python.label);
+                assert_eq!(task.kind, EventKind::Resume, "{}", python.label);
+                continue;
+            }
+            assert_eq!(&*parent.function, "task", "{}: {tag}", python.label);
+            if tag.starts_with("'before") {
+                assert_eq!(parent.kind, EventKind::Call);
+                let i = args_of(parent)["i"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                assert_eq!(tag, format!("'before{i}'"), "{}", python.label);
+            } else {
+                assert_eq!(parent.kind, EventKind::Resume);
+            }
+            assert_eq!(leaf.depth, parent.depth + 1);
+        }
+        // Each task: call, then yields and resumes, then a return of its number.
+        let task_returns: Vec<Option<&str>> = run
+            .of(EventKind::Return)
+            .iter()
+            .filter(|e| &*e.function == "task")
+            .map(|e| e.value.as_deref())
+            .collect();
+        assert_eq!(
+            task_returns,
+            vec![Some("0"), Some("1"), Some("2")],
+            "{}",
+            python.label
+        );
+        assert!(run.of(EventKind::Unfinished).is_empty(), "{}", python.label);
+    }
+}
+
+#[test]
+fn program_output_argv_and_exit_status_are_unchanged() {
+    let dir = scratch("identity");
+    std::fs::write(
+        dir.join("sitecustomize.py"),
+        "import sys\nMARK = 'user'\nprint('user sitecustomize ran', file=sys.stderr)\n",
+    )
+    .expect("user sitecustomize");
+    for python in e2e::matrix() {
+        let args = [
+            script("exact_identity.py"),
+            "plain arg".into(),
+            "ünï cødé".into(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let plain = run_plain(&python, &args, Some(&dir));
+        let run = run_exact(&python, &args, ExactOptions::default(), Some(&dir));
+        assert_eq!(plain.status.code(), Some(3), "{}", python.label);
+        assert_eq!(run.status.code(), Some(3), "{}", python.label);
+        assert_eq!(
+            run.stdout(),
+            String::from_utf8_lossy(&plain.stdout),
+            "{}",
+            python.label
+        );
+        assert_eq!(run.stderr, plain.stderr, "{}", python.label);
+        let seen = &json_lines(&run.stdout())[0];
+        assert_eq!(seen["sitecustomize_mark"], "user", "{}", python.label);
+        assert_eq!(seen["argv"][1], "plain arg");
+        assert_eq!(seen["name"], "__main__");
+        assert_eq!(seen["bootstrap_on_path"], false);
+        assert_eq!(seen["config_in_environ"], false);
+        assert_eq!(seen["pythonpath"], dir.display().to_string().as_str());
+        assert!(
+            String::from_utf8_lossy(&run.stderr).contains("user sitecustomize ran"),
+            "{}",
+            python.label
+        );
+        assert_eq!(
+            run.calls_of("describe").len(),
+            1,
+            "{}: traced",
+            python.label
+        );
+    }
+    // Without a user sitecustomize, and without PYTHONPATH at all.
+    for python in e2e::matrix() {
+        let args = [script("exact_identity.py")];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let plain = run_plain(&python, &args, None);
+        let run = run_exact(&python, &args, ExactOptions::default(), None);
+        assert_eq!(run.stdout, plain.stdout, "{}", python.label);
+        assert_eq!(run.stderr, plain.stderr, "{}", python.label);
+        assert_eq!(run.status.code(), plain.status.code(), "{}", python.label);
+        let seen = &json_lines(&run.stdout())[0];
+        assert_eq!(seen["pythonpath"], Value::Null, "{}", python.label);
+        assert_eq!(seen["sitecustomize_mark"], Value::Null, "{}", python.label);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_program_using_cprofile_still_works_and_is_traced() {
+    for python in e2e::matrix() {
+        let run = run_exact(
+            &python,
+            &[&script("exact_cprofile.py")],
+            ExactOptions::default(),
+            None,
+        );
+        assert!(
+            run.status.success(),
+            "{}: {}",
+            python.label,
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_eq!(run.stdout(), "4950 1\n", "{}", python.label);
+        let work = run.calls_of("work");
+        assert_eq!(work.len(), 1, "{}", python.label);
+        assert_eq!(args_of(work[0])["n"], "100");
+        let end = run.end_of(work[0].call_id).expect("work returns");
+        assert_eq!(end.value.as_deref(), Some("4950"));
+        let mechanism = &run.stats.processes[0].mechanism;
+        if python.minor >= 12 {
+            assert_ne!(mechanism, "sys.monitoring tool 2", "{}", python.label);
+            assert!(
+                mechanism.starts_with("sys.monitoring tool"),
+                "{}",
+                python.label
+            );
+        } else {
+            assert_eq!(mechanism, "sys.settrace", "{}", python.label);
+        }
+    }
+}
+
+/// A sink that counts what it receives, for a test thread to watch, and can hold
+/// its first event until a gate opens (a tracer that does not keep up).
+struct Counting {
+    seen: Arc<AtomicU64>,
+    events: Vec<Event>,
+    gate: Arc<AtomicBool>,
+}
+
+impl EventSink for Counting {
+    fn event(&mut self, event: Event) -> Result<(), SinkError> {
+        if self.seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            let held = Instant::now();
+            while !self.gate.load(Ordering::SeqCst) && held.elapsed() < Duration::from_secs(120) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.events.push(event);
+        Ok(())
+    }
+}
+
+#[test]
+fn the_hook_removes_itself_when_the_tracer_goes_away() {
+    for python in e2e::matrix() {
+        let session = ExactSession::new(ExactOptions {
+            grace: Duration::ZERO,
+            ..ExactOptions::default()
+        })
+        .expect("session");
+        let mut child = Command::new(&python.path)
+            .arg(script("exact_detach.py"))
+            .current_dir(scripts())
+            .env_remove("PYTHONPATH")
+            .envs(session.child_env_with(None))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start");
+        let seen = Arc::new(AtomicU64::new(0));
+        let stop = AtomicBool::new(false);
+        let mut sink = Counting {
+            seen: seen.clone(),
+            events: Vec::new(),
+            gate: Arc::new(AtomicBool::new(true)),
+        };
+        let stats = std::thread::scope(|scope| {
+            let receiver = scope.spawn(|| session.run(&mut sink, &stop));
+            let started = Instant::now();
+            while seen.load(Ordering::SeqCst) < 50 && started.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            stop.store(true, Ordering::SeqCst);
+            receiver.join()
+        });
+        let stats = stats.expect("receiver").expect("session");
+        drop(session);
+        let stopped = Instant::now();
+        let stdout = child.stdout.take().expect("stdout");
+        let lines: Vec<String> = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect();
+        let status = child.wait().expect("wait");
+        assert_eq!(
+            lines,
+            vec!["READY True".to_string(), "gone".to_string()],
+            "{}",
+            python.label
+        );
+        assert!(status.success(), "{}", python.label);
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "{}: the program ran on for {:?} after the tracer went away",
+            python.label,
+            stopped.elapsed()
+        );
+        assert!(
+            sink.events.iter().any(|e| &*e.function == "work"),
+            "{}",
+            python.label
+        );
+        assert!(!stats.processes[0].completed, "{}", python.label);
+        // The calls open when the tracer stopped end as unfinished.
+        assert!(
+            sink.events
+                .iter()
+                .any(|e| e.kind == EventKind::Unfinished && &*e.function == "<module>"),
+            "{}",
+            python.label
+        );
+    }
+}
+
+#[test]
+fn a_slow_tracer_makes_the_hook_drop_and_count_events_not_block() {
+    for python in e2e::matrix() {
+        let session = ExactSession::new(ExactOptions::default()).expect("session");
+        let mut child = Command::new(&python.path)
+            .args([&script("exact_hot.py"), "400000"])
+            .current_dir(scripts())
+            .env_remove("PYTHONPATH")
+            .envs(session.child_env_with(None))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start");
+        let stop = AtomicBool::new(false);
+        let gate = Arc::new(AtomicBool::new(false));
+        let mut sink = Counting {
+            seen: Arc::new(AtomicU64::new(0)),
+            events: Vec::new(),
+            gate: gate.clone(),
+        };
+        // The tracer reads nothing until the program has done all its work (it is
+        // then sending what it kept, at exit), so the hook must drop.
+        let (output, stats) = std::thread::scope(|scope| {
+            let receiver = scope.spawn(|| session.run(&mut sink, &stop));
+            let stdout = child.stdout.take().expect("stdout");
+            let lines: Vec<String> = BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .inspect(|_| gate.store(true, Ordering::SeqCst))
+                .collect();
+            gate.store(true, Ordering::SeqCst);
+            let status = child.wait();
+            stop.store(true, Ordering::SeqCst);
+            (status.map(|s| (s, lines)), receiver.join())
+        });
+        let (status, lines) = output.expect("wait");
+        let stats = stats.expect("receiver").expect("session");
+        assert!(status.success(), "{}", python.label);
+        assert_eq!(lines, ["cold done"], "{}", python.label);
+        assert!(
+            stats.dropped_events > 0,
+            "{}: nothing dropped: {stats:?}",
+            python.label
+        );
+        assert_eq!(stats.dropped_events, stats.processes[0].dropped_events);
+        assert!(stats.processes[0].completed, "{}", python.label);
+        let hot_rows = sink
+            .events
+            .iter()
+            .filter(|e| {
+                &*e.function == "hot"
+                    && matches!(
+                        e.kind,
+                        EventKind::Call | EventKind::Return | EventKind::Unfinished
+                    )
+            })
+            .count() as u64;
+        assert!(hot_rows < 800_000, "{}", python.label);
+        // What was kept and what was dropped add up to every event of `hot`, give
+        // or take the unfinished rows that stand for lost returns.
+        assert!(
+            hot_rows + stats.dropped_events >= 800_000,
+            "{}: {hot_rows} rows + {} dropped",
+            python.label,
+            stats.dropped_events
+        );
+    }
+}
+
+#[test]
+fn no_args_max_calls_include_and_exclude() {
+    for python in e2e::matrix() {
+        let run = run_exact(
+            &python,
+            &[&script("exact_hot.py"), "2000"],
+            ExactOptions {
+                max_calls: Some(10),
+                ..ExactOptions::default()
+            },
+            None,
+        );
+        let hot = run.calls_of("hot");
+        assert!(
+            (10..=30).contains(&hot.len()),
+            "{}: {} hot calls kept",
+            python.label,
+            hot.len()
+        );
+        let limited: Vec<_> = run
+            .stats
+            .limited_functions
+            .iter()
+            .filter(|l| l.function == "hot")
+            .collect();
+        assert_eq!(
+            limited.len(),
+            1,
+            "{}: {:?}",
+            python.label,
+            run.stats.limited_functions
+        );
+        assert_eq!(limited[0].module, "__main__");
+        assert_eq!(
+            limited[0].calls_not_recorded + hot.len() as u64,
+            2000,
+            "{}",
+            python.label
+        );
+        for call in &hot {
+            assert!(run
+                .end_of(call.call_id)
+                .is_some_and(|e| e.kind == EventKind::Return));
+        }
+        assert_eq!(run.calls_of("cold").len(), 1);
+
+        let run = run_exact(
+            &python,
+            &[&script("exact_workload.py")],
+            ExactOptions {
+                no_args: true,
+                ..ExactOptions::default()
+            },
+            None,
+        );
+        assert_eq!(run.calls_of("fib").len(), 1973, "{}", python.label);
+        assert!(
+            run.events.iter().all(|e| e.args.is_none()),
+            "{}",
+            python.label
+        );
+        assert!(run.of(EventKind::Return).iter().all(|e| e.value.is_none()));
+        assert!(run
+            .of(EventKind::Exception)
+            .iter()
+            .all(|e| e.exception.is_some()));
+
+        let run = run_exact(
+            &python,
+            &[&script("exact_workload.py")],
+            ExactOptions {
+                include: vec!["json.*".into()],
+                exclude: vec!["json.decoder".into()],
+                ..ExactOptions::default()
+            },
+            None,
+        );
+        let dumps = run
+            .calls_of("dumps")
+            .into_iter()
+            .filter(|e| &*e.module == "json")
+            .count();
+        assert_eq!(
+            dumps, 20,
+            "{}: json.dumps traced once per note",
+            python.label
+        );
+        // Calls into json.decoder are gaps, never traced calls.
+        assert!(run
+            .events
+            .iter()
+            .all(|e| &*e.module != "json.decoder" || e.kind == EventKind::Gap));
+        assert!(run
+            .events
+            .iter()
+            .all(|e| !e.file.contains("_tracer_exact_hook")));
+    }
+}
+
+#[test]
+fn subprocesses_are_traced_only_when_asked() {
+    for python in e2e::matrix() {
+        let run = run_exact(
+            &python,
+            &[&script("exact_children.py")],
+            ExactOptions::default(),
+            None,
+        );
+        let stdout = run.stdout();
+        assert!(
+            run.status.success(),
+            "{}: {}",
+            python.label,
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(
+            stdout.contains("fork [0, 1, 4, 9, 16, 25]"),
+            "{}: {stdout}",
+            python.label
+        );
+        assert!(
+            stdout.contains("configuration: False"),
+            "{}: {stdout}",
+            python.label
+        );
+        assert_eq!(
+            run.stats.processes.len(),
+            1,
+            "{}: {:?}",
+            python.label,
+            run.stats.processes
+        );
+        assert!(run.calls_of("square").is_empty(), "{}", python.label);
+
+        let run = run_exact(
+            &python,
+            &[&script("exact_children.py")],
+            ExactOptions {
+                subprocesses: true,
+                ..ExactOptions::default()
+            },
+            None,
+        );
+        let stdout = run.stdout();
+        assert!(run.status.success(), "{}", python.label);
+        assert!(
+            stdout.contains("spawn [0, 1, 4, 9, 16, 25]"),
+            "{}: {stdout}",
+            python.label
+        );
+        assert!(
+            stdout.contains("configuration: True"),
+            "{}: {stdout}",
+            python.label
+        );
+        let parent = run.stats.processes[0].pid;
+        let squares = run.calls_of("square");
+        assert_eq!(
+            squares.len(),
+            12,
+            "{}: {:?}",
+            python.label,
+            run.stats.processes
+        );
+        assert!(squares.iter().all(|e| e.pid as u32 != parent));
+        let worker_pids: std::collections::HashSet<i32> = squares.iter().map(|e| e.pid).collect();
+        assert!(worker_pids.len() >= 2, "{}", python.label);
+        for pid in worker_pids {
+            let stats = run.stats.processes.iter().find(|p| p.pid as i32 == pid);
+            assert!(
+                stats.is_some_and(|p| p.ppid == parent),
+                "{}: worker {pid}",
+                python.label
+            );
+        }
+        let mut values: Vec<String> = squares
+            .iter()
+            .filter_map(|c| run.end_of(c.call_id).and_then(|e| e.value.clone()))
+            .collect();
+        values.sort();
+        values.dedup();
+        assert_eq!(values, ["0", "1", "16", "25", "4", "9"], "{}", python.label);
+        assert!(run.stats.processes.len() >= 6, "{}", python.label);
+    }
+}
+
+#[test]
+fn argument_reprs_match_sampled_modes_expectations() {
+    for python in e2e::matrix() {
+        let session = ExactSession::new(ExactOptions::default()).expect("session");
+        let mut child = Command::new(&python.path)
+            .arg(script("repr_values.py"))
+            .current_dir(scripts())
+            .env_remove("PYTHONPATH")
+            .envs(session.child_env_with(None))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start");
+        let stop = AtomicBool::new(false);
+        let mut events: Vec<Event> = Vec::new();
+        let records = std::thread::scope(|scope| {
+            let receiver = scope.spawn(|| session.run(&mut events, &stop));
+            let stdout = child.stdout.take().expect("stdout");
+            let mut records = Vec::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line == "READY" {
+                    break;
+                }
+                records.push(line);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = child.kill();
+            let _ = child.wait();
+            stop.store(true, Ordering::SeqCst);
+            let _ = receiver.join();
+            records
+        });
+        let expectations: Vec<Value> = records
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["kind"] == "value")
+            .collect();
+        let calls = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Call && &*e.function == "value")
+            .collect::<Vec<_>>();
+        assert_eq!(calls.len(), expectations.len(), "{}", python.label);
+        let mut failures = Vec::new();
+        for (record, call) in expectations.iter().zip(&calls) {
+            let expect = record["expect"].as_str().unwrap_or_default();
+            let bounded = record["default"].as_str().unwrap_or(expect);
+            let want = if bounded.chars().count() <= 200 {
+                bounded.to_string()
+            } else {
+                format!("{}...", bounded.chars().take(197).collect::<String>())
+            };
+            let args = args_of(call);
+            let got = args.get("v").and_then(Value::as_str).unwrap_or("<missing>");
+            if got != want {
+                failures.push(format!(
+                    "{}:\n  got    {got}\n  expect {want}",
+                    record["name"]
+                ));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{}: {} of {} reprs differ:\n{}",
+            python.label,
+            failures.len(),
+            calls.len(),
+            failures.join("\n")
+        );
+    }
+}
+
+#[test]
+fn a_hook_loaded_by_hand_connects_and_says_when_no_tool_id_is_free() {
+    for python in e2e::matrix() {
+        for occupy in [false, true] {
+            let session = ExactSession::new(ExactOptions::default()).expect("session");
+            let config: Vec<(OsString, OsString)> = session
+                .child_env_with(None)
+                .into_iter()
+                .filter(|(k, _)| k != "PYTHONPATH")
+                .collect();
+            let mut args = vec![
+                script("exact_manual_load.py"),
+                session.bootstrap_dir().display().to_string(),
+            ];
+            if occupy {
+                args.push("occupy".into());
+            }
+            let child = Command::new(&python.path)
+                .args(&args)
+                .current_dir(scripts())
+                .env_remove("PYTHONPATH")
+                .envs(config)
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start");
+            let stop = AtomicBool::new(false);
+            let mut events: Vec<Event> = Vec::new();
+            let (output, stats) = std::thread::scope(|scope| {
+                let receiver = scope.spawn(|| session.run(&mut events, &stop));
+                let output = child.wait_with_output();
+                stop.store(true, Ordering::SeqCst);
+                (output, receiver.join())
+            });
+            let output = output.expect("wait");
+            let stats = stats.expect("receiver").expect("session");
+            assert!(output.status.success(), "{}", python.label);
+            assert_eq!(
+                String::from_utf8_lossy(&output.stdout),
+                "2\n",
+                "{}",
+                python.label
+            );
+            assert_eq!(stats.processes.len(), 1, "{}", python.label);
+            let traced = events.iter().filter(|e| &*e.function == "traced").count();
+            if occupy && python.minor >= 12 {
+                assert_eq!(traced, 0, "{}", python.label);
+                assert_eq!(stats.processes[0].mechanism, "none");
+                assert!(
+                    stats
+                        .errors
+                        .iter()
+                        .any(|e| e.contains("no free sys.monitoring tool id")),
+                    "{}: {:?}",
+                    python.label,
+                    stats.errors
+                );
+            } else {
+                assert_eq!(traced, 2, "{}: call and return", python.label);
+                assert!(
+                    stats.errors.is_empty(),
+                    "{}: {:?}",
+                    python.label,
+                    stats.errors
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_connection_with_a_wrong_token_is_refused() {
+    let session = ExactSession::new(ExactOptions::default()).expect("session");
+    let python = e2e::pyenv_interpreter(12).expect("pyenv 3.12");
+    let env: Vec<(OsString, OsString)> = session
+        .child_env_with(None)
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "TRACER_EXACT" {
+                let text = v.to_string_lossy().replace(session.token(), "0badc0de");
+                (k, OsString::from(text))
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let child = Command::new(&python.path)
+        .args(["-c", "def f(): return 1\nprint(f())"])
+        .env_remove("PYTHONPATH")
+        .envs(env)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let stop = AtomicBool::new(false);
+    let mut events: Vec<Event> = Vec::new();
+    let (output, stats) = std::thread::scope(|scope| {
+        let receiver = scope.spawn(|| session.run(&mut events, &stop));
+        let output = child.wait_with_output();
+        stop.store(true, Ordering::SeqCst);
+        (output, receiver.join())
+    });
+    let output = output.expect("wait");
+    let stats = stats.expect("receiver").expect("session");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "1\n");
+    assert!(events.is_empty());
+    assert!(stats.processes.is_empty());
+    assert!(
+        stats.errors.iter().any(|e| e.contains("wrong token")),
+        "{:?}",
+        stats.errors
+    );
+}

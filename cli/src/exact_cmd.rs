@@ -1,0 +1,210 @@
+//! `tracer record --exact -- CMD`: every Python process CMD starts loads the exact-mode
+//! hook (`attach::exact`) before the program's code, and streams its calls, returns,
+//! exceptions and values to this process, which writes them as the same Parquet trace
+//! as sampled mode (`source = exact`).
+//!
+//! The receiver runs on a thread of its own while this thread watches for Ctrl-C,
+//! SIGTERM, `--timeout` and the command's exit, as in sampled mode; once the command
+//! has exited the receiver drains what the hooks sent and the trace is finished.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use attach::exact::{ExactError, ExactOptions, ExactSession, ExactStats};
+use attach::repr::ReprOptions;
+use storage::run::{Mode, RunInfo, RunStatus};
+
+use crate::error::{CliError, CliResult};
+use crate::report::{self, Recording, Summary};
+use crate::signals;
+use crate::trace_cmd::{
+    create_trace, descendants, exit_code_of, forward, print_stacks, wait_child, AttachArgs,
+    RecordArgs, TraceOptions, TIMEOUT_EXIT,
+};
+
+/// The hook's options from the command line's.
+fn exact_options(opts: &TraceOptions) -> ExactOptions {
+    ExactOptions {
+        include: opts.include.clone(),
+        exclude: opts.exclude.clone(),
+        no_args: opts.no_args,
+        max_calls: opts.max_calls,
+        subprocesses: opts.subprocesses,
+        repr: ReprOptions {
+            redact_names: opts.redact.clone(),
+            ..ReprOptions::default()
+        },
+        ..ExactOptions::default()
+    }
+}
+
+pub fn record(args: &RecordArgs) -> CliResult<i32> {
+    signals::install();
+    let started = Instant::now();
+    let opts = &args.trace;
+    let session = ExactSession::new(exact_options(opts)).map_err(|e| match e {
+        ExactError::Filter(e) => CliError::usage(e.to_string()),
+        other => CliError::new(format!("cannot prepare exact tracing: {other}")),
+    })?;
+    let mut child = Command::new(&args.command[0])
+        .args(&args.command[1..])
+        .envs(session.child_env())
+        .spawn()
+        .map_err(|e| {
+            CliError::new(format!("cannot start {}: {e}", args.command[0])).hint(
+                "check the command after `--`, e.g. `tracer record --exact -- python3 app.py`",
+            )
+        })?;
+    let child_pid = child.id() as i32;
+    let mut run = RunInfo::new(args.command.clone(), child_pid, Mode::Exact);
+    run.launched = true;
+    run.include = opts.include.clone();
+    run.exclude = opts.exclude.clone();
+    run.redact = opts.redact.clone();
+    run.capture_args = !opts.no_args;
+    run.subprocesses = opts.subprocesses;
+    let (writer, _) = match create_trace(opts, &run, child_pid) {
+        Ok(created) => created,
+        Err(e) => {
+            forward(child_pid, libc::SIGKILL);
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    let mut recording = Recording {
+        writer,
+        summary: Summary::default(),
+    };
+    let deadline = args
+        .timeout
+        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
+    let stop = AtomicBool::new(false);
+    let (status, exit_code, received) = std::thread::scope(|scope| {
+        let receiver = scope.spawn(|| session.run(&mut recording, &stop));
+        let mut status = None;
+        let exit_code = loop {
+            if let Some((sig, sent_by_process, count)) = signals::take() {
+                status = Some(RunStatus::Interrupted);
+                if sent_by_process || sig == libc::SIGTERM {
+                    forward(child_pid, sig);
+                }
+                if count > 1 {
+                    forward(child_pid, libc::SIGKILL);
+                }
+            }
+            if let Ok(Some(exit)) = child.try_wait() {
+                break exit_code_of(exit);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                for pid in std::iter::once(child_pid).chain(descendants(child_pid)) {
+                    print_stacks(pid);
+                }
+                status = Some(RunStatus::Timeout);
+                forward(child_pid, libc::SIGTERM);
+                break wait_child(&mut child, Some(Instant::now() + Duration::from_secs(2)));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        stop.store(true, Ordering::SeqCst);
+        let received = receiver
+            .join()
+            .map_err(|_| CliError::new("the exact-mode receiver failed"));
+        (status, exit_code, received)
+    });
+    let status = status.unwrap_or(if exit_code == 0 {
+        RunStatus::Completed
+    } else {
+        RunStatus::Failed
+    });
+    let stats = received?.map_err(|e| CliError::new(format!("exact tracing failed: {e}")))?;
+    finish(run, recording, &stats, status, Some(exit_code), started)?;
+    Ok(match status {
+        RunStatus::Timeout => TIMEOUT_EXIT,
+        _ => exit_code,
+    })
+}
+
+/// `tracer attach --exact`: not available yet (issue 6 places the hook into a
+/// running process); said as a clear refusal that points to sampled attach.
+pub fn attach(args: &AttachArgs) -> CliResult<i32> {
+    Err(CliError::new(
+        "exact tracing of a running process is not available in this version",
+    )
+    .hint(format!(
+        "tracer attach --pid {} (sampled: nothing is injected), or start the program under `tracer record --exact -- ...`",
+        args.pid
+    )))
+}
+
+/// Fills in the run from what the hooks said, finishes the trace and prints the
+/// report with the exact-mode lines: which mechanism ran in each process, errors,
+/// dropped events and limited functions.
+fn finish(
+    mut run: RunInfo,
+    recording: Recording<storage::writer::TraceWriter>,
+    stats: &ExactStats,
+    status: RunStatus,
+    exit_code: Option<i32>,
+    started: Instant,
+) -> CliResult {
+    if let Some(first) = stats.processes.first() {
+        run.pid = first.pid as i32;
+        run.python_version = Some(first.python_version.clone());
+        run.python_executable = Some(first.python_executable.clone());
+        if !first.cwd.is_empty() {
+            run.cwd = first.cwd.clone();
+        }
+    }
+    run.status = status;
+    run.exit_code = exit_code;
+    run.dropped_events = stats.dropped_events;
+    run.ended_at = Some(storage::utc::rfc3339(SystemTime::now()));
+    run.events = recording.summary.events;
+    let path = recording
+        .writer
+        .finish(run.clone())
+        .map_err(|e| CliError::new(format!("cannot finish the trace: {e}")))?;
+    let mut extra = Vec::new();
+    if stats.processes.is_empty() {
+        extra.push(
+            "no Python process loaded the hook: was the command Python, started without -S, -E or -I?"
+                .to_string(),
+        );
+    }
+    for p in &stats.processes {
+        extra.push(format!(
+            "pid {} (Python {}): {}, {} events{}",
+            p.pid,
+            p.python_version,
+            p.mechanism,
+            p.events,
+            if p.completed {
+                ""
+            } else {
+                ", ended without saying goodbye"
+            }
+        ));
+    }
+    for error in &stats.errors {
+        extra.push(format!("ERROR: {error}"));
+    }
+    if stats.dropped_events > 0 {
+        extra.push(format!(
+            "WARNING: {} events were DROPPED because the tracer could not keep up; \
+             the trace is incomplete (narrow it with --include/--exclude, --no-args or --max-calls)",
+            stats.dropped_events
+        ));
+    }
+    for limited in &stats.limited_functions {
+        extra.push(format!(
+            "limited by --max-calls: {}.{} in pid {}: {} calls counted, not recorded",
+            limited.module, limited.function, limited.pid, limited.calls_not_recorded
+        ));
+    }
+    eprint!(
+        "{}",
+        report::render(&run, &recording.summary, &path, started.elapsed(), &extra)
+    );
+    Ok(())
+}

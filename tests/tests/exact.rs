@@ -1,0 +1,238 @@
+//! `tracer record --exact` end to end on every interpreter: the program runs exactly
+//! as without the tracer, and the trace holds every call with its arguments, return
+//! value or exception, which `tracer query` answers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use e2e::{matrix, read_trace, script, tracer_bin, Interpreter};
+use serde_json::Value;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = e2e::target_dir()
+        .join("e2e-tmp")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+fn run_plain(interp: &Interpreter) -> Output {
+    Command::new(&interp.path)
+        .arg(script("exact_app.py"))
+        .args(["a", "b"])
+        .output()
+        .expect("run python")
+}
+
+fn record_exact(interp: &Interpreter, trace: &Path, extra: &[&str]) -> Output {
+    Command::new(tracer_bin())
+        .args(["record", "--exact", "-o"])
+        .arg(trace)
+        .args(extra)
+        .arg("--")
+        .arg(&interp.path)
+        .arg(script("exact_app.py"))
+        .args(["a", "b"])
+        .output()
+        .expect("run tracer record --exact")
+}
+
+fn ask(trace: &Path, args: &[&str]) -> Vec<Value> {
+    let out = Command::new(tracer_bin())
+        .arg("query")
+        .arg(trace)
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .expect("run tracer query");
+    assert!(
+        out.status.success(),
+        "tracer query {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON answer");
+    answer["rows"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn exact_record_leaves_the_program_unchanged_and_records_every_call() {
+    for interp in matrix() {
+        let label = &interp.label;
+        let dir = temp_dir(&format!("exact-{}", label.replace('/', "_")));
+        let trace = dir.join("t.parquet");
+        let plain = run_plain(&interp);
+        let traced = record_exact(&interp, &trace, &[]);
+
+        // Output and exit code are the program's own; the tracer's report follows
+        // the program's stderr.
+        assert_eq!(traced.status.code(), Some(3), "{label}");
+        assert_eq!(plain.status.code(), Some(3), "{label}");
+        assert_eq!(traced.stdout, plain.stdout, "{label}: stdout");
+        let stderr = String::from_utf8_lossy(&traced.stderr);
+        let plain_stderr = String::from_utf8_lossy(&plain.stderr);
+        assert!(
+            stderr.starts_with(&*plain_stderr),
+            "{label}: the program's stderr comes first, unchanged:\n{stderr}"
+        );
+        let report = &stderr[plain_stderr.len()..];
+        assert!(
+            report.starts_with("tracer: exact of pid"),
+            "{label}: {report}"
+        );
+        assert!(
+            report.contains("status failed, exit code 3"),
+            "{label}: {report}"
+        );
+
+        let (rows, run) = read_trace(&trace);
+        assert_eq!(run["mode"], "exact", "{label}");
+        assert_eq!(run["dropped_events"], 0, "{label}");
+        assert!(
+            run["python_version"]
+                .as_str()
+                .is_some_and(|v| v.starts_with(&format!("3.{}.", interp.minor))),
+            "{label}: {}",
+            run["python_version"]
+        );
+        assert!(rows.iter().all(|r| r["source"] == "exact"), "{label}");
+
+        // Every call of the program, once each, with exact bounds.
+        let calls_of = |function: &str| {
+            rows.iter()
+                .filter(|r| r["kind"] == "call" && r["function"] == function)
+                .count()
+        };
+        assert_eq!(calls_of("charge"), 3, "{label}");
+        assert_eq!(calls_of("checkout"), 1, "{label}");
+        assert_eq!(calls_of("main"), 1, "{label}");
+        assert_eq!(
+            calls_of("squares"),
+            1,
+            "{label}: a generator's first start is its call"
+        );
+
+        // --call: arguments, and a return value or the exception, in order.
+        let charges = ask(&trace, &["--call", "charge"]);
+        let summary: Vec<(String, String, String)> = charges
+            .iter()
+            .map(|c| {
+                let args: Value = serde_json::from_str(c["args"].as_str().unwrap_or("{}")).unwrap();
+                (
+                    args["amount"].as_str().unwrap_or("").to_string(),
+                    c["outcome"].as_str().unwrap_or("").to_string(),
+                    c["value"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("10".into(), "return".into(), "20".into()),
+                (
+                    "250".into(),
+                    "exception".into(),
+                    "amount 250 over limit".into()
+                ),
+                ("30".into(), "return".into(), "60".into()),
+            ],
+            "{label}: {charges:?}"
+        );
+        assert_eq!(charges[1]["exception"], "__main__.PaymentError", "{label}");
+        for c in &charges {
+            assert_eq!(c["caller"], "__main__.checkout", "{label}");
+            assert!(
+                c["duration_max_ns"].is_null(),
+                "{label}: exact times have no bounds"
+            );
+            assert!(c["duration_ns"].as_i64().is_some_and(|d| d > 0), "{label}");
+        }
+        let checkout = ask(&trace, &["--call", "checkout"]);
+        assert_eq!(
+            checkout[0]["value"], "[20, 'amount 250 over limit', 60]",
+            "{label}: the return value's repr"
+        );
+
+        // --exceptions: the one raised in charge (its caller caught it), then the
+        // SystemExit of sys.exit(3) passing through main and the module.
+        let exceptions = ask(&trace, &["--exceptions"]);
+        let seen: Vec<(&str, &str, &str)> = exceptions
+            .iter()
+            .map(|e| {
+                (
+                    e["function"].as_str().unwrap_or(""),
+                    e["exception"].as_str().unwrap_or(""),
+                    e["message"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "__main__.charge",
+                    "__main__.PaymentError",
+                    "amount 250 over limit"
+                ),
+                ("__main__.main", "SystemExit", "3"),
+                ("__main__.<module>", "SystemExit", "3"),
+            ],
+            "{label}"
+        );
+
+        // --top counts the generator's resumptions apart from its call.
+        let top = ask(&trace, &["--top", "50"]);
+        let charge_row = top.iter().find(|r| r["function"] == "charge");
+        assert_eq!(
+            charge_row.and_then(|r| r["calls"].as_i64()),
+            Some(3),
+            "{label}"
+        );
+    }
+}
+
+#[test]
+fn exact_no_args_records_calls_without_values() {
+    let interp = &matrix()[0];
+    let dir = temp_dir("exact-no-args");
+    let trace = dir.join("t.parquet");
+    let out = record_exact(interp, &trace, &["--no-args"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (rows, run) = read_trace(&trace);
+    assert_eq!(run["capture_args"], false);
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["kind"] == "call" && r["function"] == "charge")
+            .count(),
+        3
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["args"].is_null() && (r["kind"] == "exception" || r["value"].is_null())),
+        "no argument or return values with --no-args"
+    );
+}
+
+#[test]
+fn exact_attach_is_refused_with_a_hint_to_sampled_attach() {
+    let out = Command::new(tracer_bin())
+        .args([
+            "attach",
+            "--exact",
+            "--pid",
+            &std::process::id().to_string(),
+            "--duration",
+            "1",
+        ])
+        .output()
+        .expect("run tracer attach");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("hint: tracer attach --pid"), "{stderr}");
+}
