@@ -113,12 +113,32 @@ fn view_page_renders_tree_timeline_and_table_offline_in_chromium() {
         labels.contains("__main__.main"),
         "the timeline labels its widest calls: {labels}"
     );
-    for thread in ["MainThread", "w0", "w1"] {
+    // One lane and one tree per thread, under the name the trace knows for it.
+    let threads = Command::new(tracer_bin())
+        .arg("query")
+        .arg(&run.trace)
+        .args(["--threads", "--format", "json"])
+        .output()
+        .expect("run tracer query");
+    let threads: Value = serde_json::from_slice(&threads.stdout).expect("JSON answer");
+    let threads = threads["rows"].as_array().cloned().unwrap_or_default();
+    assert!(threads.len() >= 3, "the main thread and two workers");
+    assert_eq!(
+        strings(&report.value["lanes"]).len(),
+        threads.len(),
+        "one lane per thread: {lanes}"
+    );
+    for thread in &threads {
+        let tid = thread["tid"].as_i64().unwrap_or(0);
+        let label = match thread["thread_name"].as_str() {
+            Some(name) => format!("{name} (tid {tid})"),
+            None => format!("tid {tid}"),
+        };
         assert!(
-            lanes.contains(thread),
-            "no timeline lane for {thread}: {lanes}"
+            lanes.contains(&label),
+            "no timeline lane for {label}: {lanes}"
         );
-        assert!(tree.contains(thread), "no tree for {thread}");
+        assert!(tree.contains(&label), "no tree for {label}");
     }
     // Arguments in the tree, as the program passed them, and calls into untraced code.
     assert!(
