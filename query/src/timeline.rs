@@ -13,6 +13,8 @@
 //! * **Unfinished calls** end at their last-seen time (their `unfinished` row's
 //!   duration). A call with no end row at all (a killed recording whose last second
 //!   was lost) ends at the latest end of the calls under it, else where it started.
+//! * **Generators and coroutines** (exact mode): each stretch from a `call` or
+//!   `resume` to its `yield` (or end) is a span of its own.
 //! * **Calls into untraced code** (`gap` rows) stand for many calls and are not one
 //!   interval: they stay on their caller as [`UntracedCalls`] with their summed lower
 //!   bound.
@@ -40,18 +42,22 @@ pub enum Outcome {
     Raised,
     /// An `unfinished` row: still running when recording stopped.
     Unfinished,
+    /// A `yield` row (exact mode): a generator or coroutine suspended; its `resume`
+    /// is a span of its own.
+    Yielded,
     /// No end row: the recording was killed before writing it.
     NoEnd,
 }
 
 impl Outcome {
     /// The word the trace and the exports use: `return`, `exception`, `unfinished`,
-    /// `no_end`.
+    /// `yield`, `no_end`.
     pub fn name(self) -> &'static str {
         match self {
             Outcome::Returned => "return",
             Outcome::Raised => "exception",
             Outcome::Unfinished => "unfinished",
+            Outcome::Yielded => "yield",
             Outcome::NoEnd => "no_end",
         }
     }
@@ -92,7 +98,7 @@ pub struct Span {
     /// End, nanoseconds since the epoch (`>= start_ns`).
     pub end_ns: i64,
     pub outcome: Outcome,
-    /// The return value's repr, or the exception's message.
+    /// The return or yielded value's repr, or the exception's message.
     pub value: Option<String>,
     /// The exception's qualified type.
     pub exception: Option<String>,
@@ -239,7 +245,7 @@ fn timeline_sql(filters: &Filters, scope: &RunScope, limit: Option<usize>) -> Re
                 COALESCE(e.duration_max_ns, c.duration_max_ns) AS duration_max_ns \
          FROM started c LEFT JOIN events e \
            ON c.kind <> 'gap' AND e.run_id = c.run_id AND e.call_id = c.call_id \
-              AND e.kind IN ('return', 'exception', 'unfinished') \
+              AND e.kind IN ('return', 'exception', 'unfinished', 'yield') \
          ORDER BY c.run_id, c.seq"
     ))
 }
@@ -305,6 +311,7 @@ fn read_rows(batch: &RecordBatch, rows: &mut Vec<Row>) {
             Some("return") => Outcome::Returned,
             Some("exception") => Outcome::Raised,
             Some("unfinished") => Outcome::Unfinished,
+            Some("yield") => Outcome::Yielded,
             _ => Outcome::NoEnd,
         };
         let open_ended = !gap && outcome == Outcome::NoEnd;

@@ -561,3 +561,84 @@ print("valid")
         assert_eq!(texts.len(), threads, "{name}: one profile per thread");
     }
 }
+
+#[test]
+fn chrome_trace_of_an_exact_run_carries_return_values_exceptions_and_yields() {
+    let python = pyenv_interpreter(13).expect("CPython 3.13 is missing: `pyenv install 3.13`");
+    let dir = e2e::target_dir()
+        .join("e2e-tmp")
+        .join(format!("export-exact-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the test's folder");
+    let trace = dir.join("t.parquet");
+    let recorded = {
+        let _serial = e2e::serial();
+        Command::new(tracer_bin())
+            .current_dir(e2e::scripts_dir())
+            .args(["record", "--exact", "-o"])
+            .arg(&trace)
+            .arg("--")
+            .arg(&python.path)
+            .arg("exact_app.py")
+            .output()
+            .expect("run tracer record --exact")
+    };
+    // exact_app.py exits with 3 on purpose; record passes its exit code on.
+    assert_eq!(
+        recorded.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    let path = export(&trace, "chrome", &dir.join("exact.trace.json"), &[]);
+    let complete = check_trace_event_format(&read_json(&path));
+    let slices = |name: &str| -> Vec<&Value> {
+        complete
+            .iter()
+            .filter(|e| e["name"] == format!("__main__.{name}").as_str())
+            .collect()
+    };
+    // What the program printed: checkout's list (charge's return value, or the
+    // message of the exception it raised, per amount) and the squares yielded.
+    let printed: Value = String::from_utf8_lossy(&recorded.stdout)
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .expect("exact_app.py prints its results");
+    let expected: Vec<String> = printed["checkout"]
+        .as_array()
+        .expect("checkout results")
+        .iter()
+        .map(|v| match v {
+            Value::String(message) => format!("raised {message}"),
+            other => format!("returned {other}"),
+        })
+        .collect();
+    let charges: Vec<String> = slices("charge")
+        .iter()
+        .map(|e| {
+            let args = &e["args"];
+            match args["outcome"].as_str() {
+                Some("exception") => {
+                    assert_eq!(args["exception"], "__main__.PaymentError", "{e}");
+                    format!("raised {}", args["message"].as_str().unwrap_or_default())
+                }
+                _ => format!("returned {}", args["return"].as_str().unwrap_or_default()),
+            }
+        })
+        .collect();
+    assert_eq!(charges, expected, "charge's slices end as the program says");
+    let squares: Vec<String> = printed["squares"]
+        .as_array()
+        .expect("squares")
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    let yielded: Vec<String> = slices("squares")
+        .iter()
+        .filter_map(|e| e["args"]["yielded"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        yielded, squares,
+        "each stretch of squares ends in its yield"
+    );
+}

@@ -5,9 +5,10 @@
 //!   (`tid`), with `ts` and `dur` in microseconds since the trace's origin (fractions
 //!   keep the nanoseconds). Calls nest per thread: a callee lies inside its caller.
 //! * `args` holds the call's arguments (name to repr), `return` (the return value's
-//!   repr) or `exception` and its message, `outcome`, `duration_ns` and, for sampled
-//!   calls, `duration_max_ns` (the upper bound; the slice is the lower bound), the
-//!   source file and line, and the calls into untraced code it made.
+//!   repr), `yielded` (a generator's value) or `exception` and its `message`,
+//!   `outcome`, `duration_ns` and, for sampled calls, `duration_max_ns` (the upper
+//!   bound; the slice is the lower bound), the source file and line, and the calls
+//!   into untraced code it made.
 //! * Metadata events (`"ph": "M"`) name each process (`process_name`: the run's
 //!   command) and each thread whose Python name is known (`thread_name`); viewers
 //!   add the pid and tid themselves.
@@ -80,6 +81,9 @@ fn complete_event(thread: &ThreadTimeline, span: &Span, origin_ns: i64) -> Value
         query::Outcome::Raised => {
             args.insert("exception".into(), json!(span.exception));
             args.insert("message".into(), json!(span.value));
+        }
+        query::Outcome::Yielded => {
+            args.insert("yielded".into(), json!(span.value));
         }
         _ => {
             if let Some(value) = &span.value {
