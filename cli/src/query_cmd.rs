@@ -102,7 +102,8 @@ pub struct FilterArgs {
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
 
-    /// At most N rows (each question has its own default; --sql and export have none)
+    /// At most N rows (each question has its own default; --sql and export have
+    /// none; view draws 20000 calls)
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
 

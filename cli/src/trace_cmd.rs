@@ -150,28 +150,52 @@ impl Traced {
 /// How much of a launched command's output a tool call keeps (its end).
 const CAPTURED_BYTES: usize = 64 * 1024;
 
-/// Reads a child's pipe to its end on a thread, keeping the last
-/// [`CAPTURED_BYTES`].
-fn capture(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut kept: Vec<u8> = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let mut buffer = [0u8; 8192];
-            while let Ok(n) = pipe.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                kept.extend_from_slice(&buffer[..n]);
-                if kept.len() > 2 * CAPTURED_BYTES {
-                    kept.drain(..kept.len() - CAPTURED_BYTES);
+/// How long a tool call waits, once its command exited, for the command's output
+/// pipes to close: a process the command left running may hold them open forever.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// The end of a child's output pipe, read on a thread of its own.
+struct Captured {
+    kept: Arc<Mutex<Vec<u8>>>,
+    closed: std::sync::mpsc::Receiver<()>,
+}
+
+impl Captured {
+    /// Reads `pipe` to its end on a thread, keeping the last [`CAPTURED_BYTES`].
+    fn start(pipe: Option<impl std::io::Read + Send + 'static>) -> Captured {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let (closed_tx, closed) = std::sync::mpsc::channel();
+        let shared = kept.clone();
+        std::thread::spawn(move || {
+            if let Some(mut pipe) = pipe {
+                let mut buffer = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buffer) {
+                    if n == 0 {
+                        break;
+                    }
+                    let Ok(mut kept) = shared.lock() else { break };
+                    kept.extend_from_slice(&buffer[..n]);
+                    if kept.len() > CAPTURED_BYTES {
+                        let extra = kept.len() - CAPTURED_BYTES;
+                        kept.drain(..extra);
+                    }
                 }
             }
-        }
-        if kept.len() > CAPTURED_BYTES {
-            kept.drain(..kept.len() - CAPTURED_BYTES);
-        }
-        String::from_utf8_lossy(&kept).into_owned()
-    })
+            let _ = closed_tx.send(());
+        });
+        Captured { kept, closed }
+    }
+
+    /// What was read by `deadline` (waiting for the pipe to close until then).
+    fn text(self, deadline: Instant) -> String {
+        let _ = self
+            .closed
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        self.kept
+            .lock()
+            .map(|kept| String::from_utf8_lossy(&kept).into_owned())
+            .unwrap_or_default()
+    }
 }
 
 pub fn record(args: &RecordArgs) -> CliResult<i32> {
@@ -209,17 +233,16 @@ pub fn record_run(args: &RecordArgs, caller: Caller) -> CliResult<Traced> {
         CliError::new(format!("cannot start {program}: {e}"))
             .hint("check the command after `--`, e.g. `tracer record -- python3 app.py`")
     })?;
-    let captured = (caller == Caller::Tool)
-        .then(|| (capture(child.stdout.take()), capture(child.stderr.take())));
-    let collect = |captured: Option<(
-        std::thread::JoinHandle<String>,
-        std::thread::JoinHandle<String>,
-    )>| {
+    let captured = (caller == Caller::Tool).then(|| {
+        (
+            Captured::start(child.stdout.take()),
+            Captured::start(child.stderr.take()),
+        )
+    });
+    let collect = |captured: Option<(Captured, Captured)>| {
         captured.map(|(out, err)| {
-            (
-                out.join().unwrap_or_default(),
-                err.join().unwrap_or_default(),
-            )
+            let deadline = Instant::now() + OUTPUT_GRACE;
+            (out.text(deadline), err.text(deadline))
         })
     };
     let child_pid = child.id() as i32;
