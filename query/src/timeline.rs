@@ -418,18 +418,21 @@ fn nest(rows: Vec<Row>) -> Vec<ThreadTimeline> {
 /// Orders one thread's spans in pre-order, sets each span's level, ends open-ended
 /// spans after the spans under them, and clamps intervals so that every span lies
 /// inside its enclosing span and after its previous sibling.
-fn place(spans: &mut Vec<Span>, open_ended: Vec<bool>) {
-    let mut order: Vec<(Span, bool)> = std::mem::take(spans).into_iter().zip(open_ended).collect();
+fn place(spans: &mut Vec<Span>, ends_unknown: Vec<bool>) {
+    let mut order: Vec<(Span, bool)> = std::mem::take(spans)
+        .into_iter()
+        .zip(ends_unknown)
+        .collect();
     order.sort_by_key(|(s, _)| (s.start_ns, s.depth));
     // Enclosing spans: index into `placed`, and the latest end under each.
     let mut stack: Vec<(usize, i64)> = Vec::new();
     let mut placed: Vec<Span> = Vec::with_capacity(order.len());
-    let mut open: Vec<bool> = Vec::with_capacity(order.len());
+    let mut open_ended: Vec<bool> = Vec::with_capacity(order.len());
     // The latest time already drawn: no span starts before it.
     let mut cursor = i64::MIN;
-    let close = |placed: &mut Vec<Span>, open: &[bool], stack: &mut Vec<(usize, i64)>| {
+    let close = |placed: &mut Vec<Span>, open_ended: &[bool], stack: &mut Vec<(usize, i64)>| {
         if let Some((index, latest_under)) = stack.pop() {
-            if open[index] {
+            if open_ended[index] {
                 placed[index].end_ns = placed[index].end_ns.max(latest_under);
             }
             let end = placed[index].end_ns;
@@ -441,31 +444,32 @@ fn place(spans: &mut Vec<Span>, open_ended: Vec<bool>) {
             i64::MIN
         }
     };
-    for (mut span, open_end) in order {
+    for (mut span, end_unknown) in order {
         while let Some(&(top, _)) = stack.last() {
             let parent = &placed[top];
-            let inside = parent.depth < span.depth && (open[top] || span.start_ns <= parent.end_ns);
+            let inside =
+                parent.depth < span.depth && (open_ended[top] || span.start_ns <= parent.end_ns);
             if inside {
                 break;
             }
-            cursor = cursor.max(close(&mut placed, &open, &mut stack));
+            cursor = cursor.max(close(&mut placed, &open_ended, &mut stack));
         }
         span.start_ns = span.start_ns.max(cursor);
         if let Some(&(top, _)) = stack.last() {
-            if !open[top] {
+            if !open_ended[top] {
                 span.start_ns = span.start_ns.min(placed[top].end_ns);
                 span.end_ns = span.end_ns.min(placed[top].end_ns);
             }
         }
         span.end_ns = span.end_ns.max(span.start_ns);
         span.level = stack.len();
-        cursor = span.start_ns;
+        cursor = cursor.max(span.start_ns);
         placed.push(span);
-        open.push(open_end);
+        open_ended.push(end_unknown);
         stack.push((placed.len() - 1, i64::MIN));
     }
     while !stack.is_empty() {
-        close(&mut placed, &open, &mut stack);
+        close(&mut placed, &open_ended, &mut stack);
     }
     *spans = placed;
 }
