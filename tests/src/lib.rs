@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: the interpreter matrix, target scripts run under
 //! a guard that kills them on drop, the `tracer` binary, and a venv with the Python
-//! packages the tests read traces with (pyarrow, DuckDB) and compare against (py-spy).
+//! packages the tests read traces with (pyarrow, DuckDB), compare against (py-spy) and
+//! drive `tracer mcp` with (the `mcp` SDK). [`record_script`] records a script of
+//! `tests/scripts/`; [`browser`] opens pages in headless Chromium and speedscope.
 //!
 //! The matrix is pyenv's newest 3.8 to 3.13 (`$PYENV_ROOT`, else `~/.pyenv`) plus
 //! Debian's own `/usr/bin/python3.11` (a static build). `TRACER_TEST_PYTHONS`, a
