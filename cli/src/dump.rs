@@ -34,16 +34,7 @@ enum DumpFormat {
 }
 
 pub fn run(args: &DumpArgs) -> CliResult {
-    let process = PythonProcess::open(args.pid)?;
-    let mut walker = Walker::new(process);
-    let opts = SnapshotOptions {
-        locals: args.locals,
-        repr: ReprOptions {
-            redact_names: args.redact.clone(),
-            ..ReprOptions::default()
-        },
-    };
-    let snapshot = take_snapshot(&mut walker, &mut Names::new(), &opts)?;
+    let snapshot = snapshot(args.pid, args.locals, &args.redact)?;
     let format = args.format.unwrap_or(if crate::stdout_is_terminal() {
         DumpFormat::Text
     } else {
@@ -59,6 +50,21 @@ pub fn run(args: &DumpArgs) -> CliResult {
     };
     println!("{out}");
     Ok(())
+}
+
+/// One snapshot of every thread of `pid` (with locals when `locals`), values of
+/// the `redact` names (and the built-in secret names) redacted.
+pub fn snapshot(pid: i32, locals: bool, redact: &[String]) -> CliResult<ProcessSnapshot> {
+    let process = PythonProcess::open(pid)?;
+    let mut walker = Walker::new(process);
+    let opts = SnapshotOptions {
+        locals,
+        repr: ReprOptions {
+            redact_names: redact.to_vec(),
+            ..ReprOptions::default()
+        },
+    };
+    Ok(take_snapshot(&mut walker, &mut Names::new(), &opts)?)
 }
 
 /// The text form: py-spy's dump layout, plus GIL, state and system call columns.

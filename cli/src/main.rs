@@ -7,6 +7,8 @@
 mod dump;
 mod error;
 mod exact_cmd;
+mod export;
+mod mcp;
 mod output;
 mod query_cmd;
 mod report;
@@ -14,6 +16,7 @@ mod report_cmd;
 mod signals;
 mod target_errors;
 mod trace_cmd;
+mod view;
 
 use std::process::ExitCode;
 
@@ -44,6 +47,12 @@ enum Command {
     Query(Box<query_cmd::QueryArgs>),
     /// Print the run report of a trace again.
     Report(report_cmd::ReportArgs),
+    /// Write a trace as a flame graph (SVG), a Chrome trace-event or a speedscope JSON.
+    Export(Box<export::ExportArgs>),
+    /// Write one self-contained HTML page of a trace: call tree, timelines, functions.
+    View(Box<view::ViewArgs>),
+    /// Serve the commands as tools of a Model Context Protocol server on stdio.
+    Mcp(mcp::McpArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +70,9 @@ fn main() -> ExitCode {
         Command::Dump(args) => dump::run(args).map(|()| 0),
         Command::Query(args) => query_cmd::run(args).map(|()| 0),
         Command::Report(args) => report_cmd::run(args).map(|()| 0),
+        Command::Export(args) => export::run(args).map(|()| 0),
+        Command::View(args) => view::run(args).map(|()| 0),
+        Command::Mcp(args) => mcp::run(args).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

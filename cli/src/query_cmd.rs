@@ -71,6 +71,20 @@ pub struct QueryArgs {
     #[arg(long, value_name = "SELECT ...")]
     pub sql: Option<String>,
 
+    #[command(flatten)]
+    pub filters: FilterArgs,
+
+    /// Output format; default: table on a terminal, json otherwise
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// The filters every question, `tracer export` and `tracer view` accept.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FilterArgs {
     /// Only functions whose module matches this glob (`myapp.*`)
     #[arg(long, value_name = "PATTERN")]
     pub module: Option<String>,
@@ -88,18 +102,41 @@ pub struct QueryArgs {
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
 
-    /// At most N rows (each question has its own default; --sql has none)
+    /// At most N rows (each question has its own default; --sql and export have
+    /// none; view draws 20000 calls)
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
 
     /// Only this run of a folder: its id or a unique prefix
     #[arg(long = "run", value_name = "RUN_ID")]
     pub run_id: Option<String>,
+}
 
-    /// Output format; default: table on a terminal, json otherwise
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub format: Option<Format>,
+impl FilterArgs {
+    /// The query crate's filters; a time that does not parse is a usage error.
+    pub fn filters(&self) -> Result<Filters, CliError> {
+        let bound = |flag: &str, text: &Option<String>| -> Result<Option<TimeBound>, CliError> {
+            text.as_deref()
+                .map(|t| {
+                    t.parse::<TimeBound>()
+                        .map_err(|e| CliError::usage(format!("{flag}: {e}")))
+                })
+                .transpose()
+        };
+        Ok(Filters {
+            module: self.module.clone(),
+            thread: self.thread.clone(),
+            since: bound("--since", &self.since)?,
+            until: bound("--until", &self.until)?,
+            limit: self.limit,
+            run: self.run_id.clone(),
+        })
+    }
+}
 
+/// How long and how much memory a query may take.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
     /// Stop a query that runs longer than SECS seconds
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub timeout: f64,
@@ -107,6 +144,24 @@ pub struct QueryArgs {
     /// Memory a query may use, in MiB (nothing spills to disk)
     #[arg(long, value_name = "MIB", default_value_t = 4096)]
     pub memory_limit: usize,
+}
+
+impl EngineArgs {
+    /// The query crate's limits; a zero or negative value is a usage error.
+    pub fn limits(&self) -> Result<Limits, CliError> {
+        if !(self.timeout.is_finite() && self.timeout > 0.0) {
+            return Err(CliError::usage(
+                "--timeout must be a positive number of seconds",
+            ));
+        }
+        if self.memory_limit == 0 {
+            return Err(CliError::usage("--memory-limit must be at least 1 MiB"));
+        }
+        Ok(Limits {
+            timeout: Duration::from_secs_f64(self.timeout),
+            memory_limit_mib: self.memory_limit,
+        })
+    }
 }
 
 impl QueryArgs {
@@ -132,51 +187,17 @@ impl QueryArgs {
             Question::Runs
         }
     }
-
-    fn filters(&self) -> Result<Filters, CliError> {
-        let bound = |flag: &str, text: &Option<String>| -> Result<Option<TimeBound>, CliError> {
-            text.as_deref()
-                .map(|t| {
-                    t.parse::<TimeBound>()
-                        .map_err(|e| CliError::usage(format!("{flag}: {e}")))
-                })
-                .transpose()
-        };
-        Ok(Filters {
-            module: self.module.clone(),
-            thread: self.thread.clone(),
-            since: bound("--since", &self.since)?,
-            until: bound("--until", &self.until)?,
-            limit: self.limit,
-            run: self.run_id.clone(),
-        })
-    }
-
-    fn limits(&self) -> Result<Limits, CliError> {
-        if !(self.timeout.is_finite() && self.timeout > 0.0) {
-            return Err(CliError::usage(
-                "--timeout must be a positive number of seconds",
-            ));
-        }
-        if self.memory_limit == 0 {
-            return Err(CliError::usage("--memory-limit must be at least 1 MiB"));
-        }
-        Ok(Limits {
-            timeout: Duration::from_secs_f64(self.timeout),
-            memory_limit_mib: self.memory_limit,
-        })
-    }
 }
 
 /// Runs `tracer query`: opens the trace, asks, prints. An empty answer is a
 /// success that says "no rows" on stderr.
 pub fn run(args: &QueryArgs) -> Result<(), CliError> {
     let path = trace_path(args.path.as_deref())?;
-    let filters = args.filters()?;
-    let session =
-        QuerySession::open_with_limits(&path, args.limits()?).map_err(|e| cli_error(e, &path))?;
+    let filters = args.filters.filters()?;
+    let session = QuerySession::open_with_limits(&path, args.engine.limits()?)
+        .map_err(|e| cli_error(e, &path))?;
     let answer = match &args.sql {
-        Some(sql) => session.sql(sql, args.limit),
+        Some(sql) => session.sql(sql, filters.limit),
         None => session.ask(&args.question(), &filters),
     }
     .map_err(|e| cli_error(e, &path))?;

@@ -1,7 +1,7 @@
 //! `tracer report [PATH]`: the run report again, rebuilt from a trace, for a run whose
 //! report scrolled away or was recorded by someone else.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use query::runs::run_time;
@@ -27,16 +27,23 @@ pub struct ReportArgs {
 /// Prints the report of every run of the path (or of `--run`) on stdout.
 pub fn run(args: &ReportArgs) -> Result<(), CliError> {
     let path = trace_path(args.path.as_deref())?;
-    let session = QuerySession::open(&path).map_err(|e| cli_error(e, &path))?;
+    print!("{}", reports(&path, args.run.as_deref())?);
+    Ok(())
+}
+
+/// The report of every run of trace path `path` (or of run `only`), one after the
+/// other.
+pub fn reports(path: &Path, only: Option<&str>) -> Result<String, CliError> {
+    let session = QuerySession::open(path).map_err(|e| cli_error(e, path))?;
     let runs: Vec<&RunFiles> = session
         .runs()
         .iter()
-        .filter(|r| args.run.as_deref().is_none_or(|id| r.run_id() == id))
+        .filter(|r| only.is_none_or(|id| r.run_id() == id))
         .collect();
     if runs.is_empty() {
         return Err(CliError::new(format!(
             "no run {} in {}",
-            args.run.as_deref().unwrap_or(""),
+            only.unwrap_or(""),
             path.display()
         ))
         .hint(format!("tracer query {} --runs", path.display())));
@@ -51,8 +58,7 @@ pub fn run(args: &ReportArgs) -> Result<(), CliError> {
                 ))
                 .hint("a trace written by another tracer version? tracer query PATH --sql \"SELECT * FROM runs\"")
             })?;
-        let summary =
-            Summary::from_trace(&session, &run.run_id).map_err(|e| cli_error(e, &path))?;
+        let summary = Summary::from_trace(&session, &run.run_id).map_err(|e| cli_error(e, path))?;
         let mut extra = Vec::new();
         if !files.finished {
             extra.push(format!(
@@ -71,8 +77,7 @@ pub fn run(args: &ReportArgs) -> Result<(), CliError> {
             &extra,
         ));
     }
-    print!("{out}");
-    Ok(())
+    Ok(out)
 }
 
 /// How long the run recorded: from its start to its end, or to its last event when

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -98,6 +98,106 @@ pub(crate) const TIMEOUT_EXIT: i32 = 124;
 /// How long `record` waits for the launched command to become a Python process.
 const FIND_PYTHON_FOR: Duration = Duration::from_secs(10);
 
+/// Who runs a recording: the command line (a terminal, Ctrl-C, the child's output
+/// on ours) or a tool call of `tracer mcp` (stdout is the protocol's: the child's
+/// output is captured, and no signal handler is installed, so the server still stops
+/// on SIGTERM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    CommandLine,
+    Tool,
+}
+
+/// What a recording did: where the trace is and what the run report says.
+#[derive(Debug)]
+pub struct Traced {
+    /// The finished trace; `None` when the command never became a readable Python.
+    pub trace: Option<PathBuf>,
+    /// How the run ended.
+    pub status: Option<RunStatus>,
+    /// `record`: the command's exit code.
+    pub target_exit_code: Option<i32>,
+    /// The exit code `tracer` itself exits with.
+    pub exit_code: i32,
+    /// The run report (printed on stderr by the command line).
+    pub report: String,
+    /// `record --timeout`: every thread's stack when the timeout was reached.
+    pub stacks_at_timeout: Option<String>,
+    /// [`Caller::Tool`]: the end of what the command wrote on stdout and stderr.
+    pub output: Option<(String, String)>,
+    /// Why nothing was traced, when nothing was.
+    pub note: Option<String>,
+    /// A sampler that failed after the trace was started (the trace is finished
+    /// all the same).
+    pub error: Option<CliError>,
+}
+
+impl Traced {
+    /// The command line's ending: the report on stderr, then the sampler's error or
+    /// the exit code.
+    fn finish_on_terminal(self) -> CliResult<i32> {
+        eprint!("{}", self.report);
+        if let Some(note) = &self.note {
+            eprintln!("tracer: {note}");
+        }
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.exit_code),
+        }
+    }
+}
+
+/// How much of a launched command's output a tool call keeps (its end).
+const CAPTURED_BYTES: usize = 64 * 1024;
+
+/// How long a tool call waits, once its command exited, for the command's output
+/// pipes to close: a process the command left running may hold them open forever.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// The end of a child's output pipe, read on a thread of its own.
+struct Captured {
+    kept: Arc<Mutex<Vec<u8>>>,
+    closed: std::sync::mpsc::Receiver<()>,
+}
+
+impl Captured {
+    /// Reads `pipe` to its end on a thread, keeping the last [`CAPTURED_BYTES`].
+    fn start(pipe: Option<impl std::io::Read + Send + 'static>) -> Captured {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let (closed_tx, closed) = std::sync::mpsc::channel();
+        let shared = kept.clone();
+        std::thread::spawn(move || {
+            if let Some(mut pipe) = pipe {
+                let mut buffer = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buffer) {
+                    if n == 0 {
+                        break;
+                    }
+                    let Ok(mut kept) = shared.lock() else { break };
+                    kept.extend_from_slice(&buffer[..n]);
+                    if kept.len() > CAPTURED_BYTES {
+                        let extra = kept.len() - CAPTURED_BYTES;
+                        kept.drain(..extra);
+                    }
+                }
+            }
+            let _ = closed_tx.send(());
+        });
+        Captured { kept, closed }
+    }
+
+    /// What was read by `deadline` (waiting for the pipe to close until then).
+    fn text(self, deadline: Instant) -> String {
+        let _ = self
+            .closed
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        self.kept
+            .lock()
+            .map(|kept| String::from_utf8_lossy(&kept).into_owned())
+            .unwrap_or_default()
+    }
+}
+
 pub fn record(args: &RecordArgs) -> CliResult<i32> {
     if args.trace.rate == 0 {
         return Err(CliError::usage("--rate must be at least 1"));
@@ -105,31 +205,71 @@ pub fn record(args: &RecordArgs) -> CliResult<i32> {
     if args.trace.exact {
         return crate::exact_cmd::record(args);
     }
-    signals::install();
+    record_run(args, Caller::CommandLine)?.finish_on_terminal()
+}
+
+/// Runs a sampled `tracer record` for `caller` (`--exact` runs in
+/// [`crate::exact_cmd`]).
+pub fn record_run(args: &RecordArgs, caller: Caller) -> CliResult<Traced> {
+    if args.trace.rate == 0 {
+        return Err(CliError::usage("--rate must be at least 1"));
+    }
+    let Some(program) = args.command.first() else {
+        return Err(CliError::usage("give the command to run after `--`"));
+    };
+    if caller == Caller::CommandLine {
+        signals::install();
+    }
     let started = Instant::now();
-    let mut child = Command::new(&args.command[0])
-        .args(&args.command[1..])
-        .spawn()
-        .map_err(|e| {
-            CliError::new(format!("cannot start {}: {e}", args.command[0]))
-                .hint("check the command after `--`, e.g. `tracer record -- python3 app.py`")
-        })?;
+    let mut command = Command::new(program);
+    command.args(&args.command[1..]);
+    if caller == Caller::Tool {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    }
+    let mut child = command.spawn().map_err(|e| {
+        CliError::new(format!("cannot start {program}: {e}"))
+            .hint("check the command after `--`, e.g. `tracer record -- python3 app.py`")
+    })?;
+    let captured = (caller == Caller::Tool).then(|| {
+        (
+            Captured::start(child.stdout.take()),
+            Captured::start(child.stderr.take()),
+        )
+    });
+    let collect = |captured: Option<(Captured, Captured)>| {
+        captured.map(|(out, err)| {
+            let deadline = Instant::now() + OUTPUT_GRACE;
+            (out.text(deadline), err.text(deadline))
+        })
+    };
     let child_pid = child.id() as i32;
     let deadline = args
         .timeout
         .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
     let Some(process) = find_python(child_pid, &mut child) else {
         let code = wait_child(&mut child, deadline);
-        eprintln!(
-            "tracer: {} exited with code {code} before a Python interpreter could be read in it; nothing was traced",
-            args.command[0]
-        );
-        return Ok(code);
+        return Ok(Traced {
+            trace: None,
+            status: None,
+            target_exit_code: Some(code),
+            exit_code: code,
+            report: String::new(),
+            stacks_at_timeout: None,
+            output: collect(captured),
+            note: Some(format!(
+                "{program} exited with code {code} before a Python interpreter could be read in it; nothing was traced"
+            )),
+            error: None,
+        });
     };
     let mut run = RunInfo::new(args.command.clone(), process.pid, Mode::Sampled);
     run.launched = true;
     let mut session = Session::start(process, &args.trace, run)?;
     let mut status = None;
+    let mut stacks_at_timeout = None;
     let exit_code;
     loop {
         if let Some((sig, sent_by_process, count)) = signals::take() {
@@ -147,9 +287,11 @@ pub fn record(args: &RecordArgs) -> CliResult<i32> {
         }
         session.trace_new_subprocesses(child_pid);
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            for pid in session.pids() {
-                print_stacks(pid);
+            let stacks: String = session.pids().into_iter().map(stacks_text).collect();
+            if caller == Caller::CommandLine {
+                eprint!("{stacks}");
             }
+            stacks_at_timeout = Some(stacks);
             // Stop sampling before the child is stopped, so what was running at the
             // timeout stays `unfinished` rather than ending with the process.
             session.stop_sampling();
@@ -165,10 +307,20 @@ pub fn record(args: &RecordArgs) -> CliResult<i32> {
     } else {
         RunStatus::Failed
     });
-    session.finish(status, Some(exit_code), started)?;
-    Ok(match status {
-        RunStatus::Timeout => TIMEOUT_EXIT,
-        _ => exit_code,
+    let finished = session.finish(status, Some(exit_code), started)?;
+    Ok(Traced {
+        trace: Some(finished.path),
+        status: Some(status),
+        target_exit_code: Some(exit_code),
+        exit_code: match status {
+            RunStatus::Timeout => TIMEOUT_EXIT,
+            _ => exit_code,
+        },
+        report: finished.report,
+        stacks_at_timeout,
+        output: collect(captured),
+        note: None,
+        error: finished.error,
     })
 }
 
@@ -179,7 +331,18 @@ pub fn attach(args: &AttachArgs) -> CliResult<i32> {
     if args.trace.exact {
         return crate::exact_cmd::attach(args);
     }
-    signals::install();
+    attach_run(args, Caller::CommandLine)?.finish_on_terminal()
+}
+
+/// Runs a sampled `tracer attach` for `caller` (`--exact` runs in
+/// [`crate::exact_cmd`]).
+pub fn attach_run(args: &AttachArgs, caller: Caller) -> CliResult<Traced> {
+    if args.trace.rate == 0 {
+        return Err(CliError::usage("--rate must be at least 1"));
+    }
+    if caller == Caller::CommandLine {
+        signals::install();
+    }
     let started = Instant::now();
     let process = PythonProcess::open(args.pid)?;
     let command = command_line(args.pid);
@@ -204,8 +367,26 @@ pub fn attach(args: &AttachArgs) -> CliResult<i32> {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    session.finish(status, None, started)?;
-    Ok(0)
+    let finished = session.finish(status, None, started)?;
+    Ok(Traced {
+        trace: Some(finished.path),
+        status: Some(status),
+        target_exit_code: None,
+        exit_code: 0,
+        report: finished.report,
+        stacks_at_timeout: None,
+        output: None,
+        note: None,
+        error: finished.error,
+    })
+}
+
+/// A finished trace and its run report.
+struct Finished {
+    path: PathBuf,
+    report: String,
+    /// The first sampler failure, if one failed.
+    error: Option<CliError>,
 }
 
 /// Every sampler of a run writes through this: the trace writer and the report's
@@ -410,7 +591,12 @@ impl Session {
             .is_some_and(|s| s.done.load(Ordering::SeqCst))
     }
 
-    fn finish(self, status: RunStatus, exit_code: Option<i32>, started: Instant) -> CliResult {
+    fn finish(
+        self,
+        status: RunStatus,
+        exit_code: Option<i32>,
+        started: Instant,
+    ) -> CliResult<Finished> {
         self.stop.store(true, Ordering::SeqCst);
         let mut run = self.run;
         let mut first_error = None;
@@ -459,14 +645,12 @@ impl Session {
                 shown.join(", ")
             ));
         }
-        eprint!(
-            "{}",
-            report::render(&run, &recording.summary, &path, started.elapsed(), &extra)
-        );
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        let report = report::render(&run, &recording.summary, &path, started.elapsed(), &extra);
+        Ok(Finished {
+            path,
+            report,
+            error: first_error,
+        })
     }
 }
 
@@ -610,19 +794,21 @@ pub(crate) fn wait_child(child: &mut Child, deadline: Option<Instant>) -> i32 {
 
 /// Prints every thread's stack to stderr (what was running at a timeout).
 pub(crate) fn print_stacks(pid: i32) {
+    eprint!("{}", stacks_text(pid));
+}
+
+/// Every thread's stack of `pid`, as text (what was running at a timeout).
+fn stacks_text(pid: i32) -> String {
     let Ok(process) = PythonProcess::open(pid) else {
-        return;
+        return String::new();
     };
     let mut walker = Walker::new(process);
     match take_snapshot(&mut walker, &mut Names::new(), &SnapshotOptions::default()) {
-        Ok(snapshot) => {
-            eprintln!("tracer: timeout reached; where every thread was:");
-            eprint!(
-                "{}",
-                crate::dump::render_text(&snapshot, &command_line(pid).join(" "))
-            );
-        }
-        Err(e) => eprintln!("tracer: timeout reached; could not read the stacks: {e}"),
+        Ok(snapshot) => format!(
+            "tracer: timeout reached; where every thread was:\n{}",
+            crate::dump::render_text(&snapshot, &command_line(pid).join(" "))
+        ),
+        Err(e) => format!("tracer: timeout reached; could not read the stacks: {e}\n"),
     }
 }
 

@@ -10,6 +10,9 @@
 //!   `--flow`, `--tree`, `--top N`, `--slow N`, `--exceptions`, `--threads`,
 //!   `--runs`), each one SQL query ([`QuerySession::ask`]).
 //! * [`QuerySession::sql`]: any read-only query; [`readonly`] refuses the rest.
+//! * [`QuerySession::timeline`]: every call as a [`Span`] in per-thread
+//!   [`Timeline`]s, nested, with sampled calls drawn at their lower bound: what
+//!   `tracer export` and `tracer view` draw.
 //! * [`Answer`]: the rows (Arrow record batches), the SQL that made them, whether
 //!   they were cut at a limit, a [`Tip`] for `--gaps` and `--top`, and notes.
 //!
@@ -27,6 +30,7 @@ pub mod questions;
 pub mod readonly;
 pub mod runs;
 pub mod session;
+pub mod timeline;
 pub mod trace;
 
 /// Arrow, as the engine uses it: answers are Arrow record batches.
@@ -35,4 +39,5 @@ pub use datafusion::arrow;
 pub use error::{QueryError, Result};
 pub use questions::{Filters, Question, TimeBound};
 pub use session::{Answer, Limits, QuerySession, Tip};
+pub use timeline::{Outcome, Span, ThreadTimeline, Timeline, UntracedCalls};
 pub use trace::{newest_trace, RunFiles};

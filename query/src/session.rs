@@ -248,7 +248,11 @@ impl QuerySession {
     }
 
     /// Checks, plans and runs `sql` under the session's limits.
-    fn execute(&self, sql: &str, fetch: Option<usize>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    pub(crate) fn execute(
+        &self,
+        sql: &str,
+        fetch: Option<usize>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let statement = readonly::check_statement(sql)?;
         let memory_limit_mib = self.limits.memory_limit_mib;
         let engine_error = |e| QueryError::from_engine(e, memory_limit_mib);
@@ -300,7 +304,7 @@ impl QuerySession {
     }
 
     /// The runs a question reads: all, or the one `--run` names.
-    fn scope(&self, run: Option<&str>) -> Result<RunScope> {
+    pub(crate) fn scope(&self, run: Option<&str>) -> Result<RunScope> {
         let all = || {
             self.runs
                 .iter()

@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: the interpreter matrix, target scripts run under
 //! a guard that kills them on drop, the `tracer` binary, and a venv with the Python
-//! packages the tests read traces with (pyarrow, DuckDB) and compare against (py-spy).
+//! packages the tests read traces with (pyarrow, DuckDB), compare against (py-spy) and
+//! drive `tracer mcp` with (the `mcp` SDK). [`record_script`] records a script of
+//! `tests/scripts/`; [`browser`] opens pages in headless Chromium and speedscope.
 //!
 //! The matrix is pyenv's newest 3.8 to 3.13 (`$PYENV_ROOT`, else `~/.pyenv`) plus
 //! Debian's own `/usr/bin/python3.11` (a static build). `TRACER_TEST_PYTHONS`, a
@@ -253,8 +255,13 @@ impl Drop for Target {
     }
 }
 
-/// The Python of a venv under `target/` holding pyarrow, DuckDB and py-spy, created on
-/// first use (one creator at a time across test binaries, by a lock file).
+/// What the test venv holds: readers of traces (pyarrow, DuckDB), a profiler to compare
+/// with (py-spy), a real MCP client (the `mcp` SDK) and a JSON Schema validator.
+const VENV_PACKAGES: [&str; 5] = ["pyarrow", "duckdb", "py-spy", "mcp", "jsonschema"];
+
+/// The Python of a venv under `target/` holding [`VENV_PACKAGES`], created on first
+/// use and brought up to date when the list grows (one creator at a time across test
+/// binaries, by a lock file).
 pub fn test_venv_python() -> PathBuf {
     let dir = target_dir().join("test-venv");
     let python = dir.join("bin").join("python");
@@ -266,16 +273,20 @@ pub fn test_venv_python() -> PathBuf {
     unsafe {
         libc::flock(lock.as_raw_fd(), libc::LOCK_EX);
     }
-    if !ready.exists() {
-        let base = pyenv_interpreter(11)
-            .map(|i| i.path)
-            .unwrap_or_else(|| PathBuf::from("python3"));
-        let status = Command::new(&base)
-            .args(["-m", "venv", "--clear"])
-            .arg(&dir)
-            .status()
-            .expect("run python -m venv");
-        assert!(status.success(), "creating the test venv failed");
+    let wanted = VENV_PACKAGES.join(" ");
+    let installed = std::fs::read_to_string(&ready).unwrap_or_default();
+    if installed.trim() != wanted {
+        if !python.exists() {
+            let base = pyenv_interpreter(11)
+                .map(|i| i.path)
+                .unwrap_or_else(|| PathBuf::from("python3"));
+            let status = Command::new(&base)
+                .args(["-m", "venv", "--clear"])
+                .arg(&dir)
+                .status()
+                .expect("run python -m venv");
+            assert!(status.success(), "creating the test venv failed");
+        }
         let status = Command::new(&python)
             .args([
                 "-m",
@@ -283,18 +294,16 @@ pub fn test_venv_python() -> PathBuf {
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
-                "pyarrow",
-                "duckdb",
-                "py-spy",
             ])
+            .args(VENV_PACKAGES)
             .status()
             .expect("run pip");
         assert!(
             status.success(),
-            "pip install pyarrow duckdb py-spy into {} failed",
+            "pip install {wanted} into {} failed",
             dir.display()
         );
-        std::fs::write(&ready, b"ok").expect("mark venv ready");
+        std::fs::write(&ready, &wanted).expect("mark venv ready");
     }
     drop(lock);
     python
@@ -323,6 +332,11 @@ pub use markers::line_markers;
 
 mod trace_rows;
 pub use trace_rows::read_trace;
+
+pub mod browser;
+
+mod recording;
+pub use recording::{record_script, Recording};
 
 /// Serialises the tests of one test binary that measure time: a sampler starved of
 /// CPU by a parallel test's busy workload would miss calls on a 2-core machine.
