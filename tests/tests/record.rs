@@ -431,7 +431,7 @@ fn attach_stops_at_duration_and_at_target_exit() {
     let _serial = e2e::serial();
     let interp = &matrix()[0];
     let dir = temp_dir("attach");
-    let mut target = Target::start(&interp.path, &script("long_workload.py"), &["6"]);
+    let mut target = Target::start(&interp.path, &script("long_workload.py"), &["12"]);
     target.wait_for("READY", Duration::from_secs(20));
     let trace = dir.join("duration.parquet");
     let out = Command::new(tracer_bin())
