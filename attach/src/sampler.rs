@@ -613,7 +613,7 @@ fn thread_key(tstate: u64, ident: u64, tid: i64) -> u64 {
 }
 
 /// Whether process `pid` has exited (gone, or a zombie waiting to be reaped).
-fn target_gone(pid: i32) -> bool {
+pub fn target_gone(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat
             .rfind(')')

@@ -7,7 +7,6 @@
 //! SIGTERM, `--timeout` and the command's exit, as in sampled mode; once the command
 //! has exited the receiver drains what the hooks sent and the trace is finished.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -263,7 +262,7 @@ fn inject_and_watch(
         if signals::take().is_some() {
             return Ok(RunStatus::Interrupted);
         }
-        if !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid) {
+        if attach::sampler::target_gone(pid) {
             return Ok(RunStatus::TargetExited);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -271,17 +270,6 @@ fn inject_and_watch(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// Whether a process has exited and waits to be reaped.
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next().map(|s| s == "Z"))
-        })
-        .unwrap_or(true)
 }
 
 /// The command line's form of an injection error.

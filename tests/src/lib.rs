@@ -141,6 +141,17 @@ pub fn target_dir() -> PathBuf {
         .join("target")
 }
 
+/// A fresh folder for one test's files under `target/e2e-tmp`, named after the test
+/// and this process (emptied if a previous run left it).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = target_dir()
+        .join("e2e-tmp")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
 /// The `tracer` binary built alongside this test (`target/<profile>/tracer`), or
 /// `$TRACER_BIN`.
 pub fn tracer_bin() -> PathBuf {

@@ -7,23 +7,14 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{pyenv_interpreter, read_trace, script, tracer_bin, Interpreter, Target};
+use e2e::{pyenv_interpreter, read_trace, script, temp_dir, tracer_bin, Interpreter, Target};
 use serde_json::Value;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = e2e::target_dir()
-        .join("e2e-tmp")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
 
 fn interpreters() -> Vec<Interpreter> {
     [12u8, 13]

@@ -2,20 +2,11 @@
 //! as without the tracer, and the trace holds every call with its arguments, return
 //! value or exception, which `tracer query` answers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use e2e::{matrix, read_trace, script, tracer_bin, Interpreter};
+use e2e::{matrix, read_trace, script, temp_dir, tracer_bin, Interpreter};
 use serde_json::Value;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = e2e::target_dir()
-        .join("e2e-tmp")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
 
 fn run_plain(interp: &Interpreter) -> Output {
     Command::new(&interp.path)

@@ -2,21 +2,14 @@
 //! workload with known structure and durations, the files read back by pyarrow and
 //! DuckDB, and every way a recording ends.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{matrix, read_trace, script, test_venv_python, tracer_bin, Interpreter, Target};
+use e2e::{
+    matrix, read_trace, script, temp_dir, test_venv_python, tracer_bin, Interpreter, Target,
+};
 use serde_json::Value;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = e2e::target_dir()
-        .join("e2e-tmp")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
 
 fn record(interp: &Interpreter, trace: &Path, extra: &[&str], script_args: &[&str]) -> Output {
     Command::new(tracer_bin())
