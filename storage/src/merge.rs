@@ -2,27 +2,37 @@
 //! moment only one batch per open segment is in memory, and a segment is opened only
 //! when the merge reaches the lowest `seq` it holds.
 //!
-//! Segments written by [`crate::TraceWriter`] are each sorted by `seq`; when their
+//! Segments written by [`crate::TraceWriter`] are each sorted by `seq`. When their
 //! `seq` ranges do not overlap (the usual case: producers emit in `seq` order) the
-//! merge copies batch after batch. Where ranges overlap (a producer emitted late
-//! rows), rows are taken one at a time from whichever open segment holds the lowest
-//! `seq`.
+//! merge splices: the encoded row groups of a segment of at least [`SPLICE_MIN_ROWS`]
+//! rows are copied into the trace byte for byte, without decoding (a run of millions
+//! of events is finished in the time it takes to copy its files), and shorter
+//! segments are decoded and encoded together, so a long quiet run does not end up
+//! with thousands of tiny row groups. Spliced chunks keep the segments' zstd level;
+//! re-encoded ones get [`FINAL_ZSTD_LEVEL`]. Where ranges overlap (a producer emitted
+//! late rows), rows are taken one at a time from whichever open segment holds the
+//! lowest `seq`.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt64Array};
-use arrow::compute::interleave_record_batch;
-use arrow::datatypes::UInt64Type;
+use arrow::compute::{concat_batches, interleave_record_batch};
+use arrow::datatypes::{SchemaRef, UInt64Type};
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::writer::SerializedFileWriter;
 
 use crate::error::{Error, Result};
 use crate::layout::{create_private_file, rename_into_place, temp_path};
 use crate::parquet_io::{
-    open_batches, read_metadata, run_metadata, writer_properties, FINAL_ZSTD_LEVEL, READ_BATCH_ROWS,
+    open_batches, read_metadata, run_metadata, writer_properties, FINAL_ZSTD_LEVEL,
+    READ_BATCH_ROWS, ROW_GROUP_ROWS,
 };
 use crate::run::RunInfo;
 use crate::schema::events_schema;
@@ -33,30 +43,177 @@ use crate::schema::events_schema;
 pub(crate) fn merge_segments(segments: &[PathBuf], trace: &Path, mut run: RunInfo) -> Result<u64> {
     let mut pending = segment_spans(segments)?;
     pending.make_contiguous().sort_by_key(|span| span.min_seq);
+    let in_order = pending
+        .iter()
+        .zip(pending.iter().skip(1))
+        .all(|(a, b)| a.max_seq < b.min_seq);
 
     let temp = temp_path(trace);
     let file = create_private_file(&temp)?;
     let props = writer_properties(FINAL_ZSTD_LEVEL, None);
     let writer = ArrowWriter::try_new(file, events_schema(), Some(props))
         .map_err(|e| Error::parquet("start writing", &temp, e))?;
-    let mut output = Output {
-        writer,
-        path: temp.clone(),
-        rows: 0,
+    let (mut writer, rows) = if in_order {
+        let (writer, factory) = writer
+            .into_serialized_writer()
+            .map_err(|e| Error::parquet("start writing", &temp, e))?;
+        let mut splicer = Splicer {
+            writer,
+            factory,
+            schema: events_schema(),
+            path: temp.clone(),
+            short: Vec::new(),
+            short_rows: 0,
+            rows: 0,
+        };
+        for span in &pending {
+            splicer.add(span)?;
+        }
+        splicer.encode_short()?;
+        (Finished::Spliced(splicer.writer), splicer.rows)
+    } else {
+        let mut output = Output {
+            writer,
+            path: temp.clone(),
+            rows: 0,
+        };
+        merge(&mut pending, &mut output)?;
+        (Finished::Merged(output.writer), output.rows)
     };
-    merge(&mut pending, &mut output)?;
 
-    run.events = output.rows;
-    let mut writer = output.writer;
-    writer.append_key_value_metadata(run_metadata(&run));
-    let file = writer
-        .into_inner()
-        .map_err(|e| Error::parquet("write", &temp, e))?;
+    run.events = rows;
+    match &mut writer {
+        Finished::Spliced(w) => w.append_key_value_metadata(run_metadata(&run)),
+        Finished::Merged(w) => w.append_key_value_metadata(run_metadata(&run)),
+    }
+    let file = match writer {
+        Finished::Spliced(w) => w.into_inner(),
+        Finished::Merged(w) => w.into_inner(),
+    }
+    .map_err(|e| Error::parquet("write", &temp, e))?;
     file.sync_all()
         .map_err(|e| Error::io("flush to disk", &temp, e))?;
     rename_into_place(&temp, trace)?;
     sync_parent(trace);
-    Ok(output.rows)
+    Ok(rows)
+}
+
+/// The writer of a merged trace, by the way its rows went in.
+enum Finished {
+    Spliced(SerializedFileWriter<File>),
+    Merged(ArrowWriter<File>),
+}
+
+/// Segments at least this long are spliced (see the module documentation).
+const SPLICE_MIN_ROWS: i64 = 16 * 1024;
+
+/// Writes segments whose `seq` ranges follow one another, in that order.
+struct Splicer {
+    writer: SerializedFileWriter<File>,
+    factory: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+    path: PathBuf,
+    /// Rows of short segments waiting to be encoded as one row group.
+    short: Vec<RecordBatch>,
+    short_rows: usize,
+    rows: u64,
+}
+
+impl Splicer {
+    fn add(&mut self, span: &SegmentSpan) -> Result<()> {
+        let metadata = read_metadata_with_page_index(&span.path)?;
+        let same_layout = metadata.file_metadata().schema_descr().root_schema()
+            == self.writer.schema_descr().root_schema();
+        if same_layout && metadata.file_metadata().num_rows() >= SPLICE_MIN_ROWS {
+            self.encode_short()?;
+            return self.splice(&span.path, &metadata);
+        }
+        for batch in open_batches(&span.path)? {
+            let batch = batch.map_err(|e| Error::NotParquet {
+                path: span.path.clone(),
+                detail: e.to_string(),
+            })?;
+            self.short_rows += batch.num_rows();
+            self.short.push(batch);
+            if self.short_rows >= ROW_GROUP_ROWS {
+                self.encode_short()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies every row group of `segment` as it is encoded there.
+    fn splice(&mut self, segment: &Path, metadata: &ParquetMetaData) -> Result<()> {
+        let source = File::open(segment).map_err(|e| Error::io("open", segment, e))?;
+        let write_error = |e| Error::parquet("write", &self.path, e);
+        for (index, group) in metadata.row_groups().iter().enumerate() {
+            let column_indexes = metadata.column_index().and_then(|all| all.get(index));
+            let offset_indexes = metadata.offset_index().and_then(|all| all.get(index));
+            let mut out = self.writer.next_row_group().map_err(write_error)?;
+            for (column, chunk) in group.columns().iter().enumerate() {
+                let close = ColumnCloseResult {
+                    bytes_written: u64::try_from(chunk.compressed_size()).unwrap_or(0),
+                    rows_written: u64::try_from(group.num_rows()).unwrap_or(0),
+                    metadata: chunk.clone(),
+                    bloom_filter: None,
+                    column_index: column_indexes.and_then(|c| c.get(column)).cloned(),
+                    offset_index: offset_indexes.and_then(|o| o.get(column)).cloned(),
+                };
+                out.append_column(&source, close).map_err(write_error)?;
+            }
+            out.close().map_err(write_error)?;
+            self.rows += u64::try_from(group.num_rows()).unwrap_or(0);
+        }
+        Ok(())
+    }
+
+    /// Encodes the rows of short segments gathered so far as one row group.
+    fn encode_short(&mut self) -> Result<()> {
+        if self.short_rows == 0 {
+            return Ok(());
+        }
+        let batch = concat_batches(&self.schema, &self.short)?;
+        self.short.clear();
+        self.short_rows = 0;
+        let write_error = |e| Error::parquet("write", &self.path, e);
+        let index = self.writer.flushed_row_groups().len();
+        let mut columns = self
+            .factory
+            .create_column_writers(index)
+            .map_err(write_error)?;
+        let mut next = columns.iter_mut();
+        for (field, array) in self.schema.fields().iter().zip(batch.columns()) {
+            for leaf in compute_leaves(field, array).map_err(write_error)? {
+                let Some(column) = next.next() else {
+                    return Err(Error::SchemaMismatch {
+                        path: self.path.clone(),
+                        detail: "more leaf columns than the events schema has".into(),
+                    });
+                };
+                column.write(&leaf).map_err(write_error)?;
+            }
+        }
+        let mut out = self.writer.next_row_group().map_err(write_error)?;
+        for column in columns {
+            let chunk = column.close().map_err(write_error)?;
+            chunk.append_to_row_group(&mut out).map_err(write_error)?;
+        }
+        out.close().map_err(write_error)?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+}
+
+/// The footer of a segment with its page indexes, which splicing carries over.
+fn read_metadata_with_page_index(path: &Path) -> Result<ParquetMetaData> {
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    ParquetMetaDataReader::new()
+        .with_page_index_policy(PageIndexPolicy::Optional)
+        .parse_and_finish(&file)
+        .map_err(|e| Error::NotParquet {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })
 }
 
 /// One segment and the `seq` range its footer statistics give.

@@ -112,6 +112,72 @@ fn a_full_buffer_becomes_a_segment_and_abandoned_segments_stay_readable() {
     assert_eq!(repair(&path).unwrap(), path);
 }
 
+/// Row counts of each row group of `path`, in file order, as pyarrow sees them, and
+/// whether the `seq` page index finds exactly the rows of a range (DuckDB answering
+/// a filtered count reads the statistics and page indexes the merge copied).
+const ROW_GROUPS_AND_FILTER: &str = r#"
+import json, sys
+import duckdb, pyarrow.parquet as pq
+f = pq.ParquetFile(sys.argv[1])
+groups = [f.metadata.row_group(i).num_rows for i in range(f.metadata.num_row_groups)]
+count = duckdb.sql(
+    "SELECT COUNT(*), MIN(seq), MAX(seq) FROM read_parquet('%s') WHERE seq BETWEEN 20150 AND 40100"
+    % sys.argv[1].replace("'", "''")).fetchall()[0]
+print(json.dumps({"groups": groups, "filtered": list(count)}))
+"#;
+
+#[test]
+fn finishing_splices_long_segments_and_packs_short_ones_together() {
+    let dir = TempDir::new("splice");
+    let path = dir.join("splice.parquet");
+    let names = Names::new(3);
+    let run = run();
+    let options = WriterOptions {
+        max_segment_rows: 20_000,
+        flush_interval: Duration::from_secs(3600),
+        ..WriterOptions::default()
+    };
+    let mut writer = TraceWriter::create_with_options(&path, run.clone(), false, options).unwrap();
+    let mut seq = 0;
+    let mut write = |writer: &mut TraceWriter, rows: u64| {
+        for _ in 0..rows {
+            writer.write(event(&names, seq)).unwrap();
+            seq += 1;
+        }
+    };
+    // A full segment (spliced), two short ones (encoded together), two full ones,
+    // and a short tail written by `finish`.
+    write(&mut writer, 20_000);
+    write(&mut writer, 300);
+    writer.flush().unwrap();
+    write(&mut writer, 400);
+    writer.flush().unwrap();
+    write(&mut writer, 40_000);
+    write(&mut writer, 100);
+    let mut finished = run.clone();
+    finished.status = RunStatus::Completed;
+    writer.finish(finished).unwrap();
+
+    let read = pyarrow_read(&[&path]);
+    assert_eq!(read["num_rows"], 60_800);
+    assert_eq!(read["runs"][0]["events"], 60_800);
+    assert_eq!(seqs(&read), (0..60_800).collect::<Vec<u64>>());
+    let rows = read["rows"].as_array().unwrap();
+    for seq in [0, 19_999, 20_000, 20_699, 20_700, 60_799] {
+        assert_eq!(
+            rows[seq as usize],
+            expected_row(&run.run_id, &event(&names, seq)),
+            "row {seq}"
+        );
+    }
+    let out = python_json(ROW_GROUPS_AND_FILTER, &[path.to_str().unwrap()]);
+    assert_eq!(
+        out["groups"],
+        serde_json::json!([20_000, 700, 20_000, 20_000, 100])
+    );
+    assert_eq!(out["filtered"], serde_json::json!([19_951, 20_150, 40_100]));
+}
+
 #[test]
 fn flush_if_due_cuts_a_segment_once_the_interval_has_passed() {
     let dir = TempDir::new("due");
