@@ -6,6 +6,9 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
+
+use ahash::AHashMap;
 
 use attach::{Event, EventKind, EventSink};
 use query::arrow::array::{Array, ArrayRef, AsArray};
@@ -31,11 +34,14 @@ pub struct Summary {
     pub exceptions: u64,
     pub unfinished: u64,
     pub gap_rows: u64,
-    /// `(module, function)` to (calls, total lower-bound nanoseconds).
-    functions: HashMap<(String, String), (u64, i64)>,
+    /// `(module, function)` to (calls, total lower-bound nanoseconds). Updated on
+    /// every call and end while recording: keyed by the events' own shared names.
+    functions: AHashMap<(Arc<str>, Arc<str>), (u64, i64)>,
     /// The first calls: label, depth, call id, and the duration bounds once known.
     tree: Vec<TreeNode>,
-    tree_index: HashMap<u64, usize>,
+    tree_index: AHashMap<u64, usize>,
+    /// The highest call id in `tree_index`: most ends need no lookup.
+    tree_max_call_id: u64,
     /// `(callee module, callee function, caller)` to calls, and whether the callee
     /// is a C function (no Python source: `--include` cannot trace it).
     gaps: HashMap<(String, String, String), (u64, bool)>,
@@ -56,11 +62,12 @@ impl Summary {
             EventKind::Call => {
                 self.calls += 1;
                 self.functions
-                    .entry((e.module.to_string(), e.function.to_string()))
+                    .entry((e.module.clone(), e.function.clone()))
                     .or_default()
                     .0 += 1;
                 if self.tree.len() < TREE_CALLS {
                     self.tree_index.insert(e.call_id, self.tree.len());
+                    self.tree_max_call_id = self.tree_max_call_id.max(e.call_id);
                     self.tree.push(TreeNode {
                         label: call_label(&e.function, e.args.as_deref()),
                         depth: e.depth,
@@ -78,11 +85,16 @@ impl Summary {
                 let ns = e.duration_ns.unwrap_or(0);
                 if let Some(f) = self
                     .functions
-                    .get_mut(&(e.module.to_string(), e.function.to_string()))
+                    .get_mut(&(e.module.clone(), e.function.clone()))
                 {
                     f.1 += ns;
                 }
-                if let Some(&i) = self.tree_index.get(&e.call_id) {
+                let in_tree = if e.call_id <= self.tree_max_call_id {
+                    self.tree_index.get(&e.call_id).copied()
+                } else {
+                    None
+                };
+                if let Some(i) = in_tree {
                     self.tree[i].duration = Some((ns, e.duration_max_ns));
                     self.tree[i].how = end_note(e.kind.as_str());
                 }
@@ -174,8 +186,8 @@ impl Summary {
         for i in 0..modules.len() {
             summary.functions.insert(
                 (
-                    modules[i].clone().unwrap_or_default(),
-                    names[i].clone().unwrap_or_default(),
+                    modules[i].clone().unwrap_or_default().into(),
+                    names[i].clone().unwrap_or_default().into(),
                 ),
                 (calls[i].unwrap_or(0) as u64, totals[i].unwrap_or(0)),
             );

@@ -2,13 +2,16 @@
 //!
 //! [`EventBatchBuilder::push`] is on the recording hot path (once per event): it
 //! appends to column builders without allocating except for the owned strings
-//! (`args`, `value`, `exception`); repeated names go through dictionary builders.
+//! (`args`, `value`, `exception`); repeated names go through [`SharedNames`], which
+//! finds a name by its address instead of hashing its text.
 
 use std::sync::Arc;
 
+use ahash::AHashMap;
 use arrow::array::{
-    ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuilder, StringDictionaryBuilder,
-    TimestampNanosecondBuilder, UInt32Array, UInt32Builder, UInt64Array, UInt64Builder,
+    ArrayRef, DictionaryArray, Int32Builder, Int64Builder, RecordBatch, StringArray, StringBuilder,
+    StringDictionaryBuilder, TimestampNanosecondBuilder, UInt32Array, UInt32Builder, UInt64Array,
+    UInt64Builder,
 };
 use arrow::compute::take_record_batch;
 use arrow::datatypes::Int32Type;
@@ -29,19 +32,19 @@ pub(crate) struct EventBatchBuilder {
     last_seq: Option<u64>,
     pid: Int32Builder,
     tid: Int64Builder,
-    thread_name: StringDictionaryBuilder<Int32Type>,
+    thread_name: SharedNames,
     seq: UInt64Builder,
     ts: TimestampNanosecondBuilder,
-    kind: StringDictionaryBuilder<Int32Type>,
-    source: StringDictionaryBuilder<Int32Type>,
+    kind: SharedNames,
+    source: SharedNames,
     call_id: UInt64Builder,
     parent_id: UInt64Builder,
     depth: Int32Builder,
-    function: StringDictionaryBuilder<Int32Type>,
-    module: StringDictionaryBuilder<Int32Type>,
-    file: StringDictionaryBuilder<Int32Type>,
+    function: SharedNames,
+    module: SharedNames,
+    file: SharedNames,
     line: Int32Builder,
-    caller: StringDictionaryBuilder<Int32Type>,
+    caller: SharedNames,
     caller_line: Int32Builder,
     args: StringBuilder,
     value: StringBuilder,
@@ -62,19 +65,19 @@ impl EventBatchBuilder {
             last_seq: None,
             pid: Int32Builder::new(),
             tid: Int64Builder::new(),
-            thread_name: StringDictionaryBuilder::new(),
+            thread_name: SharedNames::default(),
             seq: UInt64Builder::new(),
             ts: TimestampNanosecondBuilder::new().with_timezone("UTC"),
-            kind: StringDictionaryBuilder::new(),
-            source: StringDictionaryBuilder::new(),
+            kind: SharedNames::default(),
+            source: SharedNames::default(),
             call_id: UInt64Builder::new(),
             parent_id: UInt64Builder::new(),
             depth: Int32Builder::new(),
-            function: StringDictionaryBuilder::new(),
-            module: StringDictionaryBuilder::new(),
-            file: StringDictionaryBuilder::new(),
+            function: SharedNames::default(),
+            module: SharedNames::default(),
+            file: SharedNames::default(),
             line: Int32Builder::new(),
-            caller: StringDictionaryBuilder::new(),
+            caller: SharedNames::default(),
             caller_line: Int32Builder::new(),
             args: StringBuilder::new(),
             value: StringBuilder::new(),
@@ -108,19 +111,19 @@ impl EventBatchBuilder {
 
         self.pid.append_value(event.pid);
         self.tid.append_value(event.tid);
-        self.thread_name.append_option(event.thread_name.as_deref());
+        self.thread_name.append_option(event.thread_name.as_ref());
         self.seq.append_value(event.seq);
         self.ts.append_value(event.ts_ns);
-        self.kind.append_value(event.kind.as_str());
-        self.source.append_value(event.source.as_str());
+        self.kind.append_static(event.kind.as_str());
+        self.source.append_static(event.source.as_str());
         self.call_id.append_value(event.call_id);
         self.parent_id.append_option(event.parent_id);
         self.depth.append_value(event.depth);
-        self.function.append_value(&*event.function);
-        self.module.append_value(&*event.module);
-        self.file.append_value(&*event.file);
+        self.function.append(&event.function);
+        self.module.append(&event.module);
+        self.file.append(&event.file);
         self.line.append_value(event.line);
-        self.caller.append_option(event.caller.as_deref());
+        self.caller.append_option(event.caller.as_ref());
         self.caller_line.append_option(event.caller_line);
         self.args.append_option(event.args);
         self.value.append_option(event.value);
@@ -182,4 +185,81 @@ fn seq_order(seq: &UInt64Array) -> UInt32Array {
     let mut order: Vec<u32> = (0..values.len() as u32).collect();
     order.sort_by_key(|&row| values[row as usize]);
     UInt32Array::from(order)
+}
+
+/// A dictionary column of names shared as `Arc<str>` (a function's, a thread's) or
+/// `&'static str` (a kind). The same few names come back on every row, so a name is
+/// looked up by its address, which costs no hashing of its text; only an address
+/// not seen before is looked up by text. Every `Arc` seen is held until the column
+/// is finished, so its address cannot be reused by another string meanwhile.
+#[derive(Default)]
+struct SharedNames {
+    keys: Int32Builder,
+    /// The dictionary: the text of each key.
+    values: Vec<Arc<str>>,
+    by_address: AHashMap<(usize, usize), i32>,
+    by_text: AHashMap<Arc<str>, i32>,
+    /// `Arc`s whose text was already in the dictionary under another address.
+    held: Vec<Arc<str>>,
+}
+
+impl SharedNames {
+    fn append(&mut self, name: &Arc<str>) {
+        let address = (Arc::as_ptr(name).cast::<u8>() as usize, name.len());
+        let key = match self.by_address.get(&address) {
+            Some(&key) => key,
+            None => {
+                let key = self.key_of_text(name);
+                // The dictionary holds the first `Arc` of each text; others are held here.
+                if !Arc::ptr_eq(&self.values[key as usize], name) {
+                    self.held.push(name.clone());
+                }
+                self.by_address.insert(address, key);
+                key
+            }
+        };
+        self.keys.append_value(key);
+    }
+
+    fn append_option(&mut self, name: Option<&Arc<str>>) {
+        match name {
+            Some(name) => self.append(name),
+            None => self.keys.append_null(),
+        }
+    }
+
+    fn append_static(&mut self, name: &'static str) {
+        let address = (name.as_ptr() as usize, name.len());
+        let key = match self.by_address.get(&address) {
+            Some(&key) => key,
+            None => {
+                let key = self.key_of_text(&Arc::from(name));
+                self.by_address.insert(address, key);
+                key
+            }
+        };
+        self.keys.append_value(key);
+    }
+
+    /// The key of `name`'s text, adding it to the dictionary if it is new.
+    fn key_of_text(&mut self, name: &Arc<str>) -> i32 {
+        if let Some(&key) = self.by_text.get(name) {
+            return key;
+        }
+        let key = i32::try_from(self.values.len()).expect("fewer than 2^31 distinct names");
+        self.values.push(name.clone());
+        self.by_text.insert(name.clone(), key);
+        key
+    }
+
+    /// The column, leaving the builder empty.
+    fn finish(&mut self) -> DictionaryArray<Int32Type> {
+        let keys = self.keys.finish();
+        let values = StringArray::from_iter_values(self.values.iter().map(|name| &**name));
+        self.values.clear();
+        self.by_address.clear();
+        self.by_text.clear();
+        self.held.clear();
+        DictionaryArray::new(keys, Arc::new(values))
+    }
 }

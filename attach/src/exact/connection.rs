@@ -10,6 +10,8 @@
 //! started before the hook, or its record was dropped) is skipped and counted.
 
 use std::collections::HashMap;
+
+use ahash::AHashMap;
 use std::sync::Arc;
 
 use crate::event::{Event, EventKind, EventSink, SinkError, Source};
@@ -85,9 +87,10 @@ pub struct ConnectionCounts {
 pub struct Connection {
     pub hello: Hello,
     pid: i32,
-    codes: HashMap<u32, Code>,
-    callees: HashMap<u32, Callee>,
-    threads: HashMap<u32, Thread>,
+    // Looked up several times per event: a fast hash of the small ids.
+    codes: AHashMap<u32, Code>,
+    callees: AHashMap<u32, Callee>,
+    threads: AHashMap<u32, Thread>,
     /// The last event's wall-clock time: the end of calls left open.
     last_ts: i64,
     pub counts: ConnectionCounts,
@@ -99,9 +102,9 @@ impl Connection {
             pid: i32::try_from(hello.pid).unwrap_or(i32::MAX),
             last_ts: hello.wall_ns,
             hello,
-            codes: HashMap::new(),
-            callees: HashMap::new(),
-            threads: HashMap::new(),
+            codes: AHashMap::new(),
+            callees: AHashMap::new(),
+            threads: AHashMap::new(),
             counts: ConnectionCounts::default(),
         }
     }
