@@ -121,6 +121,7 @@ fn main() -> ExitCode {
         });
         let status = child.wait();
         stop.store(true, Ordering::SeqCst);
+        session.wake();
         (status, receiver.join())
     });
     match stats {

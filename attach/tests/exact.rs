@@ -146,6 +146,7 @@ fn run_exact(
         let receiver = scope.spawn(|| session.run(&mut events, &stop));
         let output = child.wait_with_output();
         stop.store(true, Ordering::SeqCst);
+        session.wake();
         (output, receiver.join())
     });
     let output = output.unwrap_or_else(|e| panic!("{}: {e}", python.label));
@@ -723,6 +724,7 @@ fn the_hook_removes_itself_when_the_tracer_goes_away() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             stop.store(true, Ordering::SeqCst);
+            session.wake();
             receiver.join()
         });
         let stats = stats.expect("receiver").expect("session");
@@ -801,6 +803,7 @@ fn a_slow_tracer_makes_the_hook_drop_and_count_events_not_block() {
             gate.store(true, Ordering::SeqCst);
             let status = child.wait();
             stop.store(true, Ordering::SeqCst);
+            session.wake();
             (status.map(|s| (s, lines)), receiver.join())
         });
         let (status, lines) = output.expect("wait");
@@ -1051,6 +1054,7 @@ fn argument_reprs_match_sampled_modes_expectations() {
             let _ = child.kill();
             let _ = child.wait();
             stop.store(true, Ordering::SeqCst);
+            session.wake();
             let _ = receiver.join();
             records
         });
@@ -1124,6 +1128,7 @@ fn a_hook_loaded_by_hand_connects_and_says_when_no_tool_id_is_free() {
                 let receiver = scope.spawn(|| session.run(&mut events, &stop));
                 let output = child.wait_with_output();
                 stop.store(true, Ordering::SeqCst);
+                session.wake();
                 (output, receiver.join())
             });
             let output = output.expect("wait");
@@ -1191,6 +1196,7 @@ fn a_connection_with_a_wrong_token_is_refused() {
         let receiver = scope.spawn(|| session.run(&mut events, &stop));
         let output = child.wait_with_output();
         stop.store(true, Ordering::SeqCst);
+        session.wake();
         (output, receiver.join())
     });
     let output = output.expect("wait");

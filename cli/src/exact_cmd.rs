@@ -25,8 +25,13 @@ use crate::trace_cmd::{
     AttachArgs, RecordArgs, TraceOptions, TIMEOUT_EXIT,
 };
 
+/// Set to `0`, makes `record --exact` run the hook's pure-Python callbacks instead of
+/// its native accelerator (to compare them, or to rule the accelerator out).
+const NATIVE_VARIABLE: &str = "TRACER_EXACT_NATIVE";
+
 /// The hook's options from the command line's.
 fn exact_options(opts: &TraceOptions) -> ExactOptions {
+    let native = std::env::var_os(NATIVE_VARIABLE).is_none_or(|v| v != "0");
     ExactOptions {
         include: opts.include.clone(),
         exclude: opts.exclude.clone(),
@@ -37,9 +42,14 @@ fn exact_options(opts: &TraceOptions) -> ExactOptions {
             redact_names: opts.redact.clone(),
             ..ReprOptions::default()
         },
+        native,
         ..ExactOptions::default()
     }
 }
+
+/// How often `record --exact` looks whether the child has exited: the recording of a
+/// short program ends at most this long after it.
+const CHILD_POLL_MS: u64 = 2;
 
 pub fn record(args: &RecordArgs) -> CliResult<i32> {
     signals::install();
@@ -106,9 +116,10 @@ pub fn record(args: &RecordArgs) -> CliResult<i32> {
                 forward(child_pid, libc::SIGTERM);
                 break wait_child(&mut child, Some(Instant::now() + Duration::from_secs(2)));
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(CHILD_POLL_MS));
         };
         stop.store(true, Ordering::SeqCst);
+        session.wake();
         let received = receiver
             .join()
             .map_err(|_| CliError::new("the exact-mode receiver failed"));
@@ -187,6 +198,7 @@ pub fn attach(args: &AttachArgs) -> CliResult<i32> {
         let receiver = scope.spawn(|| session.run(&mut recording, &stop));
         let outcome = inject_and_watch(args, &session, started);
         stop.store(true, Ordering::SeqCst);
+        session.wake();
         let received = receiver
             .join()
             .map_err(|_| CliError::new("the exact-mode receiver failed"));

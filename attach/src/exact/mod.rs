@@ -97,7 +97,7 @@ use std::ffi::{OsStr, OsString};
 use std::io::{ErrorKind, Read};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -256,6 +256,10 @@ pub struct ExactSession {
     socket_path: PathBuf,
     token: String,
     listener: UnixListener,
+    /// A byte written to `wake_sender` ends the receiver's wait at once (see
+    /// [`ExactSession::wake`]).
+    wake_receiver: UnixStream,
+    wake_sender: UnixStream,
     options: ExactOptions,
 }
 
@@ -284,32 +288,44 @@ impl ExactSession {
             .mode(0o700)
             .create(&dir)
             .map_err(io_error(format!("create {}", dir.display())))?;
-        let boot_dir = dir.join("boot");
         let socket_path = dir.join("socket");
         let session = (|| {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&boot_dir)
-                .map_err(io_error(format!("create {}", boot_dir.display())))?;
-            write_private(&boot_dir.join("sitecustomize.py"), SITECUSTOMIZE.as_bytes())?;
-            write_private(&boot_dir.join(HOOK_FILE), HOOK.as_bytes())?;
-            if !NATIVE.is_empty() {
-                write_private(&boot_dir.join(NATIVE_FILE), NATIVE)?;
-            }
+            let boot_dir = match cached_boot_dir() {
+                Some(cached) => cached,
+                None => {
+                    let boot_dir = dir.join("boot");
+                    std::fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(&boot_dir)
+                        .map_err(io_error(format!("create {}", boot_dir.display())))?;
+                    for (name, bytes) in boot_files() {
+                        write_private(&boot_dir.join(name), bytes)?;
+                    }
+                    boot_dir
+                }
+            };
             let listener = UnixListener::bind(&socket_path)
                 .map_err(io_error(format!("listen on {}", socket_path.display())))?;
             listener
                 .set_nonblocking(true)
                 .map_err(io_error("make the socket non-blocking"))?;
-            Ok(listener)
+            let (wake_receiver, wake_sender) =
+                UnixStream::pair().map_err(io_error("create a socket pair"))?;
+            for end in [&wake_receiver, &wake_sender] {
+                end.set_nonblocking(true)
+                    .map_err(io_error("make the socket non-blocking"))?;
+            }
+            Ok((boot_dir, listener, wake_receiver, wake_sender))
         })();
         match session {
-            Ok(listener) => Ok(ExactSession {
+            Ok((boot_dir, listener, wake_receiver, wake_sender)) => Ok(ExactSession {
                 dir,
                 boot_dir,
                 socket_path,
                 token,
                 listener,
+                wake_receiver,
+                wake_sender,
                 options,
             }),
             Err(e) => {
@@ -317,6 +333,15 @@ impl ExactSession {
                 Err(e)
             }
         }
+    }
+
+    /// Makes a running [`ExactSession::run`] look at its stop flag now rather than
+    /// when its wait for the hooks times out: call it after setting the flag, so that
+    /// a short program's recording ends as soon as the program does.
+    pub fn wake(&self) {
+        use std::io::Write;
+        // A full socket already holds a wake-up; nothing else can fail here.
+        let _ = (&self.wake_sender).write(&[1]);
     }
 
     /// The socket hooks connect to.
@@ -440,6 +465,81 @@ impl Drop for ExactSession {
     }
 }
 
+/// The bootstrap files: the same for every session of this build.
+fn boot_files() -> Vec<(&'static str, &'static [u8])> {
+    let mut files = vec![
+        ("sitecustomize.py", SITECUSTOMIZE.as_bytes()),
+        (HOOK_FILE, HOOK.as_bytes()),
+    ];
+    if !NATIVE.is_empty() {
+        files.push((NATIVE_FILE, NATIVE));
+    }
+    files
+}
+
+/// The bootstrap folder kept in the user's cache (`$XDG_CACHE_HOME/tracer/` or
+/// `~/.cache/tracer/`), named after a hash of its files, so that Python compiles the
+/// hook once (into `__pycache__` beside it) instead of at every start: about 20 ms
+/// of every traced process's start-up. The folders are the user's own, mode 0700,
+/// and each file is checked to hold exactly this build's bytes before it is used;
+/// `None` (a fresh private folder per session instead) when any of that fails.
+fn cached_boot_dir() -> Option<PathBuf> {
+    use std::hash::{DefaultHasher, Hasher};
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| Path::new(v).is_absolute())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))?;
+    let mut hasher = DefaultHasher::new();
+    for (name, bytes) in boot_files() {
+        hasher.write(name.as_bytes());
+        hasher.write(bytes);
+    }
+    let tracer_dir = base.join("tracer");
+    let boot_dir = tracer_dir.join(format!(
+        "exact-{}-{:016x}",
+        env!("CARGO_PKG_VERSION"),
+        hasher.finish()
+    ));
+    let own = nix::unistd::geteuid().as_raw();
+    for dir in [&base, &tracer_dir, &boot_dir] {
+        let made = std::fs::DirBuilder::new().mode(0o700).create(dir);
+        if made.is_err() && !dir.is_dir() {
+            return None;
+        }
+    }
+    // Nobody else may write where the folders are, nor into them.
+    let base_meta = std::fs::metadata(&base).ok()?;
+    if (base_meta.uid() != own && base_meta.uid() != 0) || base_meta.mode() & 0o022 != 0 {
+        return None;
+    }
+    for dir in [&tracer_dir, &boot_dir] {
+        let meta = std::fs::symlink_metadata(dir).ok()?;
+        if !meta.is_dir() || meta.uid() != own || meta.mode() & 0o077 != 0 {
+            return None;
+        }
+    }
+    for (name, bytes) in boot_files() {
+        let path = boot_dir.join(name);
+        let current = std::fs::symlink_metadata(&path)
+            .ok()
+            .filter(|meta| meta.is_file() && meta.uid() == own && meta.mode() & 0o077 == 0)
+            .and_then(|_| std::fs::read(&path).ok());
+        if current.as_deref() == Some(bytes) {
+            continue;
+        }
+        // Written under a name of its own and renamed into place, so that a session
+        // starting at the same moment never sees half a file.
+        let temp = boot_dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&temp);
+        let written = write_private(&temp, bytes).is_ok() && std::fs::rename(&temp, &path).is_ok();
+        if !written {
+            let _ = std::fs::remove_file(&temp);
+            return None;
+        }
+    }
+    Some(boot_dir)
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ExactError> {
     use std::io::Write;
     let mut file = std::fs::OpenOptions::new()
@@ -478,6 +578,9 @@ struct Receiver<'s> {
 
 /// How much one connection is read before the others get their turn.
 const READ_SLICE: usize = 1 << 20;
+
+/// The most one `read` of a connection asks for.
+const READ_CHUNK: usize = 256 << 10;
 
 impl Receiver<'_> {
     fn run(
@@ -561,7 +664,11 @@ impl Receiver<'_> {
 
     /// Waits up to 50 ms; which connections can be read.
     fn poll(&self) -> Result<Vec<bool>, ExactError> {
-        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(self.connections.len() + 1);
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(self.connections.len() + 2);
+        fds.push(PollFd::new(
+            self.session.wake_receiver.as_fd(),
+            PollFlags::POLLIN,
+        ));
         fds.push(PollFd::new(
             self.session.listener.as_fd(),
             PollFlags::POLLIN,
@@ -578,7 +685,11 @@ impl Receiver<'_> {
                 })
             }
         }
-        Ok(fds[1..]
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            let mut drained = [0u8; 64];
+            while matches!((&self.session.wake_receiver).read(&mut drained), Ok(n) if n > 0) {}
+        }
+        Ok(fds[2..]
             .iter()
             .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
             .collect())
@@ -587,19 +698,25 @@ impl Receiver<'_> {
     /// Reads what is there and decodes whole frames; false when the connection ended
     /// or must be closed.
     fn read(&mut self, i: usize, sink: &mut dyn EventSink) -> Result<bool, ExactError> {
-        let mut chunk = vec![0u8; 64 << 10];
         let mut total = 0;
         let mut open = true;
+        let Stream { stream, buffer, .. } = &mut self.connections[i];
         while total < READ_SLICE {
-            match self.connections[i].stream.read(&mut chunk) {
+            // Read straight into the buffer's free room.
+            let filled = buffer.len();
+            buffer.resize(filled + READ_CHUNK, 0);
+            let result = stream.read(&mut buffer[filled..]);
+            let got = match &result {
+                Ok(n) => *n,
+                Err(_) => 0,
+            };
+            buffer.truncate(filled + got);
+            match result {
                 Ok(0) => {
                     open = false;
                     break;
                 }
-                Ok(n) => {
-                    self.connections[i].buffer.extend_from_slice(&chunk[..n]);
-                    total += n;
-                }
+                Ok(n) => total += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -627,27 +744,33 @@ impl Receiver<'_> {
         }
     }
 
+    /// Decodes the whole frames at the start of connection `i`'s buffer, keeping a
+    /// partial one for the next read.
     fn decode(&mut self, i: usize, sink: &mut dyn EventSink) -> Result<(), RecordError> {
+        // Taken out while its frames are decoded in place, so that `frame` may borrow
+        // the receiver.
+        let buffer = std::mem::take(&mut self.connections[i].buffer);
         let mut consumed = 0;
         let result = loop {
-            let buffer = &self.connections[i].buffer[consumed..];
-            if buffer.len() < 4 {
+            let rest = &buffer[consumed..];
+            if rest.len() < 4 {
                 break Ok(());
             }
-            let len = u32::from_le_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]) as usize;
+            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
             if len == 0 || len > MAX_FRAME {
                 break Err(WireError(format!("frame of {len} bytes")).into());
             }
-            if buffer.len() < 4 + len {
+            if rest.len() < 4 + len {
                 break Ok(());
             }
-            let frame = buffer[4..4 + len].to_vec();
             consumed += 4 + len;
-            if let Err(e) = self.frame(i, &frame, sink) {
+            if let Err(e) = self.frame(i, &rest[4..4 + len], sink) {
                 break Err(e);
             }
         };
-        self.connections[i].buffer.drain(..consumed);
+        let mut buffer = buffer;
+        buffer.drain(..consumed);
+        self.connections[i].buffer = buffer;
         result
     }
 
