@@ -7,9 +7,9 @@ reaped children: the tracer and the Python it starts). Ratios are of medians, ov
 the same workload untraced in the same run.
 """
 
-import json
 import os
 import platform
+import re
 import resource
 import shlex
 import statistics
@@ -38,15 +38,24 @@ def run_once(command, cwd):
     return wall, cpu, done.stderr.decode("utf-8", "replace")
 
 
+PROCESS_LINE = re.compile(r"pid \d+ \(Python [^)]*\): (?P<mechanism>.*), (?P<events>\d+) events")
+DROPPED_LINE = re.compile(r"WARNING: (?P<dropped>\d+) events were DROPPED")
+
+
 def exact_stats(stderr):
-    """The session statistics the exact example prints last on stderr."""
-    for line in reversed(stderr.splitlines()):
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except ValueError:
-                return None
-    return None
+    """Events, dropped events and the hook's mechanism, from the lines of the report
+    `tracer record --exact` prints on stderr (the first traced process)."""
+    stats = {"dropped_events": 0}
+    for line in stderr.splitlines():
+        line = line.strip()
+        process = PROCESS_LINE.search(line)
+        if process and "events" not in stats:
+            stats["events"] = int(process.group("events"))
+            stats["mechanism"] = process.group("mechanism")
+        dropped = DROPPED_LINE.search(line)
+        if dropped:
+            stats["dropped_events"] = int(dropped.group("dropped"))
+    return stats
 
 
 def main():
@@ -77,7 +86,7 @@ def main():
         if os.environ.get("PYTHON_HOOK") == "1":
             rows.append(
                 ("exact --include '*' --no-args, pure-Python hook",
-                 exact + ["--python-hook", "--include", "*", "--no-args", "--"] + target)
+                 ["env", "TRACER_EXACT_NATIVE=0"] + exact + ["--include", "*", "--no-args", "--"] + target)
             )
         rows.append(("cProfile", [python, "-m", "cProfile", "-o", os.devnull] + script))
         if viztracer:
@@ -99,7 +108,7 @@ def main():
                     continue  # one run of a row this slow is enough
                 wall, cpu, stderr = run_once(command, here)
                 measured[label].append((wall, cpu))
-                if command[: len(exact)] == exact and exact:
+                if label.startswith("exact"):
                     stats[label] = exact_stats(stderr)
                 print("%-6s %-48s %7.3f s wall %7.3f s cpu" % (name, label, wall, cpu), flush=True)
         table[name] = (rows, measured, stats)
@@ -149,12 +158,11 @@ def write_report(results, python, exact, viztracer, runs, workloads, table):
             wall = statistics.median(w for w, _ in measured[label])
             cpu = statistics.median(c for _, c in measured[label])
             s = stats.get(label) or {}
-            processes = s.get("processes") or [{}]
             lines.append(
                 "| %s | %d | %.3f | %.2fx | %.3f | %.2fx | %s | %s | %s |"
                 % (label, len(measured[label]), wall, wall / base_wall, cpu, cpu / base_cpu,
                    s.get("events", ""), s.get("dropped_events", ""),
-                   processes[0].get("mechanism", ""))
+                   s.get("mechanism", ""))
             )
         lines.append("")
     with open(results, "w") as f:

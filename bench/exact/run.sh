@@ -5,21 +5,20 @@
 # `--include '*'` or the default include, under cProfile, and under viztracer with
 # and without its argument logging, in one run. Writes bench/exact/RESULTS.md.
 #
-# Build the exact-mode example first (attach alone builds in a few minutes):
-#     cargo build --release -p attach --example exact_events
-# then, from anywhere:
-#     bash bench/exact/run.sh
+# Build the tracer first, then run this from anywhere:
+#     cargo build --release -p cli && bash bench/exact/run.sh
 #
 # Environment:
 #   EXACT        the exact-mode command, options follow it (default: the release
-#                exact_events example with `--count`, a sink that only counts); it
-#                takes --include, --no-args, --python-hook and `-- CMD`, as
-#                `tracer record --exact -o FILE` will
+#                `tracer record --exact --force -o target/bench-exact/exact.parquet`);
+#                it is given --include, --no-args and `-- CMD`, and its report on
+#                stderr gives the events, dropped events and mechanism columns
 #   PY           the interpreter (default pyenv's 3.12.1)
 #   RUNS         runs of each row (default 3)
 #   WORKLOADS    any of fib json regex (default all)
 #   FIB_N JSON_N REGEX_N   the size of each workload (defaults 27, 10, 1000)
 #   PYTHON_HOOK  1 adds a row with the hook's pure-Python callbacks
+#                (TRACER_EXACT_NATIVE=0)
 #   SLOW         a row whose first run takes longer (seconds, default 60) runs once
 #   VIZTRACER    viztracer (default: installed by this script into its own venv;
 #                set to an empty string to skip it)
@@ -32,18 +31,18 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 work="$target/bench-exact"
 venv="$work/venv"
 py="${PY:-/root/.pyenv/versions/3.12.1/bin/python}"
-exact="${EXACT:-$target/release/examples/exact_events --count}"
+mkdir -p "$work"
+exact="${EXACT:-$target/release/tracer record --exact --force -o $work/exact.parquet}"
 
 if [ ! -x "${exact%% *}" ]; then
-    echo "bench/exact: no exact-mode binary at ${exact%% *}" >&2
-    echo "build it with:  cargo build --release -p attach --example exact_events   (or set EXACT)" >&2
+    echo "bench/exact: no tracer at ${exact%% *}" >&2
+    echo "build it with:  cargo build --release -p cli   (or set EXACT)" >&2
     exit 1
 fi
 if [ ! -x "$py" ]; then
     echo "bench/exact: no interpreter at $py (set PY)" >&2
     exit 1
 fi
-mkdir -p "$work"
 
 if [ -z "${VIZTRACER+set}" ]; then
     if [ ! -x "$venv/bin/viztracer" ]; then
