@@ -34,9 +34,8 @@ pub struct Summary {
     pub exceptions: u64,
     pub unfinished: u64,
     pub gap_rows: u64,
-    /// `(module, function)` to (calls, total lower-bound nanoseconds). Updated on
-    /// every call and end while recording: keyed by the events' own shared names.
-    functions: AHashMap<(Arc<str>, Arc<str>), (u64, i64)>,
+    /// `(module, function)` to (calls, total lower-bound nanoseconds).
+    functions: FunctionTotals,
     /// The first calls: label, depth, call id, and the duration bounds once known.
     tree: Vec<TreeNode>,
     tree_index: AHashMap<u64, usize>,
@@ -45,6 +44,65 @@ pub struct Summary {
     /// `(callee module, callee function, caller)` to calls, and whether the callee
     /// is a C function (no Python source: `--include` cannot trace it).
     gaps: HashMap<(String, String, String), (u64, bool)>,
+}
+
+/// Calls and time per `(module, function)`, updated on every call and end while
+/// recording. An event's names are `Arc`s shared by all events of the same code, so
+/// they are found by address first (no hashing or comparing of text per event); every
+/// `Arc` seen is held, so an address cannot come to name another string.
+#[derive(Debug, Default)]
+struct FunctionTotals {
+    rows: Vec<((Arc<str>, Arc<str>), (u64, i64))>,
+    by_text: AHashMap<(Arc<str>, Arc<str>), usize>,
+    by_address: AHashMap<(usize, usize), usize>,
+    held: Vec<(Arc<str>, Arc<str>)>,
+}
+
+impl FunctionTotals {
+    fn address(module: &Arc<str>, function: &Arc<str>) -> (usize, usize) {
+        (
+            Arc::as_ptr(module).cast::<u8>() as usize,
+            Arc::as_ptr(function).cast::<u8>() as usize,
+        )
+    }
+
+    /// The row of a function, if it has one, remembering these `Arc`s' addresses.
+    fn find(&mut self, module: &Arc<str>, function: &Arc<str>) -> Option<usize> {
+        let address = FunctionTotals::address(module, function);
+        if let Some(&row) = self.by_address.get(&address) {
+            return Some(row);
+        }
+        let key = (module.clone(), function.clone());
+        let row = *self.by_text.get(&key)?;
+        self.held.push(key);
+        self.by_address.insert(address, row);
+        Some(row)
+    }
+
+    fn entry(&mut self, module: &Arc<str>, function: &Arc<str>) -> &mut (u64, i64) {
+        let row = match self.find(module, function) {
+            Some(row) => row,
+            None => {
+                let row = self.rows.len();
+                let key = (module.clone(), function.clone());
+                self.rows.push((key.clone(), (0, 0)));
+                self.by_text.insert(key, row);
+                self.by_address
+                    .insert(FunctionTotals::address(module, function), row);
+                row
+            }
+        };
+        &mut self.rows[row].1
+    }
+
+    fn get_mut(&mut self, module: &Arc<str>, function: &Arc<str>) -> Option<&mut (u64, i64)> {
+        let row = self.find(module, function)?;
+        Some(&mut self.rows[row].1)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&(Arc<str>, Arc<str>), &(u64, i64))> {
+        self.rows.iter().map(|(key, totals)| (key, totals))
+    }
 }
 
 #[derive(Debug)]
@@ -61,10 +119,7 @@ impl Summary {
         match e.kind {
             EventKind::Call => {
                 self.calls += 1;
-                self.functions
-                    .entry((e.module.clone(), e.function.clone()))
-                    .or_default()
-                    .0 += 1;
+                self.functions.entry(&e.module, &e.function).0 += 1;
                 if self.tree.len() < TREE_CALLS {
                     self.tree_index.insert(e.call_id, self.tree.len());
                     self.tree_max_call_id = self.tree_max_call_id.max(e.call_id);
@@ -83,10 +138,7 @@ impl Summary {
                     _ => self.unfinished += 1,
                 }
                 let ns = e.duration_ns.unwrap_or(0);
-                if let Some(f) = self
-                    .functions
-                    .get_mut(&(e.module.clone(), e.function.clone()))
-                {
+                if let Some(f) = self.functions.get_mut(&e.module, &e.function) {
                     f.1 += ns;
                 }
                 let in_tree = if e.call_id <= self.tree_max_call_id {
@@ -184,13 +236,10 @@ impl Summary {
         let calls = int_values(&functions, "calls");
         let totals = int_values(&functions, "total");
         for i in 0..modules.len() {
-            summary.functions.insert(
-                (
-                    modules[i].clone().unwrap_or_default().into(),
-                    names[i].clone().unwrap_or_default().into(),
-                ),
-                (calls[i].unwrap_or(0) as u64, totals[i].unwrap_or(0)),
-            );
+            let module: Arc<str> = modules[i].clone().unwrap_or_default().into();
+            let function: Arc<str> = names[i].clone().unwrap_or_default().into();
+            *summary.functions.entry(&module, &function) =
+                (calls[i].unwrap_or(0) as u64, totals[i].unwrap_or(0));
         }
 
         let tree = ask(format!(

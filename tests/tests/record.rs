@@ -325,8 +325,10 @@ fn timeout_stops_the_child_prints_its_stacks_and_keeps_unfinished_calls() {
     let interp = &matrix()[0];
     let dir = temp_dir("timeout");
     let trace = dir.join("t.parquet");
+    // Three seconds: on a loaded machine the interpreter may take most of a second to
+    // reach spin_for, and the sampler must see it running before the timeout.
     let out = Command::new(tracer_bin())
-        .args(["record", "--timeout", "1", "-o"])
+        .args(["record", "--timeout", "3", "-o"])
         .arg(&trace)
         .arg("--")
         .arg(&interp.path)

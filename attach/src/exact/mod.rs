@@ -75,7 +75,7 @@
 //!   them with sampled mode's rules and redaction ([`value`]).
 //! * Events are queued and sent in batches by a background thread every 50 ms
 //!   (5 ms while batches are large); the socket is non-blocking, so a slow tracer
-//!   makes the hook hold up to 8 MiB (and the native buffer up to 8 MiB more) and
+//!   makes the hook hold up to 32 MiB (and the native buffer up to 8 MiB more) and
 //!   then drop events, counted
 //!   ([`ProcessStats::dropped_events`]). At exit (and before `os._exit`) everything
 //!   pending is sent, waiting at most 5 s. When the tracer goes away the hook
@@ -168,7 +168,10 @@ impl Default for ExactOptions {
             subprocesses: false,
             repr: ReprOptions::default(),
             grace: Duration::from_secs(3),
-            backlog_bytes: 8 << 20,
+            // About a million events: a burst of calls the tracer cannot decode and
+            // write as fast is held rather than dropped (a fib(27) run's whole
+            // stream fits), at a memory cost only while the tracer is behind.
+            backlog_bytes: 32 << 20,
             native: true,
         }
     }
