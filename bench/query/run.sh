@@ -21,7 +21,9 @@ venv="$work/venv"
 mkdir -p "$work"
 
 cd "$root"
-cargo build --profile "$profile" -j "${JOBS:-2}" -p query --example gen_trace --example ask
+# With -p cli too, cargo resolves the dependencies' features as for the tracer and
+# reuses its build (with -p query alone it builds DataFusion over again).
+cargo build --profile "$profile" -j "${JOBS:-2}" -p cli -p query --example gen_trace --example ask
 if [ ! -f "$trace" ]; then
     "$bin/gen_trace" "$trace.tmp" "$events"
     mv "$trace.tmp" "$trace"

@@ -52,11 +52,17 @@ pub struct Summary {
 /// `Arc` seen is held, so an address cannot come to name another string.
 #[derive(Debug, Default)]
 struct FunctionTotals {
-    rows: Vec<((Arc<str>, Arc<str>), (u64, i64))>,
-    by_text: AHashMap<(Arc<str>, Arc<str>), usize>,
+    rows: Vec<(FunctionName, Totals)>,
+    by_text: AHashMap<FunctionName, usize>,
     by_address: AHashMap<(usize, usize), usize>,
-    held: Vec<(Arc<str>, Arc<str>)>,
+    held: Vec<FunctionName>,
 }
+
+/// `(module, function)`.
+type FunctionName = (Arc<str>, Arc<str>);
+
+/// Calls, and total lower-bound nanoseconds.
+type Totals = (u64, i64);
 
 impl FunctionTotals {
     fn address(module: &Arc<str>, function: &Arc<str>) -> (usize, usize) {
@@ -79,7 +85,7 @@ impl FunctionTotals {
         Some(row)
     }
 
-    fn entry(&mut self, module: &Arc<str>, function: &Arc<str>) -> &mut (u64, i64) {
+    fn entry(&mut self, module: &Arc<str>, function: &Arc<str>) -> &mut Totals {
         let row = match self.find(module, function) {
             Some(row) => row,
             None => {
@@ -95,12 +101,12 @@ impl FunctionTotals {
         &mut self.rows[row].1
     }
 
-    fn get_mut(&mut self, module: &Arc<str>, function: &Arc<str>) -> Option<&mut (u64, i64)> {
+    fn get_mut(&mut self, module: &Arc<str>, function: &Arc<str>) -> Option<&mut Totals> {
         let row = self.find(module, function)?;
         Some(&mut self.rows[row].1)
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&(Arc<str>, Arc<str>), &(u64, i64))> {
+    fn iter(&self) -> impl Iterator<Item = (&FunctionName, &Totals)> {
         self.rows.iter().map(|(key, totals)| (key, totals))
     }
 }
