@@ -391,13 +391,14 @@ pub(crate) fn question_sql(
             and_all("kind IN ('call', 'gap')", &f("")?)
         ),
         // Call rows have no duration_ns (DESIGN.md), so the time needs no CASE; a
-        // FILTER clause instead of CASE costs ~20% less on 10M rows.
+        // FILTER clause instead of CASE costs ~20% less on 10M rows. The counts are
+        // cast back to BIGINT (COALESCE of a UInt64 sum and 0 would be a decimal).
         Question::Top(_) => format!(
             "SELECT module, function, \
-             COALESCE(SUM(count) FILTER (WHERE kind = 'call'), 0) AS calls, \
-             CAST(COALESCE(SUM(count) FILTER (WHERE kind = 'call'), 0) * 10000 \
-                  / SUM(COALESCE(SUM(count) FILTER (WHERE kind = 'call'), 0)) OVER () \
-                  AS DOUBLE) / 100 AS share_pct, \
+             CAST(COALESCE(SUM(count) FILTER (WHERE kind = 'call'), 0) AS BIGINT) AS calls, \
+             CAST(CAST(COALESCE(SUM(count) FILTER (WHERE kind = 'call'), 0) AS BIGINT) * 10000 \
+                  / SUM(CAST(COALESCE(SUM(count) FILTER (WHERE kind = 'call'), 0) AS BIGINT)) \
+                  OVER () AS DOUBLE) / 100 AS share_pct, \
              SUM(duration_ns) AS total_ns, \
              module AS exclude \
              FROM events WHERE {} \
