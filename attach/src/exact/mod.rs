@@ -26,14 +26,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! [`ExactSession::new`] makes a private folder (mode 0700) holding the socket and
-//! the bootstrap (`sitecustomize.py` and the hook, written from this crate);
+//! [`ExactSession::new`] makes a private folder (mode 0700) holding the socket, and
+//! finds or writes the bootstrap (`sitecustomize.py`, the hook and its native module,
+//! written from this crate) in the user's cache, where Python compiles the hook once
+//! (see `cached_boot_dir`; a second private folder when that cannot be used);
 //! [`ExactSession::child_env`] gives the variables that make a Python process load
 //! the hook: the bootstrap folder first on `PYTHONPATH` and `TRACER_EXACT` (socket,
 //! one-time token, options). [`ExactSession::run`] accepts connections and decodes
-//! them until it is told to stop and every connection has ended (or
-//! [`ExactOptions::grace`] after the stop), then returns [`ExactStats`]. The folder is
-//! removed when the session is dropped.
+//! them until it is told to stop ([`ExactSession::wake`] makes it look at once) and
+//! every connection has ended (or [`ExactOptions::grace`] after the stop), then
+//! returns [`ExactStats`]. The private folder is removed when the session is dropped;
+//! the cached bootstrap stays for the next session.
 //!
 //! Any process that presents the token is accepted, whoever started it, so a loader
 //! injected into a running process can connect the same way ([`ExactSession::socket_path`],
