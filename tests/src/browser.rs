@@ -155,6 +155,8 @@ impl PageReport {
 
 /// Opens `url` in headless Chromium, waits until `wait_js` is true, runs `click_js`
 /// (if any) and waits again, then evaluates `eval_js` and saves a screenshot.
+/// Chromium keeps both cores of a small machine busy while it starts, so it holds
+/// [`crate::serial`]: no recording of the same test binary runs beside it.
 pub fn open_page(
     url: &str,
     screenshot: &Path,
@@ -174,7 +176,10 @@ pub fn open_page(
     if let Some(click) = click_js {
         command.arg(click);
     }
-    let out = command.output().expect("run the Chromium driver");
+    let out = {
+        let _serial = crate::serial();
+        command.output().expect("run the Chromium driver")
+    };
     assert!(
         out.status.success(),
         "the Chromium driver failed on {url}: {}",

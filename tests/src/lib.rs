@@ -349,8 +349,9 @@ pub mod browser;
 mod recording;
 pub use recording::{record_script, Recording};
 
-/// Serialises the tests of one test binary that measure time: a sampler starved of
-/// CPU by a parallel test's busy workload would miss calls on a 2-core machine.
+/// Serialises the tests of one test binary that measure time or load every core (a
+/// recording, Chromium): a sampler starved of CPU by a parallel test's busy workload
+/// would miss calls on a 2-core machine.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
