@@ -117,8 +117,15 @@ use crate::repr::ReprOptions;
 use connection::{Connection, Counters, RecordError};
 use wire::{Message, Reader, Record, WireError, MAX_FRAME};
 
+/// How the hook is loaded (from its compiled code when there is one), shared by the
+/// bootstrap and by [`ExactSession::loader_source`].
+const LOAD_HOOK: &str = include_str!("load_hook.py");
 /// The bootstrap Python imports first (it starts the hook).
-const SITECUSTOMIZE: &str = include_str!("sitecustomize.py");
+const SITECUSTOMIZE: &str = concat!(
+    include_str!("load_hook.py"),
+    "\n\n",
+    include_str!("sitecustomize_main.py")
+);
 /// The hook itself.
 const HOOK: &str = include_str!("_tracer_exact_hook.py");
 const HOOK_FILE: &str = "_tracer_exact_hook.py";
@@ -386,22 +393,21 @@ impl ExactSession {
     }
 
     /// Python source that starts this session's hook inside a process that is already
-    /// running (the source a loader injected with [`crate::inject`] runs): it imports
-    /// the hook from the bootstrap folder, leaves `sys.path` and `sys.modules` as they
-    /// were (so a later attach loads its own session's hook), and starts it with this
-    /// session's configuration, without touching the program's environment.
+    /// running (the source a loader injected with [`crate::inject`] runs): it loads
+    /// the hook from the bootstrap folder as the bootstrap does (from its compiled code,
+    /// so the target's main thread does not spend ~20 ms compiling it), leaves
+    /// `sys.path` and `sys.modules` as they were (so a later attach loads its own
+    /// session's hook), and starts it with this session's configuration, without
+    /// touching the program's environment.
     pub fn loader_source(&self) -> String {
         // A JSON string is a valid Python string literal (its escapes are Python's).
         let literal = |text: &str| serde_json::Value::from(text).to_string();
         let boot = literal(&self.boot_dir.display().to_string());
         let config = literal(&self.config(None).to_string_lossy());
         format!(
-            "import sys\n\
-             boot = {boot}\n\
-             sys.path.insert(0, boot)\n\
-             try:\n    import _tracer_exact_hook as hook\n\
-             finally:\n    sys.path.remove(boot)\n    sys.modules.pop('_tracer_exact_hook', None)\n\
-             hook.start(boot, {config})\n"
+            "{LOAD_HOOK}\n\
+             import os, sys\n\
+             _load_hook(os, sys, {boot}).start({boot}, {config})\n"
         )
     }
 
@@ -485,7 +491,7 @@ fn boot_files() -> Vec<(&'static str, &'static [u8])> {
 
 /// The bootstrap folder kept in the user's cache (`$XDG_CACHE_HOME/tracer/` or
 /// `~/.cache/tracer/`), named after a hash of its files, so that Python compiles the
-/// hook once (into `__pycache__` beside it) instead of at every start: about 20 ms
+/// hook once (`load_hook.py` keeps its code beside it) instead of at every start: about 20 ms
 /// of every traced process's start-up. The folders are the user's own, mode 0700,
 /// and each file is checked to hold exactly this build's bytes before it is used;
 /// `None` (a fresh private folder per session instead) when any of that fails.

@@ -1,7 +1,8 @@
-# tracer exact-mode bootstrap. The tracer puts the folder holding this file first on
-# PYTHONPATH, so Python's `site` imports it before any user code. It starts the hook
-# (`_tracer_exact_hook.py` beside it), takes its own folder out of `sys.path`, and
-# then imports the user's own `sitecustomize`, if there is one, as `site` would have.
+# How the exact-mode hook is loaded, shared by the bootstrap (`sitecustomize.py`, which
+# the tracer writes as this file followed by `sitecustomize_main.py`) and by the loader
+# injected into a running process (`ExactSession::loader_source`): neither compiles
+# the hook's 1,600 lines when a compiled copy for this interpreter is beside it, and
+# neither leaves the hook in `sys.modules`.
 def _load_hook(os, sys, here):
     """The hook module, run from its compiled code kept beside it when there is one
     for this interpreter (the tracer keeps this folder in the user's cache): compiling
@@ -32,29 +33,3 @@ def _load_hook(os, sys, here):
     module.__file__ = source
     exec(code, module.__dict__)
     return module
-
-
-def _tracer_bootstrap():
-    import os
-    import sys
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        _load_hook(os, sys, here).start(here)
-    except Exception:
-        # The tracer hears nothing from this process and says so; the program runs
-        # as it would without the tracer.
-        pass
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
-    ours = sys.modules.pop("sitecustomize", None)
-    try:
-        import sitecustomize  # noqa: F401  (the user's own, if any)
-    except ImportError as exc:
-        if exc.name != "sitecustomize":
-            raise
-        if ours is not None:
-            sys.modules["sitecustomize"] = ours
-
-
-_tracer_bootstrap()
-del _tracer_bootstrap, _load_hook
