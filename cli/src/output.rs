@@ -376,6 +376,7 @@ fn write_tree(answer: &Answer, out: &mut dyn Write) -> io::Result<()> {
             match outcome[row].as_deref() {
                 Some("exception") => label.push_str("  raised"),
                 Some("unfinished") => label.push_str("  (unfinished)"),
+                Some("yield") => label.push_str("  (yielded)"),
                 None => label.push_str("  (no end recorded)"),
                 _ => {}
             }

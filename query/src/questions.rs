@@ -311,6 +311,9 @@ pub(crate) fn question_sql(
 ) -> Result<String> {
     let f = |alias: &str| filters.conditions(alias, scope, true);
     let ends = "kind IN ('return', 'exception', 'unfinished')";
+    // What ends a call row's call_id: its end, or (exact mode) the first `yield` of a
+    // generator or coroutine, whose later `resume`s open call_ids of their own.
+    let segment_ends = "kind IN ('return', 'exception', 'unfinished', 'yield')";
     Ok(match question {
         Question::Gaps => format!(
             "SELECT module, function, caller, SUM(count) AS calls, \
@@ -332,7 +335,7 @@ pub(crate) fn question_sql(
                  ended AS (\
                    SELECT run_id, call_id, kind AS outcome, value, exception, \
                           duration_ns, duration_max_ns \
-                   FROM events WHERE {ends} AND {name_match}), \
+                   FROM events WHERE {segment_ends} AND {name_match}), \
                  children AS (\
                    SELECT ch.run_id, ch.parent_id, \
                           ch.module || '.' || ch.function \
@@ -386,7 +389,7 @@ pub(crate) fn question_sql(
                     COALESCE(e.duration_max_ns, n.duration_max_ns) AS duration_max_ns, \
                     n.call_id \
              FROM node n LEFT JOIN events e \
-               ON e.run_id = n.run_id AND e.call_id = n.call_id AND e.{ends} \
+               ON e.run_id = n.run_id AND e.call_id = n.call_id AND e.{segment_ends} \
              ORDER BY n.run_id, n.tid, n.seq LIMIT {limit}",
             and_all("kind IN ('call', 'gap')", &f("")?)
         ),

@@ -144,6 +144,13 @@ fn exact_record_leaves_the_program_unchanged_and_records_every_call() {
             "{label}: the return value's repr"
         );
 
+        // A generator's call ends at its first yield: --call shows that, not a call
+        // without an end.
+        let squares = ask(&trace, &["--call", "squares"]);
+        assert_eq!(squares.len(), 1, "{label}: {squares:?}");
+        assert_eq!(squares[0]["outcome"], "yield", "{label}: {squares:?}");
+        assert_eq!(squares[0]["value"], "0", "{label}: the first value yielded");
+
         // --exceptions: the one raised in charge (its caller caught it), then the
         // SystemExit of sys.exit(3) passing through main and the module.
         let exceptions = ask(&trace, &["--exceptions"]);
