@@ -365,7 +365,11 @@ impl Sampler {
             };
             if !info.read_new_args(new_frames) {
                 // A new frame returned while its arguments were read: this read of the
-                // thread mixes two calls. The next sample reads it afresh.
+                // thread mixes two calls. The next sample reads it afresh. Keeping the
+                // stack with the arguments left out is not safe: under heavy call churn
+                // such stacks are often torn reads that passed the walker's checks
+                // (frames reused between reading the innermost and the outer ones),
+                // and they put calls under callers that never made them.
                 self.sample_errors += 1;
                 continue;
             }
