@@ -232,36 +232,50 @@ pub fn trace_path(given: Option<&Path>) -> Result<PathBuf, CliError> {
 pub fn cli_error(error: QueryError, path: &Path) -> CliError {
     let shown = path.display();
     let hint = match &error {
-        QueryError::NotFound { .. } => Some(format!("ls {TRACES_DIR}/   (tracer query with no path asks the newest trace)")),
+        QueryError::NotFound { .. } => format!("ls {TRACES_DIR}/   (tracer query with no path asks the newest trace)"),
         QueryError::EmptyFolder { .. } | QueryError::NoSegments { .. } => {
-            Some("tracer record -- python3 app.py".to_string())
+            "tracer record -- python3 app.py".to_string()
         }
-        QueryError::Refused { .. } => Some(format!(
+        QueryError::Refused { .. } => format!(
             "tracer query {shown} --sql \"SELECT function, COUNT(*) FROM events GROUP BY function\""
-        )),
-        QueryError::UnknownColumn { .. } => Some(format!(
+        ),
+        QueryError::UnknownColumn { .. } => format!(
             "tracer query {shown} --sql \"SELECT * FROM events LIMIT 1\""
-        )),
-        QueryError::UnknownRun { .. } => Some(format!("tracer query {shown} --runs")),
-        QueryError::Timeout { .. } => Some("--timeout 120 allows more time".to_string()),
-        QueryError::MemoryLimit { limit_mib, .. } => Some(format!(
+        ),
+        QueryError::UnknownRun { .. } => format!("tracer query {shown} --runs"),
+        QueryError::Timeout { .. } => "--timeout 120 allows more time".to_string(),
+        QueryError::MemoryLimit { limit_mib, .. } => format!(
             "--memory-limit {} allows more memory, or narrow the query with --run, --since or a WHERE",
             limit_mib.saturating_mul(2)
-        )),
-        _ => None,
+        ),
+        QueryError::NotParquet { .. } => format!(
+            "traces are written by `tracer record`; a recording killed before it finished \
+             keeps its events in {shown}.parts/ (tracer query {shown} reads them when the \
+             file is absent)"
+        ),
+        QueryError::NotATrace { .. } => {
+            "tracer query reads traces written by `tracer record`; read other Parquet files \
+             with DuckDB or pyarrow"
+                .to_string()
+        }
+        QueryError::PatternInPath { .. } => {
+            "rename the file, e.g. mv 'run[1].parquet' run1.parquet".to_string()
+        }
+        QueryError::Io { .. } => format!("ls -ld {shown}   (is it readable?)"),
+        QueryError::Syntax { .. } | QueryError::Engine(_) => format!(
+            "tracer query {shown} --sql \"SELECT function, COUNT(*) FROM events GROUP BY function\""
+        ),
+        QueryError::BadArgument { .. } => "tracer query --help".to_string(),
     };
     let message = error
         .to_string()
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    let mut cli = if error.is_usage() {
+    let cli = if error.is_usage() {
         CliError::usage(message)
     } else {
         CliError::new(message)
     };
-    if let Some(hint) = hint {
-        cli = cli.hint(hint);
-    }
-    cli
+    cli.hint(hint)
 }

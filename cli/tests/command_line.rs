@@ -48,3 +48,26 @@ fn a_missing_trace_gives_error_and_hint() {
     assert!(lines.iter().any(|l| l.starts_with("hint: ")), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Asserts one `error:` line then one `hint:` line, and the exit code.
+fn assert_error_and_hint(out: &Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "one error line and one hint: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(lines[1].starts_with("hint: "), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_corrupt_trace_gives_error_and_hint() {
+    let dir = std::env::temp_dir().join(format!("tracer-cli-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let garbage = dir.join("garbage.parquet");
+    std::fs::write(&garbage, b"not parquet at all, only some bytes").expect("write");
+    let garbage = garbage.to_string_lossy().into_owned();
+    let stderr = assert_error_and_hint(&tracer(&["query", &garbage, "--top"]), 1);
+    assert!(stderr.contains("not a readable Parquet file"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
