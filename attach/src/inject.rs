@@ -751,7 +751,7 @@ impl MarkerDir {
         let dir = MarkerDir { local, target_path };
         std::fs::set_permissions(&dir.local, std::fs::Permissions::from_mode(0o700))
             .map_err(dir_err(&dir.local))?;
-        let (uid, gid) = target_owner(pid);
+        let (uid, gid) = process_owner(pid);
         // SAFETY: geteuid has no preconditions.
         if uid.is_some_and(|uid| uid != unsafe { libc::geteuid() }) {
             std::os::unix::fs::chown(&dir.local, uid, gid).map_err(dir_err(&dir.local))?;
@@ -797,8 +797,10 @@ impl Drop for MarkerDir {
     }
 }
 
-/// The effective user and group of the target, to own the loader's directory.
-fn target_owner(pid: i32) -> (Option<u32>, Option<u32>) {
+/// The effective user and group of process `pid` (from `/proc/PID/status`): the
+/// loader's directory is made theirs, and exact tracing (whose socket and bootstrap
+/// only the tracer's own user can open) checks that they are the tracer's.
+pub fn process_owner(pid: i32) -> (Option<u32>, Option<u32>) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let effective = |name: &str| {
         status

@@ -165,6 +165,30 @@ pub fn attach(args: &AttachArgs) -> CliResult<i32> {
             args.pid
         )));
     }
+    // The hook reaches the tracer through a socket and a bootstrap folder only the
+    // tracer's user can open (the connection's user is checked too): another user's
+    // process is refused before anything is placed into it.
+    let own = nix::unistd::geteuid().as_raw();
+    if let (Some(owner), _) = inject::process_owner(args.pid) {
+        if owner != own {
+            let user = |uid: u32| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| format!("uid {uid}"), |u| u.name)
+            };
+            let owner_name = user(owner);
+            return Err(CliError::new(format!(
+                "exact tracing of another user's process is not supported: pid {} runs as {owner_name}, the tracer as {}",
+                args.pid,
+                user(own)
+            ))
+            .hint(format!(
+                "run the tracer as that user (sudo -u {owner_name} tracer attach --exact --pid {}), or trace it sampled: tracer attach --pid {}",
+                args.pid, args.pid
+            )));
+        }
+    }
     // The pure-Python hook: a native module cannot be unloaded, and each attach would
     // load another copy of it from its own session folder (memory that grows with
     // every attach to a long-lived process).
