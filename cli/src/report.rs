@@ -462,10 +462,15 @@ pub fn render(
         let _ = writeln!(out, "\nMost called functions:");
         let mut top: Vec<_> = summary.functions.iter().collect();
         top.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
+        // Sampled durations are lower bounds; exact ones are measured.
+        let bound = match run.mode {
+            Mode::Sampled => "at least ",
+            Mode::Exact => "",
+        };
         for ((module, function), (calls, total)) in top.into_iter().take(10) {
             let _ = writeln!(
                 out,
-                "  {module}.{function}  {calls} calls, at least {} in all",
+                "  {module}.{function}  {calls} calls, {bound}{} in all",
                 human_duration(*total)
             );
         }
