@@ -432,6 +432,10 @@ pub fn render(
         let _ = writeln!(out, "  {line}");
     }
     let _ = writeln!(out, "  trace: {}", trace.display());
+    if summary.events == 0 && run.mode == Mode::Exact {
+        // No hook connected (the lines above say why): nothing to include or dig into.
+        return out;
+    }
     if summary.calls == 0 {
         let _ = writeln!(out, "\nNo calls of traced code were seen.");
         if run.include.is_empty() {
@@ -506,6 +510,9 @@ pub fn render(
                 );
             }
         }
+    }
+    if summary.events == 0 {
+        return out;
     }
     let _ = writeln!(out, "\nDig in:");
     for q in ["--tree", "--top", "--slow", "--gaps", "--flow"] {

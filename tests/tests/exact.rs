@@ -215,3 +215,25 @@ fn exact_no_args_records_calls_without_values() {
         "no argument or return values with --no-args"
     );
 }
+
+#[test]
+fn a_command_without_python_says_so_and_passes_its_exit_code_on() {
+    let dir = temp_dir("exact-no-python");
+    let trace = dir.join("t.parquet");
+    let out = Command::new(tracer_bin())
+        .args(["record", "--exact", "-o"])
+        .arg(&trace)
+        .args(["--", "sh", "-c", "exit 4"])
+        .output()
+        .expect("run tracer record --exact");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{report}");
+    assert!(
+        report.contains("no Python process loaded the hook"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("Dig in") && !report.contains("--include"),
+        "nothing to dig into or include: {report}"
+    );
+}
