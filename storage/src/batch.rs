@@ -195,6 +195,10 @@ fn seq_order(seq: &UInt64Array) -> UInt32Array {
 #[derive(Default)]
 struct SharedNames {
     keys: Int32Builder,
+    /// The last name appended, by address, and its key: consecutive rows often
+    /// name the same function (a call and its return, recursion, a loop), and
+    /// this skips their hash lookup.
+    last: Option<((usize, usize), i32)>,
     /// The dictionary: the text of each key.
     values: Vec<Arc<str>>,
     by_address: AHashMap<(usize, usize), i32>,
@@ -206,8 +210,8 @@ struct SharedNames {
 impl SharedNames {
     fn append(&mut self, name: &Arc<str>) {
         let address = (Arc::as_ptr(name).cast::<u8>() as usize, name.len());
-        let key = match self.by_address.get(&address) {
-            Some(&key) => key,
+        let key = match self.key_by_address(address) {
+            Some(key) => key,
             None => {
                 let key = self.key_of_text(name);
                 // The dictionary holds the first `Arc` of each text; others are held here.
@@ -218,7 +222,7 @@ impl SharedNames {
                 key
             }
         };
-        self.keys.append_value(key);
+        self.push_key(address, key);
     }
 
     fn append_option(&mut self, name: Option<&Arc<str>>) {
@@ -230,14 +234,27 @@ impl SharedNames {
 
     fn append_static(&mut self, name: &'static str) {
         let address = (name.as_ptr() as usize, name.len());
-        let key = match self.by_address.get(&address) {
-            Some(&key) => key,
+        let key = match self.key_by_address(address) {
+            Some(key) => key,
             None => {
                 let key = self.key_of_text(&Arc::from(name));
                 self.by_address.insert(address, key);
                 key
             }
         };
+        self.push_key(address, key);
+    }
+
+    /// The key of a name seen before at `address` (the last one first).
+    fn key_by_address(&self, address: (usize, usize)) -> Option<i32> {
+        match self.last {
+            Some((last, key)) if last == address => Some(key),
+            _ => self.by_address.get(&address).copied(),
+        }
+    }
+
+    fn push_key(&mut self, address: (usize, usize), key: i32) {
+        self.last = Some((address, key));
         self.keys.append_value(key);
     }
 
@@ -257,6 +274,7 @@ impl SharedNames {
         let keys = self.keys.finish();
         let values = StringArray::from_iter_values(self.values.iter().map(|name| &**name));
         self.values.clear();
+        self.last = None;
         self.by_address.clear();
         self.by_text.clear();
         self.held.clear();
