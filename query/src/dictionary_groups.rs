@@ -22,7 +22,7 @@ use ahash::AHashMap;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, DictionaryArray, Int32Array, StringArray, UInt32Array,
 };
-use datafusion::arrow::datatypes::{DataType, Int32Type};
+use datafusion::arrow::datatypes::{DataType, Int32Type, UInt32Type};
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{exec_err, Column, Result};
 use datafusion::logical_expr::{
@@ -38,7 +38,7 @@ const RECENT_DICTIONARIES: usize = 64;
 
 /// The texts seen by a session's queries, each with its id.
 #[derive(Debug, Default)]
-pub(crate) struct TextIds {
+struct TextIds {
     state: Mutex<TextIdState>,
 }
 
@@ -69,7 +69,7 @@ impl TextIdState {
         if let Some((_, ids)) = self
             .recent
             .iter()
-            .find(|(seen, _)| same_buffers(seen, values))
+            .find(|(seen, _)| Arc::ptr_eq(seen, values) || same_buffers(seen, values))
         {
             return Ok(ids.clone());
         }
@@ -135,6 +135,14 @@ macro_rules! same_ids_eq_hash {
 same_ids_eq_hash!(TextIdFn);
 same_ids_eq_hash!(TextOfFn);
 
+/// The one argument of a call of function `name`, as an array of the batch's rows.
+fn single_argument(args: &ScalarFunctionArgs, name: &str) -> Result<ArrayRef> {
+    let [column] = args.args.as_slice() else {
+        return exec_err!("{name} takes one argument");
+    };
+    column.to_array(args.number_rows)
+}
+
 fn dictionary_text() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
 }
@@ -153,10 +161,7 @@ impl ScalarUDFImpl for TextIdFn {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [column] = args.args.as_slice() else {
-            return exec_err!("tracer_text_id takes one argument");
-        };
-        let column = column.to_array(args.number_rows)?;
+        let column = single_argument(&args, self.name())?;
         let Some(dictionary) = column.as_dictionary_opt::<Int32Type>() else {
             return exec_err!("tracer_text_id: not a Dictionary(Int32, Utf8) column");
         };
@@ -189,12 +194,8 @@ impl ScalarUDFImpl for TextOfFn {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [column] = args.args.as_slice() else {
-            return exec_err!("tracer_text_of takes one argument");
-        };
-        let column = column.to_array(args.number_rows)?;
-        let Some(ids) = column.as_primitive_opt::<datafusion::arrow::datatypes::UInt32Type>()
-        else {
+        let column = single_argument(&args, self.name())?;
+        let Some(ids) = column.as_primitive_opt::<UInt32Type>() else {
             return exec_err!("tracer_text_of: not a UInt32 column");
         };
         // A dictionary of just the texts this batch names (aggregated rows: few).

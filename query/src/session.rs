@@ -487,11 +487,9 @@ impl Drop for QuerySession {
 
 /// The `events` table: a listing table over every file of every run, with the
 /// schema of DESIGN.md and the files' `(run_id, seq)` order declared, so that
-/// ordered questions with a limit stop reading early.
-/// The `events` table over the runs' files. With `row_filters` the Parquet reader
-/// applies a query's filters row by row while it decodes (late materialization:
-/// only the rows that pass are decoded in the other columns), else the filters run
-/// on decoded batches.
+/// ordered questions with a limit stop reading early. With `row_filters` the Parquet
+/// reader applies a query's filters row by row while it decodes (only the rows that
+/// pass are decoded in the other columns), else the filters run on decoded batches.
 fn events_table(runs: &[RunFiles], row_filters: bool) -> Result<Arc<ListingTable>> {
     let mut urls = Vec::new();
     for file in runs.iter().flat_map(|r| r.files.iter()) {
