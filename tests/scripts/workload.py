@@ -22,9 +22,22 @@ def busy(ms):
 
 def note(function, args, parent, depth, start):
     ns = time.perf_counter_ns() - start
+    # A call in a thread that waits for the GIL keeps its frame on the stack while it
+    # waits, before its first clock read and after its last: "threaded" tells the test
+    # that the frame may outlive "ns" by a switch interval at each end.
+    threaded = threading.current_thread() is not threading.main_thread()
     with LOCK:
         RECORDS.append(
-            {"function": function, "args": args, "parent": parent, "depth": depth, "ns": ns, "end": time.time_ns()}
+            {
+                "function": function,
+                "args": args,
+                "parent": parent,
+                "depth": depth,
+                "ns": ns,
+                "end": time.time_ns(),
+                "threaded": threaded,
+                "switch_interval_ns": int(sys.getswitchinterval() * 1e9),
+            }
         )
 
 

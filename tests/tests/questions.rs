@@ -209,7 +209,10 @@ fn every_question_answers_what_the_program_did() {
                 let true_ns = truth["ns"].as_i64().unwrap_or(0);
                 let min = call["duration_ns"].as_i64().unwrap_or(i64::MAX);
                 let max = call["duration_max_ns"].as_i64().unwrap_or(i64::MAX);
-                let slack = 3_000_000;
+                // Three sampling periods, and the reporter thread holding the GIL for a
+                // switch interval (5 ms) at each end of the call while its frame is
+                // already or still on the stack, outside the program's own clock.
+                let slack = 3_000_000 + 2 * 5_000_000;
                 assert!(
                     min <= true_ns + slack && true_ns <= max.saturating_add(slack),
                     "{label}: Cart.total of cart {} took {true_ns} ns, answer says [{min}, {max}]",
