@@ -540,9 +540,12 @@ fn cached_boot_dir() -> Option<PathBuf> {
             continue;
         }
         // Written under a name of its own and renamed into place, so that a session
-        // starting at the same moment never sees half a file.
-        let temp = boot_dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let _ = std::fs::remove_file(&temp);
+        // starting at the same moment never sees half a file. The name is random, not
+        // just this process's id: two sessions of one process (threads of a test
+        // binary) writing at once would otherwise remove and rename each other's
+        // temporary file, putting half a file in place.
+        let unique = random_hex(8).ok()?;
+        let temp = boot_dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
         let written = write_private(&temp, bytes).is_ok() && std::fs::rename(&temp, &path).is_ok();
         if !written {
             let _ = std::fs::remove_file(&temp);
