@@ -754,17 +754,24 @@ def _gap_callee(callee):
     entry = _kind(cls)
     qualified = entry[3]
     module, _, name = qualified.rpartition(".")
+    # A class written in Python (or an instance of one) runs Python code of its
+    # module when called: the callee gets that module's file, so the report and
+    # --gaps offer the --include that traces it instead of calling it a C function.
+    filename = ""
     if _tflags(cls) & _HEAP:
         name = _tqualname(cls)
         mod_obj = _tdict(cls).get("__module__")
         module = mod_obj if type(mod_obj) is str else ""
         mod = sys.modules.get(module)
-        filename = getattr(mod, "__file__", None) if mod is not None else None
-        if _includes(module, filename if type(filename) is str else ""):
+        source = getattr(mod, "__file__", None) if mod is not None else None
+        path = source if type(source) is str else ""
+        if _includes(module, path):
             return None
+        # A class of a C extension module (a .so) has no Python code to trace.
+        filename = path if path.endswith(".py") else ""
     if cls is not callee:
         name += ".__call__"
-    return _callee_id((name, module), name, module or "builtins", "", 0)
+    return _callee_id((name, module), name, module or "builtins", filename, 0)
 
 
 # ---------------------------------------------------------------------------------

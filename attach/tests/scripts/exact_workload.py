@@ -111,6 +111,8 @@ def main():
     )
     for kind in ("none", "tuple", "dict", "quote", "float", "big", "bytes", "set"):
         note(function="shapes", args={"kind": repr(kind)}, result=repr(shapes(kind)))
+    # A class written in Python, called from traced code: a gap into its module.
+    json.JSONDecoder()
     ordered = sorted([3, 1, 2], key=lambda x: -x)
     squares = [x * x for x in ordered]
     note(function="main", squares=squares)
