@@ -159,11 +159,13 @@ impl Hasher for AddrHasher {
 /// A map keyed by target addresses.
 pub type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
 
-/// A cached code object and the sampling pass that last used it.
+/// A cached code object, the sampling pass that last used it, and the globals of
+/// the frame that ran it then.
 #[derive(Debug)]
 struct CachedCode {
     info: Arc<CodeInfo>,
     seen: u64,
+    globals: u64,
 }
 
 /// How much a cached code object is trusted.
@@ -171,7 +173,8 @@ struct CachedCode {
 enum CodeCheck {
     /// Check that its line table pointer and first line are unchanged (two reads).
     Validate,
-    /// Use it unchecked when it was used in this sampling pass or the previous one.
+    /// Use it unchecked when it was used in this sampling pass or the previous one,
+    /// by a frame with the same globals.
     TrustRecent,
 }
 
@@ -630,7 +633,7 @@ impl Walker {
         if owner == Some(frame_owner::CSTACK) || code_addr == 0 {
             return Ok((None, previous));
         }
-        let Some(code) = self.frame_code(code_addr, check)? else {
+        let Some(code) = self.frame_code(code_addr, check, globals)? else {
             return Ok((None, previous));
         };
         let instr_offset = match (fl.lasti, fl.instr_ptr) {
@@ -688,7 +691,12 @@ impl Walker {
     /// by the frames that run it, so one seen a tick ago has been replaced at the
     /// same address only if every frame running it ended and a new code object was
     /// compiled there within one sampling interval. The check is two reads per
-    /// frame, the biggest cost of a sample without it.
+    /// frame, the biggest cost of a sample without it. A frame whose globals differ
+    /// from the last frame's that ran the code is checked all the same: at every
+    /// start, `site` runs a `.pth` line as a `<module>` of `<string>` in its own
+    /// globals, frees it, and the main script's functions may be compiled into its
+    /// place a millisecond later (seen in CI as a child's `child_work` named
+    /// `<module>` for the whole of its run).
     pub fn begin_sample(&mut self) {
         self.pass += 1;
         let layout = self.process.layout;
@@ -883,23 +891,34 @@ impl Walker {
     /// The code object at `addr`, from the cache when its first line and line table
     /// pointer still match.
     pub fn code(&mut self, addr: u64) -> Result<Arc<CodeInfo>> {
-        self.frame_code(addr, CodeCheck::Validate)?
+        self.frame_code(addr, CodeCheck::Validate, 0)?
             .ok_or_else(|| Error::inconsistent(format!("object at {addr:#x} is not a code object")))
     }
 
     /// The code object a frame runs, or `None` when the frame's executable is not a
     /// code object (3.13 frames may run other executables; they are skipped).
-    fn frame_code(&mut self, addr: u64, check: CodeCheck) -> Result<Option<Arc<CodeInfo>>> {
+    /// `globals` is the frame's (0 when there is no frame).
+    fn frame_code(
+        &mut self,
+        addr: u64,
+        check: CodeCheck,
+        globals: u64,
+    ) -> Result<Option<Arc<CodeInfo>>> {
         let cl = self.process.layout.code;
         let pass = self.pass;
         if let Some(cached) = self.codes.get_mut(&addr) {
-            let recent = check == CodeCheck::TrustRecent && cached.seen + 1 >= pass;
+            let recent = check == CodeCheck::TrustRecent
+                && cached.seen + 1 >= pass
+                && cached.globals == globals;
             let mem = &self.process.mem;
             let still = recent
                 || (mem.read_u64(addr + cl.linetable).ok() == Some(cached.info.linetable_ptr)
                     && mem.read_i32(addr + cl.firstlineno).ok() == Some(cached.info.firstlineno));
             if still {
                 cached.seen = pass;
+                if globals != 0 {
+                    cached.globals = globals;
+                }
                 return Ok(Some(cached.info.clone()));
             }
         }
@@ -915,6 +934,7 @@ impl Walker {
             CachedCode {
                 info: info.clone(),
                 seen: pass,
+                globals,
             },
         );
         Ok(Some(info))
