@@ -33,7 +33,18 @@ pub(crate) const FINAL_ZSTD_LEVEL: i32 = 3;
 /// Columns whose values are (nearly) unique per row: dictionary encoding them costs
 /// a hash-table insert per value and, once the dictionary page is full, falls back
 /// to plain anyway. Every other column repeats and is dictionary-encoded.
-const UNIQUE_COLUMNS: [&str; 6] = ["seq", "ts", "call_id", "args", "value", "duration_ns"];
+/// `parent_id` is one of them: a call's few children share it, so on call-heavy
+/// code its dictionary grows with the rows (on the 486k rows of an exact trace of
+/// fib(25), written as one segment without it: 5-15% less time, 20% smaller).
+const UNIQUE_COLUMNS: [&str; 7] = [
+    "seq",
+    "ts",
+    "call_id",
+    "parent_id",
+    "args",
+    "value",
+    "duration_ns",
+];
 
 /// Text columns without min/max statistics. The writer computes them by comparing
 /// every row's text with the running minimum and maximum (two `memcmp`s per row and
