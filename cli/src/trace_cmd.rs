@@ -460,11 +460,18 @@ struct Session {
     /// executable it ran when last looked at (a process that execs Python later
     /// is looked at again).
     looked_at: HashMap<i32, PathBuf>,
+    /// Processes that could not be opened as Python yet, and how many looks failed:
+    /// a child caught while its exec is still loading libraries fails to open.
+    failed_opens: HashMap<i32, u32>,
     last_scan: Instant,
 }
 
 /// How often `--subprocesses` looks for new Python processes.
 const SUBPROCESS_SCAN: Duration = Duration::from_millis(50);
+
+/// Looks after which a process that never opened as Python is left alone (a second
+/// at [`SUBPROCESS_SCAN`]).
+const SUBPROCESS_OPEN_TRIES: u32 = 20;
 
 impl Session {
     fn start(process: PythonProcess, opts: &TraceOptions, mut run: RunInfo) -> CliResult<Session> {
@@ -502,6 +509,7 @@ impl Session {
             run,
             path,
             looked_at: HashMap::new(),
+            failed_opens: HashMap::new(),
             last_scan: Instant::now(),
         };
         session.looked_at.insert(pid, exe_of(pid));
@@ -557,6 +565,7 @@ impl Session {
             }
             match PythonProcess::open(pid) {
                 Ok(process) if process.interpreter().is_ok() => {
+                    self.failed_opens.remove(&pid);
                     self.looked_at.insert(pid, exe);
                     if let Err(e) = self.add(process) {
                         eprintln!("tracer: cannot trace subprocess {pid}: {}", e.message);
@@ -564,8 +573,15 @@ impl Session {
                 }
                 // Python, but its interpreter is not set up yet: look again next time.
                 Ok(_) => {}
+                // Not Python, or not yet readable as Python (seen in CI: a child
+                // opened mid-exec was never looked at again): a few more looks.
                 Err(_) => {
-                    self.looked_at.insert(pid, exe);
+                    let tries = self.failed_opens.entry(pid).or_insert(0);
+                    *tries += 1;
+                    if *tries >= SUBPROCESS_OPEN_TRIES {
+                        self.failed_opens.remove(&pid);
+                        self.looked_at.insert(pid, exe);
+                    }
                 }
             }
         }
