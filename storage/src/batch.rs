@@ -57,42 +57,34 @@ pub(crate) struct EventBatchBuilder {
 impl EventBatchBuilder {
     /// An empty builder whose rows will carry `run_id`.
     pub(crate) fn new(run_id: &str) -> EventBatchBuilder {
-        EventBatchBuilder::with_capacity(Arc::from(run_id), 0, 0)
-    }
-
-    /// An empty builder with room for `rows` rows and `text_bytes` bytes of free
-    /// text, so that a batch as large as the last one is built without its columns
-    /// growing (and being copied) a dozen times on the way. Room not written to is
-    /// address space only: the pages are not touched.
-    fn with_capacity(run_id: Arc<str>, rows: usize, text_bytes: usize) -> EventBatchBuilder {
         EventBatchBuilder {
-            run_id,
+            run_id: Arc::from(run_id),
             rows: 0,
             text_bytes: 0,
             in_seq_order: true,
             last_seq: None,
-            pid: Int32Builder::with_capacity(rows),
-            tid: Int64Builder::with_capacity(rows),
-            thread_name: SharedNames::with_capacity(rows),
-            seq: UInt64Builder::with_capacity(rows),
-            ts: TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC"),
-            kind: SharedNames::with_capacity(rows),
-            source: SharedNames::with_capacity(rows),
-            call_id: UInt64Builder::with_capacity(rows),
-            parent_id: UInt64Builder::with_capacity(rows),
-            depth: Int32Builder::with_capacity(rows),
-            function: SharedNames::with_capacity(rows),
-            module: SharedNames::with_capacity(rows),
-            file: SharedNames::with_capacity(rows),
-            line: Int32Builder::with_capacity(rows),
-            caller: SharedNames::with_capacity(rows),
-            caller_line: Int32Builder::with_capacity(rows),
-            args: StringBuilder::with_capacity(rows, text_bytes),
-            value: StringBuilder::with_capacity(rows, text_bytes),
-            exception: StringBuilder::with_capacity(rows, 0),
-            duration_ns: Int64Builder::with_capacity(rows),
-            duration_max_ns: Int64Builder::with_capacity(rows),
-            count: UInt32Builder::with_capacity(rows),
+            pid: Int32Builder::new(),
+            tid: Int64Builder::new(),
+            thread_name: SharedNames::default(),
+            seq: UInt64Builder::new(),
+            ts: TimestampNanosecondBuilder::new().with_timezone("UTC"),
+            kind: SharedNames::default(),
+            source: SharedNames::default(),
+            call_id: UInt64Builder::new(),
+            parent_id: UInt64Builder::new(),
+            depth: Int32Builder::new(),
+            function: SharedNames::default(),
+            module: SharedNames::default(),
+            file: SharedNames::default(),
+            line: Int32Builder::new(),
+            caller: SharedNames::default(),
+            caller_line: Int32Builder::new(),
+            args: StringBuilder::new(),
+            value: StringBuilder::new(),
+            exception: StringBuilder::new(),
+            duration_ns: Int64Builder::new(),
+            duration_max_ns: Int64Builder::new(),
+            count: UInt32Builder::new(),
         }
     }
 
@@ -145,38 +137,42 @@ impl EventBatchBuilder {
     /// `seq` keep their arrival order), leaving the builder empty.
     pub(crate) fn finish(&mut self) -> Result<RecordBatch> {
         let rows = self.rows;
-        let next = EventBatchBuilder::with_capacity(self.run_id.clone(), rows, self.text_bytes);
-        let mut done = std::mem::replace(self, next);
         let mut run_id = StringDictionaryBuilder::<Int32Type>::new();
-        run_id.append_values(&*done.run_id, rows);
-        let seq = done.seq.finish();
+        run_id.append_values(&*self.run_id, rows);
+        let seq = self.seq.finish();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(run_id.finish()),
-            Arc::new(done.pid.finish()),
-            Arc::new(done.tid.finish()),
-            Arc::new(done.thread_name.finish()),
+            Arc::new(self.pid.finish()),
+            Arc::new(self.tid.finish()),
+            Arc::new(self.thread_name.finish()),
             Arc::new(seq.clone()),
-            Arc::new(done.ts.finish()),
-            Arc::new(done.kind.finish()),
-            Arc::new(done.source.finish()),
-            Arc::new(done.call_id.finish()),
-            Arc::new(done.parent_id.finish()),
-            Arc::new(done.depth.finish()),
-            Arc::new(done.function.finish()),
-            Arc::new(done.module.finish()),
-            Arc::new(done.file.finish()),
-            Arc::new(done.line.finish()),
-            Arc::new(done.caller.finish()),
-            Arc::new(done.caller_line.finish()),
-            Arc::new(done.args.finish()),
-            Arc::new(done.value.finish()),
-            Arc::new(done.exception.finish()),
-            Arc::new(done.duration_ns.finish()),
-            Arc::new(done.duration_max_ns.finish()),
-            Arc::new(done.count.finish()),
+            Arc::new(self.ts.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.call_id.finish()),
+            Arc::new(self.parent_id.finish()),
+            Arc::new(self.depth.finish()),
+            Arc::new(self.function.finish()),
+            Arc::new(self.module.finish()),
+            Arc::new(self.file.finish()),
+            Arc::new(self.line.finish()),
+            Arc::new(self.caller.finish()),
+            Arc::new(self.caller_line.finish()),
+            Arc::new(self.args.finish()),
+            Arc::new(self.value.finish()),
+            Arc::new(self.exception.finish()),
+            Arc::new(self.duration_ns.finish()),
+            Arc::new(self.duration_max_ns.finish()),
+            Arc::new(self.count.finish()),
         ];
+        let in_seq_order = self.in_seq_order;
+        self.rows = 0;
+        self.text_bytes = 0;
+        self.in_seq_order = true;
+        self.last_seq = None;
+
         let batch = RecordBatch::try_new(events_schema(), columns)?;
-        if done.in_seq_order {
+        if in_seq_order {
             return Ok(batch);
         }
         Ok(take_record_batch(&batch, &seq_order(&seq))?)
@@ -212,13 +208,6 @@ struct SharedNames {
 }
 
 impl SharedNames {
-    fn with_capacity(rows: usize) -> SharedNames {
-        SharedNames {
-            keys: Int32Builder::with_capacity(rows),
-            ..SharedNames::default()
-        }
-    }
-
     fn append(&mut self, name: &Arc<str>) {
         let address = (Arc::as_ptr(name).cast::<u8>() as usize, name.len());
         let key = match self.key_by_address(address) {
