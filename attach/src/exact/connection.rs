@@ -234,26 +234,16 @@ impl Connection {
             .codes
             .get(&code)
             .ok_or(RecordError::UnknownCode(code))?;
-        // The object is written straight into its text (no map of owned names and
-        // values per call): the hook sends each argument once, in order.
-        let mut json = Vec::with_capacity(2 + values.len() * 24);
-        json.push(b'{');
-        for (n, (index, bytes)) in values.iter().enumerate() {
+        let mut object = serde_json::Map::new();
+        for (index, bytes) in values {
             let name = code
                 .arg_names
                 .get(usize::from(*index))
                 .ok_or_else(|| WireError(format!("argument {index} of a code without it")))?;
             let text = render(bytes, Some(name), opts)?;
-            if n > 0 {
-                json.push(b',');
-            }
-            push_json_string(&mut json, name);
-            json.push(b':');
-            push_json_string(&mut json, &text);
+            object.insert(name.clone(), serde_json::Value::String(text));
         }
-        json.push(b'}');
-        String::from_utf8(json)
-            .map_err(|_| RecordError::Wire(WireError("arguments are not UTF-8".into())))
+        Ok(serde_json::Value::Object(object).to_string())
     }
 
     fn open(
@@ -471,12 +461,6 @@ impl Connection {
         }
         Ok(())
     }
-}
-
-/// Appends `text` as a JSON string, escaped as serde_json escapes it.
-fn push_json_string(json: &mut Vec<u8>, text: &str) {
-    // Writing into a Vec cannot fail, and a str always serializes.
-    let _ = serde_json::to_writer(&mut *json, text);
 }
 
 fn emit(
