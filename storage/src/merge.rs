@@ -91,11 +91,45 @@ pub(crate) fn merge_segments(segments: &[PathBuf], trace: &Path, mut run: RunInf
         Finished::Merged(w) => w.into_inner(),
     }
     .map_err(|e| Error::parquet("write", &temp, e))?;
-    file.sync_all()
-        .map_err(|e| Error::io("flush to disk", &temp, e))?;
-    rename_into_place(&temp, trace)?;
-    sync_parent(trace);
+    put_in_place(file, &temp, trace)?;
     Ok(rows)
+}
+
+/// Writes `batch` (sorted by `seq`) as the whole trace `trace`, with `run` as its
+/// `tracer.run` (its `events` set to the rows): what [`merge_segments`] would make of
+/// one segment holding `batch`, without writing that segment and reading it back.
+/// A run whose rows never left the writer's buffer (most short runs) finishes so,
+/// a few milliseconds sooner after its program exits.
+pub(crate) fn write_whole_trace(
+    batch: &RecordBatch,
+    trace: &Path,
+    mut run: RunInfo,
+) -> Result<u64> {
+    let temp = temp_path(trace);
+    let file = create_private_file(&temp)?;
+    run.events = batch.num_rows() as u64;
+    let props = writer_properties(FINAL_ZSTD_LEVEL, Some(&run));
+    let mut writer = ArrowWriter::try_new(file, events_schema(), Some(props))
+        .map_err(|e| Error::parquet("start writing", &temp, e))?;
+    if batch.num_rows() > 0 {
+        writer
+            .write(batch)
+            .map_err(|e| Error::parquet("write", &temp, e))?;
+    }
+    let file = writer
+        .into_inner()
+        .map_err(|e| Error::parquet("write", &temp, e))?;
+    put_in_place(file, &temp, trace)?;
+    Ok(run.events)
+}
+
+/// Syncs the finished `file` written at `temp` and renames it to `trace`, durably.
+fn put_in_place(file: File, temp: &Path, trace: &Path) -> Result<()> {
+    file.sync_all()
+        .map_err(|e| Error::io("flush to disk", temp, e))?;
+    rename_into_place(temp, trace)?;
+    sync_parent(trace);
+    Ok(())
 }
 
 /// The writer of a merged trace, by the way its rows went in.

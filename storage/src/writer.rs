@@ -31,7 +31,7 @@ use crate::layout::{
     create_dirs, create_private_dir, is_being_recorded, lock_parts_dir, parts_dir,
     segment_file_name,
 };
-use crate::merge::merge_segments;
+use crate::merge::{merge_segments, write_whole_trace};
 use crate::parquet_io::{read_run_info, write_segment};
 use crate::run::{RunInfo, RunStatus};
 use crate::schema::events_schema;
@@ -259,7 +259,8 @@ impl TraceWriter {
 
     /// Ends the recording: writes the last segment, merges every segment into the
     /// trace file sorted by `seq` (streaming, one batch per segment in memory),
-    /// syncs and renames it into place, and removes the segments folder.
+    /// syncs and renames it into place, and removes the segments folder. A run whose
+    /// rows are all still buffered is written as the trace file directly.
     ///
     /// `run` is the final run: its `run_id` must be this writer's and its status
     /// not `unfinished`; `events` is set to the rows written, and `ended_at` to now
@@ -269,16 +270,24 @@ impl TraceWriter {
         if run.status == RunStatus::Unfinished {
             return Err(Error::StatusNotFinal { run_id: run.run_id });
         }
-        self.flush()?;
-        self.stop_thread()?;
-        self.state = State::Closed;
         if run.ended_at.is_none() {
             run.ended_at = Some(rfc3339(SystemTime::now()));
         }
-        let segments: Vec<PathBuf> = (1..self.next_segment)
-            .map(|number| self.parts_dir.join(segment_file_name(number)))
-            .collect();
-        merge_segments(&segments, &self.path, run)?;
+        if self.next_segment == 2 && matches!(self.state, State::Recording(_)) {
+            // Only the empty first segment is on disk: the buffer holds the whole run.
+            let batch = self.buffer.finish()?;
+            self.stop_thread()?;
+            self.state = State::Closed;
+            write_whole_trace(&batch, &self.path, run)?;
+        } else {
+            self.flush()?;
+            self.stop_thread()?;
+            self.state = State::Closed;
+            let segments: Vec<PathBuf> = (1..self.next_segment)
+                .map(|number| self.parts_dir.join(segment_file_name(number)))
+                .collect();
+            merge_segments(&segments, &self.path, run)?;
+        }
         std::fs::remove_dir_all(&self.parts_dir)
             .map_err(|e| Error::io("remove the segments folder", &self.parts_dir, e))?;
         Ok(self.path.clone())
