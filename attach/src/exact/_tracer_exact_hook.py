@@ -1238,9 +1238,26 @@ def _is_event(item):
     return item[0] in (_CALL, _RETURN, _YIELD, _RESUME, _EXC, _GAP)
 
 
+def _queue(message):
+    """Queues a framed message behind the batches."""
+    if _active_native[0]:
+        _native.queue(message)
+    else:
+        _backlog.extend(message)
+
+
+def _pending():
+    """Bytes queued for the socket and not sent yet."""
+    return _native.pending() if _active_native[0] else len(_backlog)
+
+
 def _send_pending():
-    """Sends as much of the backlog as the socket takes now; False if it is gone."""
+    """Sends as much of the backlog as the socket takes now; False if it is gone.
+    With the native callbacks the queue is the native module's, sent from with the
+    GIL released."""
     global _backlog
+    if _active_native[0]:
+        return _native.send(_sock.fileno()) >= 0
     while _backlog:
         try:
             sent = _sock.send(_backlog, _socket.MSG_NOSIGNAL | _socket.MSG_DONTWAIT)
@@ -1256,13 +1273,9 @@ def _send_pending():
     return True
 
 
-def _flush():
-    """Moves queued records into the backlog (or drops their events) and sends; False
-    if the tracer is gone."""
-    global _dropped
-    # The native records first: the code, thread and callee records they name are
-    # queued before them, so they are in `_q` by now and go first in the batch.
-    native = _native.take() if _native is not None and _active_native[0] else None
+def _take_items():
+    """The records the Python side queued (code, thread and callee records, and the
+    events of the pure-Python callbacks)."""
     items = []
     pop = _q.popleft
     try:
@@ -1273,20 +1286,37 @@ def _flush():
     if _limited:
         for cid in list(_limited):
             items.append((_LIMITED, cid, _limited.pop(cid)))
-    if native is not None:
-        _dropped += native[2]
-    if items or native is not None and native[0]:
-        records = native[0] if native is not None else b""
+    return items
+
+
+def _flush():
+    """Moves queued records into the backlog (or drops their events) and sends; False
+    if the tracer is gone."""
+    global _dropped
+    if _active_native[0]:
+        # The native records first: the code, thread and callee records they name
+        # are queued before them, so they are in `_q` by now and go first in the
+        # batch.
+        events, dropped = _native.stage()
+        _dropped += dropped
+        items = _take_items()
+        drop = _native.pending() > _BACKLOG_MAX
+        if drop:
+            kept = [item for item in items if not _is_event(item)]
+            _dropped += len(items) - len(kept) + events
+            items = kept
+        size = _native.frame(b"".join(_encode(items)), _dropped, drop, _MSG_BATCH)
+        alive = _send_pending()
+        # A big batch, or a socket that did not take it all: come back soon.
+        _busy[0] = size > _BUSY_BATCH or _native.pending() > 0
+        return alive
+    items = _take_items()
+    if items:
         if len(_backlog) > _BACKLOG_MAX:
             kept = [item for item in items if not _is_event(item)]
             _dropped += len(items) - len(kept)
             items = kept
-            if records:
-                _dropped += native[1]
-                records = b""
         parts = _encode(items)
-        parts.append(records)
-        # Framed straight into the backlog: one copy of the records.
         size = 8 + sum(len(p) for p in parts)
         _busy[0] = size > _BUSY_BATCH
         _backlog.extend(_FRAME(size + 1, _MSG_BATCH))
@@ -1363,6 +1393,8 @@ def _detach():
     _limited.clear()
     _pending_exc.clear()
     _backlog = bytearray()
+    if _native is not None and _active_native[0]:
+        _native.discard()
     _tls = _thread._local()
     try:
         _sock.close()
@@ -1375,10 +1407,10 @@ def _final_flush(deadline_ns):
     global _active
     with _flush_lock:
         ok = _flush()
-        _backlog.extend(_message(_MSG_BYE, _I64(_dropped)))
-        while ok and _backlog and _perf() < deadline_ns:
+        _queue(_message(_MSG_BYE, _I64(_dropped)))
+        while ok and _pending() and _perf() < deadline_ns:
             ok = _send_pending()
-            if _backlog:
+            if ok and _pending():
                 sleep(0.002)
 
 
@@ -1413,10 +1445,10 @@ def _exit(status):
         try:
             with _flush_lock:
                 _flush()
-                _backlog.extend(_message(_MSG_BYE, _I64(_dropped)))
+                _queue(_message(_MSG_BYE, _I64(_dropped)))
                 deadline = _perf() + 2 * 1000000000
-                while _backlog and _perf() < deadline and _send_pending():
-                    if _backlog:
+                while _pending() and _perf() < deadline and _send_pending():
+                    if _pending():
                         sleep(0.002)
         except Exception:
             pass

@@ -115,6 +115,15 @@ PyObject *PyErr_Occurred(void);
 void PyErr_Clear(void);
 void PyErr_SetString(PyObject *, const char *);
 
+/* Include/ceval.h: releasing the GIL around a blocking call (stable ABI 3.2). */
+typedef struct _ts PyThreadState;
+PyThreadState *PyEval_SaveThread(void);
+void PyEval_RestoreThread(PyThreadState *);
+
+/* Include/longobject.h (stable ABI 3.2). */
+PyObject *PyLong_FromLongLong(long long);
+long long PyLong_AsLongLong(PyObject *);
+
 /* Include/ceval.h and pyframe.h: frames are opaque (stable ABI 3.2;
  * PyFrame_GetCode: 3.10). */
 typedef struct _frame PyFrameObject;

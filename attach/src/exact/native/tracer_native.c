@@ -1,6 +1,9 @@
 /* The exact-mode hook's hot path in C: the sys.monitoring callbacks (3.12+) that turn
  * each event of traced code into a record of the wire format (attach/src/exact/wire.rs)
- * appended to a buffer, which the hook's Python flusher takes and sends.
+ * appended to a buffer, and the queue of bytes for the tracer's socket, which the
+ * hook's Python flusher fills with batches of those records and sends from with the
+ * GIL released. The buffers keep their memory from batch to batch: a batch costs one
+ * copy of its records and no fresh pages, and the program's threads run meanwhile.
  *
  * Decisions are made once in Python and cached here: whether a code object is traced
  * (and its argument names), what a callee is called, the line of an instruction, the
@@ -17,10 +20,12 @@
  * PyUnicode_AsUTF8AndSize 3.10; the hook loads this module only on 3.12+, where
  * sys.monitoring exists. */
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "limited_api.h"
@@ -219,6 +224,9 @@ static struct {
     uint64_t out_events;
     uint64_t dropped;
     size_t max_bytes;
+    /* A batch's records, taken from `out` (swapped, not copied) before the hook
+     * reads the code and thread records they name, framed after them. */
+    Buf staged;
 
     Map codes; /* code object -> index into infos */
     CodeInfo *infos;
@@ -248,6 +256,70 @@ static struct {
 } G;
 
 #define MAX_GAPS (1u << 20)
+
+/* The bytes for the tracer's socket not sent yet: whole messages in chunks, sent
+ * in order, the first from `sent` on. Chunks are filled with the GIL held and sent
+ * from with it released (the lock keeps a filler from moving the chunk array under
+ * a sender); a chunk sent whole is kept for reuse, so that a backed-up socket costs
+ * neither copies of what waits nor fresh pages. */
+typedef struct {
+    Buf *chunks;
+    size_t n, cap;
+    size_t sent;    /* bytes of chunks[0] sent */
+    size_t pending; /* bytes not sent, over all chunks */
+    Buf spare[4];   /* emptied chunks, for reuse */
+    size_t nspare;
+} SendQueue;
+
+static SendQueue sendq;
+static pthread_mutex_t sendq_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A new chunk of room for `n` bytes at the queue's end, or NULL (out of memory);
+ * called with the lock held. */
+static Buf *queue_chunk(size_t n)
+{
+    if (sendq.n == sendq.cap) {
+        size_t cap = sendq.cap ? sendq.cap * 2 : 16;
+        Buf *chunks = realloc(sendq.chunks, cap * sizeof *chunks);
+        if (chunks == NULL)
+            return NULL;
+        sendq.chunks = chunks;
+        sendq.cap = cap;
+    }
+    Buf chunk = {NULL, 0, 0};
+    if (sendq.nspare > 0)
+        chunk = sendq.spare[--sendq.nspare];
+    chunk.len = 0;
+    if (buf_reserve(&chunk, n) < 0) {
+        free(chunk.data);
+        return NULL;
+    }
+    sendq.chunks[sendq.n] = chunk;
+    return &sendq.chunks[sendq.n++];
+}
+
+/* Takes the first chunk off the queue (sent whole or forgotten); lock held. */
+static void queue_pop(void)
+{
+    Buf chunk = sendq.chunks[0];
+    memmove(sendq.chunks, sendq.chunks + 1, (sendq.n - 1) * sizeof *sendq.chunks);
+    sendq.n--;
+    sendq.sent = 0;
+    if (sendq.nspare < sizeof sendq.spare / sizeof *sendq.spare) {
+        chunk.len = 0;
+        sendq.spare[sendq.nspare++] = chunk;
+    } else {
+        free(chunk.data);
+    }
+}
+
+/* Forgets everything queued; lock held. */
+static void queue_clear(void)
+{
+    while (sendq.n > 0)
+        queue_pop();
+    sendq.pending = 0;
+}
 
 static PyObject *new_ref(PyObject *o)
 {
@@ -1111,12 +1183,10 @@ static PyObject *configure(PyObject *self, PyObject *const *args, Py_ssize_t nar
     return none();
 }
 
-/* take() -> (records, events, dropped): everything recorded since the last take,
- * pending gaps and max_calls counts included. */
-static PyObject *take(PyObject *self, PyObject *unused)
+/* Writes the gaps still counted and the max_calls counts into `out`: everything
+ * recorded so far then is in `out`. */
+static void close_batch(void)
 {
-    (void)self;
-    (void)unused;
     for (size_t i = 0; i < G.ngaps; i++) {
         if (G.gaps[i].count > 0)
             write_gap(&G.gaps[i]);
@@ -1137,22 +1207,180 @@ static PyObject *take(PyObject *self, PyObject *unused)
         G.not_recorded[cid] = 0;
     }
     G.nlimited = 0;
-    PyObject *records =
-        PyBytes_FromStringAndSize(G.out.len ? (const char *)G.out.data : "", (Py_ssize_t)G.out.len);
-    if (records == NULL)
-        return NULL;
-    PyObject *events = PyLong_FromLong((long)G.out_events);
-    PyObject *dropped = PyLong_FromLong((long)G.dropped);
-    PyObject *result = events && dropped ? PyTuple_Pack(3, records, events, dropped) : NULL;
-    Py_DecRef(records);
-    Py_DecRef(events);
-    Py_DecRef(dropped);
-    if (result == NULL)
-        return NULL;
+}
+
+/* stage() -> (events, dropped): takes everything recorded since the last stage
+ * (pending gaps and max_calls counts included) as the next batch's records; the
+ * events in them, and the events dropped since. */
+static PyObject *stage(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    close_batch();
+    uint64_t events = G.out_events;
+    uint64_t dropped = G.dropped;
+    if (G.staged.len == 0) {
+        Buf swap = G.staged;
+        G.staged = G.out;
+        G.out = swap;
+    } else if (buf_reserve(&G.staged, G.out.len) == 0) {
+        memcpy(G.staged.data + G.staged.len, G.out.data, G.out.len);
+        G.staged.len += G.out.len;
+    } else {
+        dropped += events;
+        events = 0;
+    }
     G.out.len = 0;
     G.out_events = 0;
     G.dropped = 0;
+    PyObject *events_obj = PyLong_FromLongLong((long long)events);
+    PyObject *dropped_obj = PyLong_FromLongLong((long long)dropped);
+    PyObject *result =
+        events_obj && dropped_obj ? PyTuple_Pack(2, events_obj, dropped_obj) : NULL;
+    Py_DecRef(events_obj);
+    Py_DecRef(dropped_obj);
     return result;
+}
+
+/* Queues `n` bytes at `data` as one chunk; -1 when out of memory. */
+static int enqueue(const void *data, size_t n)
+{
+    pthread_mutex_lock(&sendq_lock);
+    Buf *chunk = queue_chunk(n);
+    if (chunk != NULL) {
+        memcpy(chunk->data, data, n);
+        chunk->len = n;
+        sendq.pending += n;
+    }
+    pthread_mutex_unlock(&sendq_lock);
+    return chunk != NULL ? 0 : -1;
+}
+
+/* frame(prefix, dropped, drop, kind) -> bytes queued: queues one batch message of
+ * type `kind` (wire.rs): `dropped`, the hook's records `prefix`, then the staged
+ * records, or not them when `drop` (the queue is too long; the caller counted
+ * their events as dropped). Nothing when there is nothing to send. */
+static PyObject *frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_RuntimeError, "frame takes 4 arguments");
+        return NULL;
+    }
+    char *prefix;
+    Py_ssize_t nprefix;
+    if (PyBytes_AsStringAndSize(args[0], &prefix, &nprefix) < 0)
+        return NULL;
+    long long dropped = PyLong_AsLongLong(args[1]);
+    long drop = PyLong_AsLong(args[2]);
+    long kind = PyLong_AsLong(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (drop)
+        G.staged.len = 0;
+    if (nprefix == 0 && G.staged.len == 0)
+        return PyLong_FromLong(0);
+    /* u32 length (the kind byte and the body), u8 kind, i64 dropped, records */
+    size_t body = 8 + (size_t)nprefix + G.staged.len;
+    if (body + 1 > UINT32_MAX) {
+        G.staged.len = 0;
+        PyErr_SetString(PyExc_RuntimeError, "batch too large");
+        return NULL;
+    }
+    size_t total = 5 + body;
+    pthread_mutex_lock(&sendq_lock);
+    Buf *chunk = queue_chunk(total);
+    if (chunk != NULL) {
+        uint8_t *p = chunk->data;
+        PUT(p, uint32_t, body + 1);
+        PUT(p, uint8_t, kind);
+        PUT(p, int64_t, dropped);
+        p = put(p, prefix, (size_t)nprefix);
+        put(p, G.staged.data, G.staged.len);
+        chunk->len = total;
+        sendq.pending += total;
+    }
+    pthread_mutex_unlock(&sendq_lock);
+    G.staged.len = 0;
+    if (chunk == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no memory for the batch");
+        return NULL;
+    }
+    return PyLong_FromLongLong((long long)total);
+}
+
+/* queue(message): queues bytes as they are (a framed message). */
+static PyObject *queue(PyObject *self, PyObject *message)
+{
+    (void)self;
+    char *data;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(message, &data, &n) < 0)
+        return NULL;
+    if (enqueue(data, (size_t)n) < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "no memory for the message");
+        return NULL;
+    }
+    return none();
+}
+
+/* pending() -> bytes queued and not sent yet. */
+static PyObject *pending(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    pthread_mutex_lock(&sendq_lock);
+    size_t n = sendq.pending;
+    pthread_mutex_unlock(&sendq_lock);
+    return PyLong_FromLongLong((long long)n);
+}
+
+/* send(fd) -> bytes still queued, or -1 when the tracer is gone: sends what the
+ * socket takes now, without waiting, with the GIL released. */
+static PyObject *send_queued(PyObject *self, PyObject *fd_obj)
+{
+    (void)self;
+    long fd = PyLong_AsLong(fd_obj);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    PyThreadState *state = PyEval_SaveThread();
+    pthread_mutex_lock(&sendq_lock);
+    int gone = fd < 0;
+    while (!gone && sendq.n > 0) {
+        Buf *chunk = &sendq.chunks[0];
+        if (sendq.sent == chunk->len) {
+            queue_pop();
+            continue;
+        }
+        ssize_t n = send((int)fd, chunk->data + sendq.sent, chunk->len - sendq.sent,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            sendq.sent += (size_t)n;
+            sendq.pending -= (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        } else {
+            gone = 1;
+        }
+    }
+    long long left = gone ? -1 : (long long)sendq.pending;
+    pthread_mutex_unlock(&sendq_lock);
+    PyEval_RestoreThread(state);
+    return PyLong_FromLongLong(left);
+}
+
+/* discard(): forgets what is queued and staged (the tracer is gone). */
+static PyObject *discard(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    pthread_mutex_lock(&sendq_lock);
+    queue_clear();
+    pthread_mutex_unlock(&sendq_lock);
+    G.staged.len = 0;
+    return none();
 }
 
 /* after_fork(): in a forked child, forgets what the parent recorded and its threads
@@ -1164,6 +1392,10 @@ static PyObject *after_fork(PyObject *self, PyObject *unused)
     G.out.len = 0;
     G.out_events = 0;
     G.dropped = 0;
+    G.staged.len = 0;
+    /* The only thread now: the lock may have been held by another at the fork. */
+    pthread_mutex_init(&sendq_lock, NULL);
+    queue_clear();
     G.ngaps = 0;
     map_clear(&G.gap_by_key);
     map_clear(&G.gap_by_call);
@@ -1178,7 +1410,13 @@ static PyObject *after_fork(PyObject *self, PyObject *unused)
 static PyMethodDef methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
      "Sets the options and the hook's Python helpers."},
-    {"take", take, METH_NOARGS, "(records, events, dropped) since the last take."},
+    {"stage", stage, METH_NOARGS, "Takes the records so far as the next batch's."},
+    {"frame", (PyCFunction)(void (*)(void))frame, METH_FASTCALL,
+     "Queues a batch message: dropped, the given records, the staged ones."},
+    {"queue", queue, METH_O, "Queues a framed message."},
+    {"pending", pending, METH_NOARGS, "Bytes queued and not sent."},
+    {"send", send_queued, METH_O, "Sends what the socket takes now; -1: gone."},
+    {"discard", discard, METH_NOARGS, "Forgets what is queued."},
     {"after_fork", after_fork, METH_NOARGS, "Forgets the parent's records and threads."},
     {"on_start", (PyCFunction)(void (*)(void))on_start, METH_FASTCALL, "PY_START"},
     {"on_return", (PyCFunction)(void (*)(void))on_return, METH_FASTCALL, "PY_RETURN"},
