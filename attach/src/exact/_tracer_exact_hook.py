@@ -1346,7 +1346,11 @@ def _peer_closed():
 
 def _flusher(generation):
     while _active and generation == _generation[0]:
-        sleep(0.005 if _busy[0] else 0.05)
+        if _active_native[0]:
+            # Woken sooner when a burst of events fills a batch.
+            _native.wait(5 if _busy[0] else 50)
+        else:
+            sleep(0.005 if _busy[0] else 0.05)
         if not _active or generation != _generation[0]:
             return
         with _flush_lock:

@@ -274,6 +274,21 @@ typedef struct {
 static SendQueue sendq;
 static pthread_mutex_t sendq_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* The flusher waits (wait()) until this much is recorded or its pause ends: a burst
+ * of events is taken long before `out` is full, however long the pause. */
+#define WAKE_BYTES (1u << 20)
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake_cond = PTHREAD_COND_INITIALIZER;
+static int flusher_woken; /* set once per batch, under wake_lock */
+
+static void wake_flusher(void)
+{
+    pthread_mutex_lock(&wake_lock);
+    flusher_woken = 1;
+    pthread_cond_signal(&wake_cond);
+    pthread_mutex_unlock(&wake_lock);
+}
+
 /* A new chunk of room for `n` bytes at the queue's end, or NULL (out of memory);
  * called with the lock held. */
 static Buf *queue_chunk(size_t n)
@@ -548,6 +563,8 @@ static uint8_t *reserve_event(size_t n)
         return NULL;
     }
     G.out_events++;
+    if (G.out.len >= WAKE_BYTES && !flusher_woken)
+        wake_flusher();
     return G.out.data + G.out.len;
 }
 
@@ -1217,6 +1234,9 @@ static PyObject *stage(PyObject *self, PyObject *unused)
     (void)self;
     (void)unused;
     close_batch();
+    pthread_mutex_lock(&wake_lock);
+    flusher_woken = 0;
+    pthread_mutex_unlock(&wake_lock);
     uint64_t events = G.out_events;
     uint64_t dropped = G.dropped;
     if (G.staged.len == 0) {
@@ -1371,6 +1391,34 @@ static PyObject *send_queued(PyObject *self, PyObject *fd_obj)
     return PyLong_FromLongLong(left);
 }
 
+/* wait(ms) -> bool: waits, with the GIL released, until WAKE_BYTES are recorded or
+ * `ms` milliseconds pass; whether they were. */
+static PyObject *wait_for_records(PyObject *self, PyObject *ms_obj)
+{
+    (void)self;
+    long ms = PyLong_AsLong(ms_obj);
+    if (ms == -1 && PyErr_Occurred())
+        return NULL;
+    PyThreadState *state = PyEval_SaveThread();
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += ms / 1000;
+    deadline.tv_nsec += (ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&wake_lock);
+    while (!flusher_woken) {
+        if (pthread_cond_timedwait(&wake_cond, &wake_lock, &deadline) != 0)
+            break;
+    }
+    int woken = flusher_woken;
+    pthread_mutex_unlock(&wake_lock);
+    PyEval_RestoreThread(state);
+    return new_ref(woken ? Py_True : Py_False);
+}
+
 /* discard(): forgets what is queued and staged (the tracer is gone). */
 static PyObject *discard(PyObject *self, PyObject *unused)
 {
@@ -1396,6 +1444,9 @@ static PyObject *after_fork(PyObject *self, PyObject *unused)
     /* The only thread now: the lock may have been held by another at the fork. */
     pthread_mutex_init(&sendq_lock, NULL);
     queue_clear();
+    pthread_mutex_init(&wake_lock, NULL);
+    pthread_cond_init(&wake_cond, NULL);
+    flusher_woken = 0;
     G.ngaps = 0;
     map_clear(&G.gap_by_key);
     map_clear(&G.gap_by_call);
@@ -1417,6 +1468,7 @@ static PyMethodDef methods[] = {
     {"pending", pending, METH_NOARGS, "Bytes queued and not sent."},
     {"send", send_queued, METH_O, "Sends what the socket takes now; -1: gone."},
     {"discard", discard, METH_NOARGS, "Forgets what is queued."},
+    {"wait", wait_for_records, METH_O, "Waits up to ms for a batch's worth of records."},
     {"after_fork", after_fork, METH_NOARGS, "Forgets the parent's records and threads."},
     {"on_start", (PyCFunction)(void (*)(void))on_start, METH_FASTCALL, "PY_START"},
     {"on_return", (PyCFunction)(void (*)(void))on_return, METH_FASTCALL, "PY_RETURN"},
