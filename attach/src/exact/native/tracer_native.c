@@ -626,20 +626,31 @@ static void flush_call_gaps(Thread *t, uint32_t cid)
     }
 }
 
-static void add_gap(Thread *t, uint32_t cid, uint32_t callee, int64_t ts, int32_t line)
+/* A call from traced code `cid` (`code`, at `offset`) into `callee`: counted into
+ * the gap of (thread, cid, callee) when there is one; its time and line are those of
+ * the first call, so only a new gap reads the clock and looks up the line. */
+static void add_gap(Thread *t, uint32_t cid, uint32_t callee, PyObject *code,
+                    PyObject *offset)
 {
-    Gap gap = {t->index, cid, callee, 1, ts, line, -1};
+    int aggregated = t->index < 0xffff && cid < (1u << 24) && callee < (1u << 24);
+    uint64_t key = (uint64_t)t->index << 48 | (uint64_t)cid << 24 | callee;
+    int64_t i;
+    if (aggregated && map_get(&G.gap_by_key, key, &i) && G.gaps[i].count > 0 &&
+        G.gaps[i].count < UINT32_MAX) {
+        G.gaps[i].count++;
+        return;
+    }
+    int64_t ts = now_ns();
+    int32_t line = line_of(cid, code, offset); /* may run Python: look again after */
     if (t->gap_generation != G.gap_generation) {
         t->gap_generation = G.gap_generation;
         t->gaps_pending = 0;
     }
-    if (t->index >= 0xffff || cid >= (1u << 24) || callee >= (1u << 24) ||
-        G.ngaps >= MAX_GAPS) {
-        write_gap(&gap); /* not aggregated: a row of its own */
+    Gap gap = {t->index, cid, callee, 1, ts, line, -1};
+    if (!aggregated || G.ngaps >= MAX_GAPS) {
+        write_gap(&gap); /* a row of its own */
         return;
     }
-    uint64_t key = (uint64_t)t->index << 48 | (uint64_t)cid << 24 | callee;
-    int64_t i;
     if (map_get(&G.gap_by_key, key, &i) && G.gaps[i].count > 0 &&
         G.gaps[i].count < UINT32_MAX) {
         G.gaps[i].count++;
@@ -1129,9 +1140,7 @@ static PyObject *on_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     PyObject *callee_code;
     int64_t callee = callee_of(args[2], &callee_code);
     if (callee >= 0) {
-        int64_t ts = now_ns();
-        int32_t line = line_of((uint32_t)cid, code, args[1]);
-        add_gap(t, (uint32_t)cid, (uint32_t)callee, ts, line);
+        add_gap(t, (uint32_t)cid, (uint32_t)callee, code, args[1]);
     } else if (callee == CALLEE_TRACED_FUNCTION && callee_code != NULL) {
         /* Its PY_START comes next (unless the call fails first): the caller line is
          * this call's, without walking frames. */
@@ -1192,8 +1201,8 @@ static PyObject *configure(PyObject *self, PyObject *const *args, Py_ssize_t nar
         (PyObject * (*)(PyFrameObject *, PyObject *)) find_symbol("PyFrame_GetVar");
     G.function_get_code = (PyObject * (*)(PyObject *)) find_symbol("PyFunction_GetCode");
     G.method_function = (PyObject * (*)(PyObject *)) find_symbol("PyMethod_Function");
-    G.max_bytes = 8u << 20; /* as the hook's backlog: the flusher takes it every 5 ms
-                               when events come fast */
+    G.max_bytes = 8u << 20; /* the flusher is woken at WAKE_BYTES and takes the batch
+                               within a GIL switch interval (5 ms) */
     if (G.epoch == 0)
         G.epoch = 1;
     G.configured = 1;
