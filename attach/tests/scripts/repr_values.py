@@ -186,6 +186,9 @@ def main():
         value("str %d" % i, s)
     value("str long ascii", "x" * 1000)
     value("str long latin1", "\xe9" * 300)
+    # Longer than the hook sends whole (4096 characters): cut before it is sent.
+    value("str past the cut", "y" * 5000)
+    value("str past the cut, astral", "\U0001f389" * 5000)
     value("str subclass", MyStr('sub"class'))
 
     # Bytes.

@@ -97,6 +97,7 @@ double PyFloat_AsDouble(PyObject *);
 Py_ssize_t PyUnicode_GetLength(PyObject *);
 const char *PyUnicode_AsUTF8AndSize(PyObject *, Py_ssize_t *);
 PyObject *PyUnicode_AsEncodedString(PyObject *, const char *, const char *);
+PyObject *PyUnicode_Substring(PyObject *, Py_ssize_t, Py_ssize_t); /* 3.3 */
 
 /* Include/bytesobject.h, tupleobject.h (stable ABI 3.2). */
 PyObject *PyBytes_FromStringAndSize(const char *, Py_ssize_t);

@@ -736,11 +736,20 @@ static int put_value(Buf *b, PyObject *v)
         PUT(p, double, PyFloat_AsDouble(v));
         b->len += 9;
         return 0;
-    } else if (tp == &PyUnicode_Type && PyUnicode_GetLength(v) <= G.str_chars) {
-        b->data[b->len++] = 's';
-        if (put_utf8(b, v) == 0)
-            return 0;
-        b->len--;
+    } else if (tp == &PyUnicode_Type) {
+        /* A longer string is cut to its first str_chars characters, as the Python
+         * describer's _enc_str does. */
+        PyObject *s = PyUnicode_GetLength(v) <= G.str_chars
+                          ? new_ref(v)
+                          : PyUnicode_Substring(v, 0, G.str_chars);
+        if (s != NULL) {
+            b->data[b->len++] = 's';
+            int status = put_utf8(b, s);
+            Py_DecRef(s);
+            if (status == 0)
+                return 0;
+            b->len--;
+        }
         PyErr_Clear();
     }
     PyObject *r = PyObject_CallFunctionObjArgs(G.value_helper, v, NULL);
