@@ -1132,6 +1132,7 @@ fn a_hook_loaded_by_hand_connects_and_says_when_no_tool_id_is_free() {
                 .env_remove("PYTHONPATH")
                 .envs(config)
                 .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
                 .spawn()
                 .expect("start");
             let stop = AtomicBool::new(false);
@@ -1145,7 +1146,13 @@ fn a_hook_loaded_by_hand_connects_and_says_when_no_tool_id_is_free() {
             });
             let output = output.expect("wait");
             let stats = stats.expect("receiver").expect("session");
-            assert!(output.status.success(), "{}", python.label);
+            assert!(
+                output.status.success(),
+                "{}: {:?}, stderr: {}",
+                python.label,
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
             assert_eq!(
                 String::from_utf8_lossy(&output.stdout),
                 "2\n",

@@ -1345,22 +1345,41 @@ def _peer_closed():
 
 
 def _flusher(generation):
-    while _active and generation == _generation[0]:
-        if _active_native[0]:
-            # Woken sooner when a burst of events fills a batch.
-            _native.wait(5 if _busy[0] else 50)
-        else:
-            sleep(0.005 if _busy[0] else 0.05)
-        if not _active or generation != _generation[0]:
-            return
-        with _flush_lock:
-            alive = _flush() and not _peer_closed()
-        if not alive:
-            _detach()
-            return
+    with _flusher_running:
+        while _active and generation == _generation[0]:
+            if _active_native[0]:
+                # Woken sooner when a burst of events fills a batch.
+                _native.wait(5 if _busy[0] else 50)
+            elif _flusher_wake.acquire(True, 0.005 if _busy[0] else 0.05):
+                _flusher_wake.release()
+            if not _active or generation != _generation[0]:
+                return
+            with _flush_lock:
+                alive = _flush() and not _peer_closed()
+            if not alive:
+                _detach()
+                return
 
 
 _generation = [0]
+# Held by the flusher while it runs, so that the exit hook can wait for it to leave:
+# a thread that wakes while the interpreter finalizes ends in pthread_exit during
+# the process's exit, which crashed 3.9 and 3.11 now and then (SIGSEGV at exit).
+_flusher_running = _thread.allocate_lock()
+# Held by the hook; released at exit, which ends the flusher's pause at once (the
+# native flusher is woken by `_native.wake()`).
+_flusher_wake = _thread.allocate_lock()
+_flusher_wake.acquire()
+
+
+def _stop_flusher():
+    """Wakes the flusher (`_active` is false by now) and waits for it to leave."""
+    if _active_native[0]:
+        _native.wake()
+    elif _flusher_wake.locked():
+        _flusher_wake.release()
+    if _flusher_running.acquire(True, 1.0):
+        _flusher_running.release()
 
 
 def _detach():
@@ -1438,6 +1457,10 @@ def _at_exit():
         _sock.close()
     except Exception:
         pass
+    try:
+        _stop_flusher()
+    except Exception:
+        pass
 
 
 _original_exit = os._exit
@@ -1507,7 +1530,7 @@ def _fork_trampoline(cell):
 
 
 def _after_fork_in_child():
-    global _sock, _active, _pid, _backlog, _tls, _dropped, _flush_lock
+    global _sock, _active, _pid, _backlog, _tls, _dropped, _flush_lock, _flusher_running
     if not _active:
         return
     _pid = os.getpid()
@@ -1523,6 +1546,7 @@ def _after_fork_in_child():
     _limited.clear()
     _pending_exc.clear()
     _flush_lock = _thread.allocate_lock()
+    _flusher_running = _thread.allocate_lock()
     _generation[0] += 1
     if _native is not None and _active_native[0]:
         _native.after_fork()

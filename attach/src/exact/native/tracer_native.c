@@ -1437,6 +1437,15 @@ static PyObject *wait_for_records(PyObject *self, PyObject *ms_obj)
     return new_ref(woken ? Py_True : Py_False);
 }
 
+/* wake(): ends the flusher's wait now (the hook is stopping). */
+static PyObject *wake(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    wake_flusher();
+    return none();
+}
+
 /* discard(): forgets what is queued and staged (the tracer is gone). */
 static PyObject *discard(PyObject *self, PyObject *unused)
 {
@@ -1487,6 +1496,7 @@ static PyMethodDef methods[] = {
     {"send", send_queued, METH_O, "Sends what the socket takes now; -1: gone."},
     {"discard", discard, METH_NOARGS, "Forgets what is queued."},
     {"wait", wait_for_records, METH_O, "Waits up to ms for a batch's worth of records."},
+    {"wake", wake, METH_NOARGS, "Ends the flusher's wait now."},
     {"after_fork", after_fork, METH_NOARGS, "Forgets the parent's records and threads."},
     {"on_start", (PyCFunction)(void (*)(void))on_start, METH_FASTCALL, "PY_START"},
     {"on_return", (PyCFunction)(void (*)(void))on_return, METH_FASTCALL, "PY_RETURN"},
