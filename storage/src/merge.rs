@@ -31,7 +31,7 @@ use parquet::file::writer::SerializedFileWriter;
 use crate::error::{Error, Result};
 use crate::layout::{create_private_file, rename_into_place, temp_path};
 use crate::parquet_io::{
-    open_batches, read_metadata, run_metadata, writer_properties, FINAL_ZSTD_LEVEL,
+    encode_file, open_batches, read_metadata, run_metadata, writer_properties, FINAL_ZSTD_LEVEL,
     READ_BATCH_ROWS, ROW_GROUP_ROWS,
 };
 use crate::run::RunInfo;
@@ -106,19 +106,12 @@ pub(crate) fn write_whole_trace(
     mut run: RunInfo,
 ) -> Result<u64> {
     let temp = temp_path(trace);
-    let file = create_private_file(&temp)?;
     run.events = batch.num_rows() as u64;
-    let props = writer_properties(FINAL_ZSTD_LEVEL, Some(&run));
-    let mut writer = ArrowWriter::try_new(file, events_schema(), Some(props))
-        .map_err(|e| Error::parquet("start writing", &temp, e))?;
-    if batch.num_rows() > 0 {
-        writer
-            .write(batch)
-            .map_err(|e| Error::parquet("write", &temp, e))?;
-    }
-    let file = writer
-        .into_inner()
-        .map_err(|e| Error::parquet("write", &temp, e))?;
+    let file = encode_file(
+        &temp,
+        batch,
+        writer_properties(FINAL_ZSTD_LEVEL, Some(&run)),
+    )?;
     put_in_place(file, &temp, trace)?;
     Ok(run.events)
 }

@@ -118,18 +118,31 @@ pub(crate) fn write_segment(
 ) -> Result<PathBuf> {
     let path = parts_dir.join(segment_file_name(number));
     let temp = temp_path(&path);
-    let file = create_private_file(&temp)?;
-    let props = writer_properties(SEGMENT_ZSTD_LEVEL, Some(run));
-    let mut writer = ArrowWriter::try_new(file, events_schema(), Some(props))
-        .map_err(|e| Error::parquet("start writing", &temp, e))?;
-    writer
-        .write(batch)
-        .map_err(|e| Error::parquet("write", &temp, e))?;
-    writer
-        .close()
-        .map_err(|e| Error::parquet("write", &temp, e))?;
+    encode_file(
+        &temp,
+        batch,
+        writer_properties(SEGMENT_ZSTD_LEVEL, Some(run)),
+    )?;
     rename_into_place(&temp, &path)?;
     Ok(path)
+}
+
+/// Writes `batch` as a whole Parquet file of the events table at `temp` (a new
+/// private file) with `props`; returns the file, footer written, not yet synced.
+pub(crate) fn encode_file(
+    temp: &Path,
+    batch: &RecordBatch,
+    props: WriterProperties,
+) -> Result<File> {
+    let file = create_private_file(temp)?;
+    let mut writer = ArrowWriter::try_new(file, events_schema(), Some(props))
+        .map_err(|e| Error::parquet("start writing", temp, e))?;
+    writer
+        .write(batch)
+        .map_err(|e| Error::parquet("write", temp, e))?;
+    writer
+        .into_inner()
+        .map_err(|e| Error::parquet("write", temp, e))
 }
 
 /// Reads the footer of `path`.

@@ -273,21 +273,24 @@ impl TraceWriter {
         if run.ended_at.is_none() {
             run.ended_at = Some(rfc3339(SystemTime::now()));
         }
-        if self.next_segment == 2 && matches!(self.state, State::Recording(_)) {
-            // Only the empty first segment is on disk: the buffer holds the whole run.
-            let batch = self.buffer.finish()?;
-            self.stop_thread()?;
-            self.state = State::Closed;
-            write_whole_trace(&batch, &self.path, run)?;
+        // When only the empty first segment is on disk the buffer holds the whole run.
+        let whole_run = if self.next_segment == 2 && matches!(self.state, State::Recording(_)) {
+            Some(self.buffer.finish()?)
         } else {
             self.flush()?;
-            self.stop_thread()?;
-            self.state = State::Closed;
-            let segments: Vec<PathBuf> = (1..self.next_segment)
-                .map(|number| self.parts_dir.join(segment_file_name(number)))
-                .collect();
-            merge_segments(&segments, &self.path, run)?;
-        }
+            None
+        };
+        self.stop_thread()?;
+        self.state = State::Closed;
+        match whole_run {
+            Some(batch) => write_whole_trace(&batch, &self.path, run)?,
+            None => {
+                let segments: Vec<PathBuf> = (1..self.next_segment)
+                    .map(|number| self.parts_dir.join(segment_file_name(number)))
+                    .collect();
+                merge_segments(&segments, &self.path, run)?
+            }
+        };
         std::fs::remove_dir_all(&self.parts_dir)
             .map_err(|e| Error::io("remove the segments folder", &self.parts_dir, e))?;
         Ok(self.path.clone())
