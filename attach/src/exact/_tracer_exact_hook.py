@@ -1289,6 +1289,15 @@ def _take_items():
     return items
 
 
+def _without_events(items):
+    """`items` less their events, which are counted as dropped (the backlog is full;
+    the code, thread and callee records still go)."""
+    global _dropped
+    kept = [item for item in items if not _is_event(item)]
+    _dropped += len(items) - len(kept)
+    return kept
+
+
 def _flush():
     """Moves queued records into the backlog (or drops their events) and sends; False
     if the tracer is gone."""
@@ -1302,9 +1311,8 @@ def _flush():
         items = _take_items()
         drop = _native.pending() > _BACKLOG_MAX
         if drop:
-            kept = [item for item in items if not _is_event(item)]
-            _dropped += len(items) - len(kept) + events
-            items = kept
+            items = _without_events(items)
+            _dropped += events
         size = _native.frame(b"".join(_encode(items)), _dropped, drop, _MSG_BATCH)
         alive = _send_pending()
         # A big batch, or a socket that did not take it all: come back soon.
@@ -1313,9 +1321,7 @@ def _flush():
     items = _take_items()
     if items:
         if len(_backlog) > _BACKLOG_MAX:
-            kept = [item for item in items if not _is_event(item)]
-            _dropped += len(items) - len(kept)
-            items = kept
+            items = _without_events(items)
         parts = _encode(items)
         size = 8 + sum(len(p) for p in parts)
         _busy[0] = size > _BUSY_BATCH
