@@ -856,6 +856,7 @@ def _configure_native():
          _ClassMethodDescriptor, _MethodWrapper),
         _native_code, _native_callee, _line, _thread_index, _value, _exception_text,
     )
+    _native.configure_values(_MAXLEN, _DEPTH, _ITEMS, _secrets, _kind)
 
 
 # ---------------------------------------------------------------------------------

@@ -15,11 +15,11 @@ use ahash::AHashMap;
 use std::sync::Arc;
 
 use crate::event::{Event, EventKind, EventSink, SinkError, Source};
-use crate::redact::{looks_secret, REDACTED};
+use crate::redact::{is_secret_name, looks_secret, REDACTED};
 use crate::repr::ReprOptions;
 
 use super::value::render;
-use super::wire::{EventHead, Hello, Record, WireError};
+use super::wire::{ArgValues, EventHead, Hello, Record, WireError};
 
 /// A code object the hook described.
 #[derive(Debug)]
@@ -33,7 +33,9 @@ struct Code {
     /// `module.function`, the `caller` of its callees.
     qualified: Arc<str>,
     first_line: i32,
-    arg_names: Vec<String>,
+    /// Per argument: its name as a JSON object key with the colon (`"name":`), and
+    /// whether the name is a secret one (its value is redacted).
+    arg_keys: Vec<(String, bool)>,
 }
 
 #[derive(Debug)]
@@ -125,7 +127,7 @@ impl Connection {
     /// Turns one record into events.
     pub fn record(
         &mut self,
-        record: Record,
+        record: Record<'_>,
         opts: &ReprOptions,
         counters: &mut Counters,
         sink: &mut dyn EventSink,
@@ -141,6 +143,13 @@ impl Connection {
                 arg_names,
             } => {
                 let qualified: Arc<str> = format!("{module}.{function}").into();
+                let arg_keys = arg_names
+                    .iter()
+                    .map(|name| {
+                        let key = format!("{}:", serde_json::Value::from(name.as_str()));
+                        (key, is_secret_name(name, &opts.redact_names))
+                    })
+                    .collect();
                 self.codes.insert(
                     id,
                     Code {
@@ -150,7 +159,7 @@ impl Connection {
                         file: file.into(),
                         qualified,
                         first_line,
-                        arg_names,
+                        arg_keys,
                     },
                 );
             }
@@ -179,17 +188,17 @@ impl Connection {
             Record::Call { head, args } => {
                 let args = match args {
                     None => None,
-                    Some(values) => Some(self.args_json(head.code, &values, opts)?),
+                    Some(values) => Some(self.args_json(head.code, values, opts)?),
                 };
                 self.open(head, EventKind::Call, args, counters, sink)?;
             }
             Record::Resume { head } => self.open(head, EventKind::Resume, None, counters, sink)?,
             Record::Return { head, value } => {
-                let value = value.map(|v| render(&v, None, opts)).transpose()?;
+                let value = value.map(|v| render(v, None, opts)).transpose()?;
                 self.close(head, EventKind::Return, value, None, counters, sink)?;
             }
             Record::Yield { head, value } => {
-                let value = value.map(|v| render(&v, None, opts)).transpose()?;
+                let value = value.map(|v| render(v, None, opts)).transpose()?;
                 self.close(head, EventKind::Yield, value, None, counters, sink)?;
             }
             Record::Exception {
@@ -224,26 +233,36 @@ impl Connection {
         Ok(())
     }
 
+    /// The `args` column of a call: a JSON object of argument name to repr, in the
+    /// order of the code's arguments, written straight into one string.
     fn args_json(
         &self,
         code: u32,
-        values: &[(u16, Vec<u8>)],
+        values: ArgValues<'_>,
         opts: &ReprOptions,
     ) -> Result<String, RecordError> {
         let code = self
             .codes
             .get(&code)
             .ok_or(RecordError::UnknownCode(code))?;
-        let mut object = serde_json::Map::new();
-        for (index, bytes) in values {
-            let name = code
-                .arg_names
-                .get(usize::from(*index))
+        let mut json = Vec::with_capacity(64);
+        json.push(b'{');
+        for (n, value) in values.iter().enumerate() {
+            let (index, bytes) = value?;
+            let (key, secret) = code
+                .arg_keys
+                .get(usize::from(index))
                 .ok_or_else(|| WireError(format!("argument {index} of a code without it")))?;
-            let text = render(bytes, Some(name), opts)?;
-            object.insert(name.clone(), serde_json::Value::String(text));
+            if n > 0 {
+                json.push(b',');
+            }
+            json.extend_from_slice(key.as_bytes());
+            let text = render(bytes, None, opts)?;
+            let text = if *secret { REDACTED } else { text.as_str() };
+            serde_json::to_writer(&mut json, text).map_err(|e| WireError(e.to_string()))?;
         }
-        Ok(serde_json::Value::Object(object).to_string())
+        json.push(b'}');
+        String::from_utf8(json).map_err(|e| WireError(e.to_string()).into())
     }
 
     fn open(

@@ -69,9 +69,13 @@
 //!   into the bootstrap folder; the hook loads it on 3.12+ (unless
 //!   [`ExactOptions::native`] is false) and registers its callbacks, which write the
 //!   records of [`wire`] themselves: timestamps, thread ids, the include decision per
-//!   code object (asked of Python once), gap counts, and exact `int`, `str`,
-//!   `float`, `bool` and `None` values; other values and exception texts are
-//!   described by the Python code. If it cannot load, the Python callbacks run and
+//!   code object (asked of Python once), gap counts, and the values the Python
+//!   describer would describe without running Python code: exact `int`, `str`,
+//!   `bytes`, `float`, `bool` and `None`, exact lists, tuples and dicts of them,
+//!   functions, classes and plain objects (`<T object at 0x...>`, the type's name
+//!   asked of Python once), with the same bytes; other values (subclasses of the
+//!   builtins, sets, named tuples, big ints) and exception texts are described by
+//!   the Python code. If it cannot load, the Python callbacks run and
 //!   [`ProcessStats::mechanism`] says why. 3.8–3.11 always use the Python tracer.
 //! * Reprs never run the program's code (builtins' own C methods only; a failure
 //!   prints `<repr failed: TYPE>`); the hook describes values and this crate prints

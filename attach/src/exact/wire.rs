@@ -287,10 +287,10 @@ pub struct EventHead {
     pub line: i32,
 }
 
-/// One record of a batch. Values stay encoded (a [`Reader`] positioned at them) until
-/// the connection prints them.
+/// One record of a batch. Values stay encoded (slices of the frame) until the
+/// connection prints them.
 #[derive(Debug)]
-pub enum Record {
+pub enum Record<'a> {
     Code {
         id: u32,
         base: u32,
@@ -312,18 +312,18 @@ pub enum Record {
         file: String,
         first_line: i32,
     },
-    /// `args`: `None` when values are off, else (argument index, encoded value).
+    /// `args`: `None` when values are off.
     Call {
         head: EventHead,
-        args: Option<Vec<(u16, Vec<u8>)>>,
+        args: Option<ArgValues<'a>>,
     },
     Return {
         head: EventHead,
-        value: Option<Vec<u8>>,
+        value: Option<&'a [u8]>,
     },
     Yield {
         head: EventHead,
-        value: Option<Vec<u8>>,
+        value: Option<&'a [u8]>,
     },
     Resume {
         head: EventHead,
@@ -344,9 +344,9 @@ pub enum Record {
     },
 }
 
-impl Record {
+impl<'a> Record<'a> {
     /// Decodes the next record of a batch.
-    pub fn parse(r: &mut Reader<'_>) -> Result<Record, WireError> {
+    pub fn parse(r: &mut Reader<'a>) -> Result<Record<'a>, WireError> {
         let tag = r.u8()?;
         Ok(match tag {
             b'K' => {
@@ -386,12 +386,15 @@ impl Record {
                 let args = if n == u16::MAX {
                     None
                 } else {
-                    let mut args = Vec::with_capacity(usize::from(n));
+                    let start = r.pos;
                     for _ in 0..n {
-                        let index = r.u16()?;
-                        args.push((index, value_bytes(r)?.to_vec()));
+                        r.u16()?;
+                        skip_value(r)?;
                     }
-                    Some(args)
+                    Some(ArgValues {
+                        count: n,
+                        bytes: &r.bytes[start..r.pos],
+                    })
                 };
                 Record::Call { head, args }
             }
@@ -433,13 +436,29 @@ fn head(r: &mut Reader<'_>) -> Result<EventHead, WireError> {
     })
 }
 
-fn optional_value(r: &mut Reader<'_>) -> Result<Option<Vec<u8>>, WireError> {
+fn optional_value<'a>(r: &mut Reader<'a>) -> Result<Option<&'a [u8]>, WireError> {
     let mut peek = r.clone();
     if peek.u8()? == b'z' {
         *r = peek;
         return Ok(None);
     }
-    Ok(Some(value_bytes(r)?.to_vec()))
+    Ok(Some(value_bytes(r)?))
+}
+
+/// The arguments of a call record: `count` (argument index, encoded value) pairs,
+/// checked whole when the record was parsed.
+#[derive(Debug, Clone, Copy)]
+pub struct ArgValues<'a> {
+    count: u16,
+    bytes: &'a [u8],
+}
+
+impl<'a> ArgValues<'a> {
+    /// The (argument index, encoded value) pairs, in the order sent.
+    pub fn iter(&self) -> impl Iterator<Item = Result<(u16, &'a [u8]), WireError>> + 'a {
+        let mut r = Reader::new(self.bytes);
+        (0..self.count).map(move |_| Ok((r.u16()?, value_bytes(&mut r)?)))
+    }
 }
 
 /// The bytes of one encoded value, without interpreting them (that is

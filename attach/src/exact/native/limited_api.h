@@ -43,12 +43,18 @@ extern PyTypeObject PyLong_Type;    /* Include/longobject.h */
 extern PyTypeObject PyFloat_Type;   /* Include/floatobject.h */
 extern PyTypeObject PyUnicode_Type; /* Include/unicodeobject.h */
 extern PyTypeObject PyModule_Type;  /* Include/moduleobject.h */
+extern PyTypeObject PyBytes_Type;   /* Include/bytesobject.h */
+extern PyTypeObject PyList_Type;    /* Include/listobject.h */
+extern PyTypeObject PyTuple_Type;   /* Include/tupleobject.h */
+extern PyTypeObject PyDict_Type;    /* Include/dictobject.h */
 extern PyObject *PyExc_RuntimeError; /* Include/pyerrors.h */
 
 /* Include/object.h: type flags (stable ABI 3.2). */
 unsigned long PyType_GetFlags(PyTypeObject *);
 int PyType_IsSubtype(PyTypeObject *, PyTypeObject *);
 #define Py_TPFLAGS_TYPE_SUBCLASS (1UL << 31)
+#define Py_TPFLAGS_UNICODE_SUBCLASS (1UL << 28)
+#define PyUnicode_Check(o) ((PyType_GetFlags(Py_TYPE(o)) & Py_TPFLAGS_UNICODE_SUBCLASS) != 0)
 
 /* Include/methodobject.h (stable ABI 3.2; METH_FASTCALL: 3.10). */
 typedef PyObject *(*PyCFunction)(PyObject *, PyObject *);
@@ -105,6 +111,15 @@ int PyBytes_AsStringAndSize(PyObject *, char **, Py_ssize_t *);
 Py_ssize_t PyTuple_Size(PyObject *);
 PyObject *PyTuple_GetItem(PyObject *, Py_ssize_t);
 PyObject *PyTuple_Pack(Py_ssize_t, ...);
+
+/* Include/listobject.h, dictobject.h (stable ABI 3.2). */
+PyObject *PyList_New(Py_ssize_t);
+Py_ssize_t PyList_Size(PyObject *);
+PyObject *PyList_GetItem(PyObject *, Py_ssize_t);
+PyObject *PyList_GetSlice(PyObject *, Py_ssize_t, Py_ssize_t);
+int PyList_Append(PyObject *, PyObject *);
+Py_ssize_t PyDict_Size(PyObject *);
+int PyDict_Next(PyObject *, Py_ssize_t *, PyObject **, PyObject **);
 
 /* Include/abstract.h, object.h (stable ABI 3.2). */
 PyObject *PyObject_CallFunctionObjArgs(PyObject *, ...);

@@ -7,9 +7,11 @@
  *
  * Decisions are made once in Python and cached here: whether a code object is traced
  * (and its argument names), what a callee is called, the line of an instruction, the
- * wire id of a thread. Values are described here when they are an exact int, str,
- * float, bool or None; anything else goes through the Python describer, so the rules
- * (never run the program's code, redaction, cuts) live in one place.
+ * wire id of a thread. Values are described here when the Python describer would
+ * not run Python code for them (plain builtins, their lists, tuples and dicts, plain
+ * objects, functions, classes: see put_value) with the same bytes as it; anything
+ * else goes through it, so the rules (never run the program's code, redaction,
+ * cuts) have one reference, which the tests hold both to.
  *
  * Every callback runs with the GIL held and may call back into Python only before it
  * writes: another thread can run during such a call, so nothing is written half-way
@@ -19,6 +21,7 @@
  * Built against the stable ABI (limited_api.h). METH_FASTCALL needs 3.10 and
  * PyUnicode_AsUTF8AndSize 3.10; the hook loads this module only on 3.12+, where
  * sys.monitoring exists. */
+#define _GNU_SOURCE /* memmem */
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -181,6 +184,13 @@ typedef struct {
 #define CALLEE_TRACED_FUNCTION (-2) /* traced, and its start follows the call */
 #define CALLEE_TRACED (-3)          /* traced (a class, a generator): no shortcut */
 
+/* What the Python describer says of a type, asked once per type. */
+typedef struct {
+    char kind;           /* its instances: 'o', 'F', 'C' described here; 0: by Python */
+    PyObject *qualified; /* str: the type's name as printed (of a class: `<class '...'>`) */
+    Py_ssize_t chars;    /* its length in characters */
+} TypeKind;
+
 /* One thread's state; zero-initialised per thread. */
 typedef struct {
     uint64_t epoch; /* equals G.epoch once set up in this process */
@@ -235,6 +245,17 @@ static struct {
     PyObject **held; /* strong references to the callee keys */
     size_t nheld, cap_held;
     Map lines; /* cid << 32 | offset -> line */
+
+    /* Values (configure_values): the cuts, the secret words for dict keys, and what
+     * the Python describer says of each type met. */
+    int values_configured;
+    Py_ssize_t max_len, max_depth, max_items;
+    Buf *secrets;
+    size_t nsecrets;
+    PyObject *kind_helper;
+    Map type_kinds; /* type -> index into kinds */
+    TypeKind *kinds;
+    size_t nkinds, cap_kinds;
 
     Gap *gaps;
     size_t ngaps, cap_gaps;
@@ -711,45 +732,356 @@ static int put_utf8(Buf *b, PyObject *s)
     return 0;
 }
 
-/* Appends the description of `v` to `b` (wire.rs, Values). */
-static int put_value(Buf *b, PyObject *v)
+/* Value description in C (wire.rs, Values): the same bytes as the Python describer's
+ * _value/_enc for the values it can describe without running Python code: exact
+ * int (64-bit), str, bytes, float, bool and None, exact list, tuple and dict of
+ * those (with the depth, item and length cuts, cycle placeholders and secret dict
+ * keys), functions, classes, and instances whose type the Python describer calls
+ * plain objects (`<T object at 0x...>`, the type's name asked of Python once).
+ * Anything else (subclasses of the builtins, sets, named tuples, big ints) makes
+ * the whole value go through the Python describer, so each value is described by
+ * one of them alone and the rules stay the same. */
+
+#define ENC_OK 0
+#define ENC_CUT 1     /* the length cut was reached: nothing more of the value */
+#define ENC_PYTHON 2  /* a part only Python describes: the whole value goes there */
+#define ENC_ERROR (-1)
+
+/* The describer's running state: `printed` is a lower bound of the printed length
+ * so far (the Python describer's st[0]); `active` the containers being described,
+ * outermost first, for cycles. */
+typedef struct {
+    Py_ssize_t printed;
+    PyObject *active[64];
+    int nactive;
+} ValueState;
+
+/* The Python describer's entry for type `tp`, or NULL (an error, or not cacheable). */
+static const TypeKind *type_kind(PyTypeObject *tp)
+{
+    int64_t index;
+    if (map_get(&G.type_kinds, (uint64_t)(uintptr_t)tp, &index))
+        return &G.kinds[index];
+    if (G.kind_helper == NULL)
+        return NULL;
+    PyObject *entry = PyObject_CallFunctionObjArgs(G.kind_helper, (PyObject *)tp, NULL);
+    if (entry == NULL)
+        return NULL;
+    /* Python ran: another thread may have asked meanwhile. */
+    if (map_get(&G.type_kinds, (uint64_t)(uintptr_t)tp, &index)) {
+        Py_DecRef(entry);
+        return &G.kinds[index];
+    }
+    PyObject *kind = PyTuple_GetItem(entry, 1);
+    PyObject *qualified = PyTuple_GetItem(entry, 3);
+    Py_ssize_t n;
+    const char *k = kind ? PyUnicode_AsUTF8AndSize(kind, &n) : NULL;
+    if (k == NULL || qualified == NULL || Py_TYPE(qualified) != &PyUnicode_Type) {
+        Py_DecRef(entry);
+        return NULL;
+    }
+    TypeKind tk = {0, new_ref(qualified), PyUnicode_GetLength(qualified)};
+    if (n == 1 && (k[0] == 'o' || k[0] == 'F' || k[0] == 'C'))
+        tk.kind = k[0];
+    Py_DecRef(entry);
+    if (G.nkinds == G.cap_kinds) {
+        size_t cap = G.cap_kinds ? G.cap_kinds * 2 : 64;
+        TypeKind *kinds = realloc(G.kinds, cap * sizeof *kinds);
+        if (kinds == NULL) {
+            Py_DecRef(tk.qualified);
+            return NULL;
+        }
+        G.kinds = kinds;
+        G.cap_kinds = cap;
+    }
+    /* Held, so that the address keeps naming this type. */
+    if (hold((PyObject *)tp) < 0 ||
+        map_put(&G.type_kinds, (uint64_t)(uintptr_t)tp, (int64_t)G.nkinds) < 0) {
+        Py_DecRef(tk.qualified);
+        return NULL;
+    }
+    G.kinds[G.nkinds] = tk;
+    return &G.kinds[G.nkinds++];
+}
+
+/* Appends a length-prefixed str (its UTF-8, as put_utf8), counting no length. */
+static int enc_text(Buf *b, uint8_t tag, PyObject *s)
+{
+    if (buf_reserve(b, 1) < 0)
+        return ENC_ERROR;
+    b->data[b->len++] = tag;
+    return put_utf8(b, s) < 0 ? ENC_ERROR : ENC_OK;
+}
+
+static int enc_address(Buf *b, PyObject *v)
+{
+    if (buf_reserve(b, 8) < 0)
+        return ENC_ERROR;
+    uint8_t *p = b->data + b->len;
+    PUT(p, int64_t, (intptr_t)v);
+    b->len += 8;
+    return ENC_OK;
+}
+
+static int enc_u32s(Buf *b, uint8_t tag, size_t total, size_t shown)
+{
+    if (buf_reserve(b, 9) < 0)
+        return ENC_ERROR;
+    uint8_t *p = b->data + b->len;
+    PUT(p, uint8_t, tag);
+    PUT(p, uint32_t, total);
+    PUT(p, uint32_t, shown);
+    b->len += 9;
+    return ENC_OK;
+}
+
+/* Whether dict key `key` (an exact str) holds a secret word, as the Python
+ * describer's _is_secret(_key_text(key)): its first str_chars characters as UTF-8,
+ * ASCII letters lowered. -1: only Python can tell (lone surrogates). */
+static int key_is_secret(PyObject *key)
+{
+    if (G.nsecrets == 0)
+        return 0;
+    PyObject *s = PyUnicode_GetLength(key) <= G.str_chars
+                      ? new_ref(key)
+                      : PyUnicode_Substring(key, 0, G.str_chars);
+    Py_ssize_t n;
+    const char *text = s ? PyUnicode_AsUTF8AndSize(s, &n) : NULL;
+    if (text == NULL) {
+        Py_DecRef(s);
+        PyErr_Clear();
+        return -1;
+    }
+    char small[256];
+    char *lower = (size_t)n <= sizeof small ? small : malloc((size_t)n);
+    if (lower == NULL) {
+        Py_DecRef(s);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = text[i];
+        lower[i] = c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+    }
+    Py_DecRef(s);
+    int secret = 0;
+    for (size_t w = 0; w < G.nsecrets && !secret; w++)
+        secret = memmem(lower, (size_t)n, G.secrets[w].data, G.secrets[w].len) != NULL;
+    if (lower != small)
+        free(lower);
+    return secret;
+}
+
+static int enc_value(Buf *b, PyObject *v, int depth, ValueState *st);
+
+/* A list, tuple or dict (exact types), as the Python describer's _enc_container. */
+static int enc_container(Buf *b, PyObject *v, int depth, ValueState *st)
 {
     PyTypeObject *tp = Py_TYPE(v);
+    int is_dict = tp == &PyDict_Type;
+    int in_cycle = 0;
+    for (int i = 0; i < st->nactive; i++)
+        in_cycle |= st->active[i] == v;
+    if (depth >= G.max_depth || in_cycle) {
+        const char *text = tp == &PyList_Type ? "[...]" : is_dict ? "{...}" : "(...)";
+        if (buf_reserve(b, 10) < 0)
+            return ENC_ERROR;
+        uint8_t *p = b->data + b->len;
+        PUT(p, uint8_t, 'p');
+        PUT(p, uint32_t, 5);
+        memcpy(p, text, 5);
+        b->len += 10;
+        st->printed += 5;
+        return ENC_OK;
+    }
+    if (st->nactive == (int)(sizeof st->active / sizeof st->active[0]))
+        return ENC_PYTHON;
+    st->active[st->nactive++] = v;
+    st->printed += 2;
+    int status = ENC_OK;
+    if (is_dict) {
+        Py_ssize_t total = PyDict_Size(v);
+        /* The first items, held: describing one may run Python (a type's name). */
+        PyObject *pairs = PyList_New(0);
+        if (pairs == NULL)
+            return ENC_ERROR;
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        /* As the Python describer: a pair is taken, then the count is looked at. */
+        while (total > 0 && PyDict_Next(v, &pos, &key, &value)) {
+            if (PyList_Append(pairs, key) < 0 || PyList_Append(pairs, value) < 0) {
+                Py_DecRef(pairs);
+                return ENC_ERROR;
+            }
+            if (PyList_Size(pairs) / 2 >= G.max_items)
+                break;
+        }
+        Py_ssize_t shown = PyList_Size(pairs) / 2;
+        status = enc_u32s(b, 'd', (size_t)total, (size_t)shown);
+        for (Py_ssize_t i = 0; i < shown && status == ENC_OK; i++) {
+            if (i)
+                st->printed += 2;
+            key = PyList_GetItem(pairs, 2 * i);
+            status = enc_value(b, key, depth + 1, st);
+            if (status != ENC_OK)
+                break;
+            st->printed += 2;
+            int secret = 0;
+            if (PyUnicode_Check(key)) {
+                secret = key_is_secret(key);
+                if (secret < 0) {
+                    status = ENC_PYTHON;
+                    break;
+                }
+            }
+            if (secret) {
+                if (buf_reserve(b, 1) < 0) {
+                    status = ENC_ERROR;
+                    break;
+                }
+                b->data[b->len++] = 'R';
+                st->printed += 10;
+            } else {
+                status = enc_value(b, PyList_GetItem(pairs, 2 * i + 1), depth + 1, st);
+            }
+        }
+        Py_DecRef(pairs);
+    } else {
+        int is_list = tp == &PyList_Type;
+        Py_ssize_t total = is_list ? PyList_Size(v) : PyTuple_Size(v);
+        Py_ssize_t shown = total < G.max_items ? total : G.max_items;
+        /* A list's first items, held (a tuple holds its own). */
+        PyObject *items = is_list ? PyList_GetSlice(v, 0, shown) : new_ref(v);
+        if (items == NULL)
+            return ENC_ERROR;
+        status = enc_u32s(b, is_list ? 'l' : 't', (size_t)total, (size_t)shown);
+        for (Py_ssize_t i = 0; i < shown && status == ENC_OK; i++) {
+            if (i)
+                st->printed += 2;
+            PyObject *item = is_list ? PyList_GetItem(items, i) : PyTuple_GetItem(items, i);
+            status = item ? enc_value(b, item, depth + 1, st) : ENC_ERROR;
+        }
+        Py_DecRef(items);
+    }
+    st->nactive--;
+    return status;
+}
+
+/* One value, as the Python describer's _enc. */
+static int enc_value(Buf *b, PyObject *v, int depth, ValueState *st)
+{
     if (buf_reserve(b, 16) < 0)
-        return -1;
+        return ENC_ERROR;
+    if (st->printed > G.max_len) {
+        b->data[b->len++] = '.';
+        return ENC_CUT;
+    }
+    PyTypeObject *tp = Py_TYPE(v);
     uint8_t *p = b->data + b->len;
     if (tp == &PyLong_Type) {
         int overflow = 0;
         long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
-        if (!overflow && !(n == -1 && PyErr_Occurred())) {
-            PUT(p, uint8_t, 'i');
-            PUT(p, int64_t, n);
-            b->len += 9;
-            return 0;
+        if (overflow || (n == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return ENC_PYTHON;
         }
-        PyErr_Clear();
+        PUT(p, uint8_t, 'i');
+        PUT(p, int64_t, n);
+        b->len += 9;
+        st->printed += 1;
+    } else if (tp == &PyUnicode_Type) {
+        Py_ssize_t n = PyUnicode_GetLength(v);
+        PyObject *s = n <= G.str_chars ? new_ref(v) : PyUnicode_Substring(v, 0, G.str_chars);
+        if (s == NULL)
+            return ENC_ERROR;
+        int status = enc_text(b, 's', s);
+        Py_DecRef(s);
+        if (status != ENC_OK)
+            return status;
+        n = n <= G.str_chars ? n : G.str_chars;
+        st->printed += n + 2 < 10 ? n + 2 : 10;
     } else if (v == Py_None || v == Py_True || v == Py_False) {
         b->data[b->len++] = v == Py_None ? 'N' : v == Py_True ? 'T' : 'F';
-        return 0;
+        st->printed += 4;
     } else if (tp == &PyFloat_Type) {
         PUT(p, uint8_t, 'f');
         PUT(p, double, PyFloat_AsDouble(v));
         b->len += 9;
-        return 0;
-    } else if (tp == &PyUnicode_Type) {
-        /* A longer string is cut to its first str_chars characters, as the Python
-         * describer's _enc_str does. */
-        PyObject *s = PyUnicode_GetLength(v) <= G.str_chars
-                          ? new_ref(v)
-                          : PyUnicode_Substring(v, 0, G.str_chars);
-        if (s != NULL) {
-            b->data[b->len++] = 's';
-            int status = put_utf8(b, s);
-            Py_DecRef(s);
-            if (status == 0)
-                return 0;
-            b->len--;
+        st->printed += 3;
+    } else if (tp == &PyBytes_Type) {
+        char *data;
+        Py_ssize_t n;
+        if (PyBytes_AsStringAndSize(v, &data, &n) < 0)
+            return ENC_ERROR;
+        if (n > G.str_chars)
+            n = G.str_chars;
+        if (buf_reserve(b, 5 + (size_t)n) < 0)
+            return ENC_ERROR;
+        p = b->data + b->len;
+        PUT(p, uint8_t, 'b');
+        PUT(p, uint32_t, n);
+        memcpy(p, data, (size_t)n);
+        b->len += 5 + (size_t)n;
+        st->printed += n + 3 < 10 ? n + 3 : 10;
+    } else if (tp == &PyList_Type || tp == &PyTuple_Type || tp == &PyDict_Type) {
+        return enc_container(b, v, depth, st);
+    } else {
+        const TypeKind *k = type_kind(tp);
+        if (k == NULL || k->kind == 0) {
+            PyErr_Clear();
+            return ENC_PYTHON;
         }
+        if (k->kind == 'o') {
+            Py_ssize_t chars = k->chars;
+            int status = enc_text(b, 'o', k->qualified);
+            if (status == ENC_OK)
+                status = enc_address(b, v);
+            st->printed += chars + 16;
+            return status;
+        }
+        if (k->kind == 'C') {
+            const TypeKind *self = type_kind((PyTypeObject *)v);
+            if (self == NULL) {
+                PyErr_Clear();
+                return ENC_PYTHON;
+            }
+            Py_ssize_t chars = self->chars;
+            int status = enc_text(b, 'C', self->qualified);
+            st->printed += chars + 10;
+            return status;
+        }
+        /* 'F': a function, by its __qualname__ (a str the function object keeps). */
+        PyObject *qualname = PyObject_GetAttrString(v, "__qualname__");
+        if (qualname == NULL || Py_TYPE(qualname) != &PyUnicode_Type) {
+            Py_DecRef(qualname);
+            PyErr_Clear();
+            return ENC_PYTHON;
+        }
+        Py_ssize_t chars = PyUnicode_GetLength(qualname);
+        int status = enc_text(b, 'P', qualname);
+        Py_DecRef(qualname);
+        if (status == ENC_OK)
+            status = enc_address(b, v);
+        st->printed += chars + 18;
+        return status;
+    }
+    return ENC_OK;
+}
+
+/* Appends the description of `v` to `b` (wire.rs, Values). */
+static int put_value(Buf *b, PyObject *v)
+{
+    size_t start = b->len;
+    PyTypeObject *tp = Py_TYPE(v);
+    int native = G.values_configured || tp == &PyLong_Type || tp == &PyUnicode_Type ||
+                 tp == &PyFloat_Type || v == Py_None || v == Py_True || v == Py_False;
+    if (native) {
+        ValueState st;
+        st.printed = 0;
+        st.nactive = 0;
+        int status = enc_value(b, v, 0, &st);
+        if (status == ENC_OK || status == ENC_CUT)
+            return 0;
+        b->len = start;
         PyErr_Clear();
     }
     PyObject *r = PyObject_CallFunctionObjArgs(G.value_helper, v, NULL);
@@ -1218,6 +1550,54 @@ static PyObject *configure(PyObject *self, PyObject *const *args, Py_ssize_t nar
     return none();
 }
 
+/* configure_values(max_len, depth, items, secrets, kind_helper): the value cuts and
+ * the secret words (bytes) of the Python describer, and its function that says what
+ * a type's instances are; values other than the plain ones are described here from
+ * then on. */
+static PyObject *configure_values(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_RuntimeError, "configure_values takes 5 arguments");
+        return NULL;
+    }
+    Py_ssize_t max_len = PyLong_AsLong(args[0]);
+    Py_ssize_t max_depth = PyLong_AsLong(args[1]);
+    Py_ssize_t max_items = PyLong_AsLong(args[2]);
+    Py_ssize_t nsecrets = PyTuple_Size(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    Buf *secrets = calloc(nsecrets ? (size_t)nsecrets : 1, sizeof *secrets);
+    if (secrets == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "out of memory");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nsecrets; i++) {
+        char *word;
+        Py_ssize_t n;
+        PyObject *item = PyTuple_GetItem(args[3], i);
+        if (item == NULL || PyBytes_AsStringAndSize(item, &word, &n) < 0 ||
+            buf_reserve(&secrets[i], n ? (size_t)n : 1) < 0) {
+            for (Py_ssize_t j = 0; j <= i; j++)
+                free(secrets[j].data);
+            free(secrets);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_RuntimeError, "out of memory");
+            return NULL;
+        }
+        memcpy(secrets[i].data, word, (size_t)n);
+        secrets[i].len = (size_t)n;
+    }
+    G.max_len = max_len;
+    G.max_depth = max_depth;
+    G.max_items = max_items;
+    G.secrets = secrets;
+    G.nsecrets = (size_t)nsecrets;
+    G.kind_helper = new_ref(args[4]);
+    G.values_configured = 1;
+    return none();
+}
+
 /* Writes the gaps still counted and the max_calls counts into `out`: everything
  * recorded so far then is in `out`. */
 static void close_batch(void)
@@ -1488,6 +1868,8 @@ static PyObject *after_fork(PyObject *self, PyObject *unused)
 static PyMethodDef methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
      "Sets the options and the hook's Python helpers."},
+    {"configure_values", (PyCFunction)(void (*)(void))configure_values, METH_FASTCALL,
+     "Sets the value cuts, secret words and type helper; containers are described here."},
     {"stage", stage, METH_NOARGS, "Takes the records so far as the next batch's."},
     {"frame", (PyCFunction)(void (*)(void))frame, METH_FASTCALL,
      "Queues a batch message: dropped, the given records, the staged ones."},
