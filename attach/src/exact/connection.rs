@@ -257,8 +257,15 @@ impl Connection {
                 json.push(b',');
             }
             json.extend_from_slice(key.as_bytes());
-            let text = render(bytes, None, opts)?;
-            let text = if *secret { REDACTED } else { text.as_str() };
+            // A secret name's value is not printed at all (the hook sent it already
+            // redacted, or checked as a value when the record was parsed).
+            let rendered;
+            let text = if *secret {
+                REDACTED
+            } else {
+                rendered = render(bytes, None, opts)?;
+                rendered.as_str()
+            };
             serde_json::to_writer(&mut json, text).map_err(|e| WireError(e.to_string()))?;
         }
         json.push(b'}');

@@ -835,6 +835,14 @@ static int enc_u32s(Buf *b, uint8_t tag, size_t total, size_t shown)
     return ENC_OK;
 }
 
+/* The first str_chars characters of str `s` (a new reference; NULL on error): what
+ * the describer sends of a string, as _enc_str and _key_text cut it. */
+static PyObject *str_prefix(PyObject *s)
+{
+    return PyUnicode_GetLength(s) <= G.str_chars ? new_ref(s)
+                                                 : PyUnicode_Substring(s, 0, G.str_chars);
+}
+
 /* Whether dict key `key` (an exact str) holds a secret word, as the Python
  * describer's _is_secret(_key_text(key)): its first str_chars characters as UTF-8,
  * ASCII letters lowered. -1: only Python can tell (lone surrogates). */
@@ -842,9 +850,7 @@ static int key_is_secret(PyObject *key)
 {
     if (G.nsecrets == 0)
         return 0;
-    PyObject *s = PyUnicode_GetLength(key) <= G.str_chars
-                      ? new_ref(key)
-                      : PyUnicode_Substring(key, 0, G.str_chars);
+    PyObject *s = str_prefix(key);
     Py_ssize_t n;
     const char *text = s ? PyUnicode_AsUTF8AndSize(s, &n) : NULL;
     if (text == NULL) {
@@ -990,7 +996,7 @@ static int enc_value(Buf *b, PyObject *v, int depth, ValueState *st)
         st->printed += 1;
     } else if (tp == &PyUnicode_Type) {
         Py_ssize_t n = PyUnicode_GetLength(v);
-        PyObject *s = n <= G.str_chars ? new_ref(v) : PyUnicode_Substring(v, 0, G.str_chars);
+        PyObject *s = str_prefix(v);
         if (s == NULL)
             return ENC_ERROR;
         int status = enc_text(b, 's', s);
