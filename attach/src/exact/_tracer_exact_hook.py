@@ -807,7 +807,11 @@ def _limit_stack():
 def _load_native(boot_dir):
     """The native module beside this file, or why it did not load."""
     try:
-        from importlib.machinery import ExtensionFileLoader, ModuleSpec
+        # The classes `importlib.machinery` re-exports, from the frozen modules every
+        # interpreter has loaded already: importing `importlib.machinery` (and the
+        # `warnings` it pulls in) cost 0.7 ms of every traced process's start.
+        from _frozen_importlib import ModuleSpec
+        from _frozen_importlib_external import ExtensionFileLoader
 
         path = os.path.join(boot_dir, _NATIVE_FILE)
         if not os.path.isfile(path):
