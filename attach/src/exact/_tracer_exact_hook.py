@@ -1356,27 +1356,52 @@ def _peer_closed():
 
 
 def _flusher(generation):
-    with _flusher_running:
-        while _active and generation == _generation[0]:
+    running = _flusher_running
+    running.acquire()
+    try:
+        while True:
+            if generation != _generation[0]:
+                return
+            if _exiting[0]:
+                # Parked for good, with the GIL released, never to run again: see
+                # `_flusher_parked`.
+                running.release()
+                _flusher_parked.acquire()
+            if not _active:
+                return
             if _active_native[0]:
                 # Woken sooner when a burst of events fills a batch.
                 _native.wait(5 if _busy[0] else 50)
             elif _flusher_wake.acquire(True, 0.005 if _busy[0] else 0.05):
                 _flusher_wake.release()
-            if not _active or generation != _generation[0]:
-                return
+            if generation != _generation[0] or _exiting[0] or not _active:
+                continue
             with _flush_lock:
+                # The exit hook may have sent everything and closed the socket
+                # while this thread waited for the lock.
+                if _exiting[0]:
+                    continue
                 alive = _flush() and not _peer_closed()
             if not alive:
                 _detach()
                 return
+    finally:
+        running.release()
 
 
 _generation = [0]
-# Held by the flusher while it runs, so that the exit hook can wait for it to leave:
-# a thread that wakes while the interpreter finalizes ends in pthread_exit during
-# the process's exit, which crashed 3.9 and 3.11 now and then (SIGSEGV at exit).
+# Held by the flusher while it runs, so that the exit hook can wait until it is parked.
 _flusher_running = _thread.allocate_lock()
+# Never released: at exit the flusher blocks on it (with the GIL released) until the
+# process ends, instead of returning. A thread that ends calls pthread_exit, and one
+# that wakes while the interpreter finalizes is ended with pthread_exit; either,
+# racing with the main thread's exit, crashed 3.9 and 3.11 with SIGSEGV now and then
+# (the first pthread_exit of a process loads libgcc_s to unwind). A thread blocked
+# on a lock does nothing while the process exits.
+_flusher_parked = _thread.allocate_lock()
+_flusher_parked.acquire()
+# Set by the exit hook before it wakes the flusher.
+_exiting = [False]
 # Held by the hook; released at exit, which ends the flusher's pause at once (the
 # native flusher is woken by `_native.wake()`).
 _flusher_wake = _thread.allocate_lock()
@@ -1384,7 +1409,7 @@ _flusher_wake.acquire()
 
 
 def _stop_flusher():
-    """Wakes the flusher (`_active` is false by now) and waits for it to leave."""
+    """Wakes the flusher (`_exiting` is set by now) and waits until it is parked."""
     if _active_native[0]:
         _native.wake()
     elif _flusher_wake.locked():
@@ -1452,6 +1477,8 @@ def _at_exit():
     global _active
     if not _active:
         return
+    # Before `_active` is cleared: a flusher that sees either parks (`_flusher`).
+    _exiting[0] = True
     try:
         if _MONITORING:
             _stop_monitoring()
