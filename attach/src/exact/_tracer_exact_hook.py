@@ -1374,12 +1374,10 @@ def _flusher(generation):
                 _native.wait(5 if _busy[0] else 50)
             elif _flusher_wake.acquire(True, 0.005 if _busy[0] else 0.05):
                 _flusher_wake.release()
-            if generation != _generation[0] or _exiting[0] or not _active:
-                continue
             with _flush_lock:
-                # The exit hook may have sent everything and closed the socket
-                # while this thread waited for the lock.
-                if _exiting[0]:
+                # Checked under the lock: the exit hook may have sent everything and
+                # closed the socket while this thread waited for it.
+                if generation != _generation[0] or _exiting[0] or not _active:
                     continue
                 alive = _flush() and not _peer_closed()
             if not alive:
