@@ -286,6 +286,28 @@ impl CallTracker {
             .map_or(0, |t| continued_frames(&t.frames, stack))
     }
 
+    /// Whether `stack` (innermost first) shows thread `key` as its previous sample did
+    /// below the innermost frame, with the same innermost call: then nothing in it
+    /// starts or ends a call, however its reads were interleaved with the target.
+    pub fn same_below_innermost(&self, key: u64, stack: &[FrameState]) -> bool {
+        let Some(thread) = self.threads.get(&key) else {
+            return stack.is_empty();
+        };
+        let old = &thread.frames;
+        old.len() == stack.len()
+            && old
+                .iter()
+                .zip(stack.iter().rev())
+                .enumerate()
+                .all(|(i, (before, now))| {
+                    if i + 1 == old.len() {
+                        before.state.addr == now.addr && before.state.code == now.code
+                    } else {
+                        before.state == *now
+                    }
+                })
+    }
+
     /// Compares one thread's stack (innermost first), read during `window`, with its
     /// previous sample and writes the rows that follow.
     pub fn observe(
@@ -1093,6 +1115,40 @@ mod tests {
         run.finish();
         assert_eq!(run.names(EventKind::Call), ["main", "work", "work", "work"]);
         assert_eq!(run.of(EventKind::Return).len(), 2);
+    }
+
+    #[test]
+    fn a_stack_needs_no_second_read_only_when_nothing_below_the_innermost_moved() {
+        let mut run = Run::new(codes());
+        assert!(
+            run.tracker.same_below_innermost(1, &[]),
+            "unknown thread, no frames"
+        );
+        let first = [f(0xb0, WORK, 20, 13, 5), f(0xa0, MAIN, 10, 5, 1)];
+        assert!(
+            !run.tracker.same_below_innermost(1, &first),
+            "unknown thread"
+        );
+        run.sample(&first);
+        // The innermost frame ran on: nothing starts or ends.
+        let ran_on = [f(0xb0, WORK, 40, 14, 9), f(0xa0, MAIN, 10, 5, 1)];
+        assert!(run.tracker.same_below_innermost(1, &ran_on));
+        let caller_moved = [f(0xb0, WORK, 20, 13, 5), f(0xa0, MAIN, 14, 6, 1)];
+        assert!(!run.tracker.same_below_innermost(1, &caller_moved));
+        let caller_assigned = [f(0xb0, WORK, 20, 13, 5), f(0xa0, MAIN, 10, 5, 2)];
+        assert!(!run.tracker.same_below_innermost(1, &caller_assigned));
+        let other_callee = [f(0xc0, WORK, 20, 13, 5), f(0xa0, MAIN, 10, 5, 1)];
+        assert!(!run.tracker.same_below_innermost(1, &other_callee));
+        let deeper = [
+            f(0xc0, LEAF, 4, 2, 0),
+            f(0xb0, WORK, 20, 13, 5),
+            f(0xa0, MAIN, 10, 5, 1),
+        ];
+        assert!(!run.tracker.same_below_innermost(1, &deeper));
+        assert!(
+            !run.tracker.same_below_innermost(1, &first[1..]),
+            "returned"
+        );
     }
 
     #[test]

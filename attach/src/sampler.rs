@@ -311,11 +311,20 @@ impl Sampler {
         self.refresh_thread_names(&threads);
         self.keys.clear();
         self.labels.clear();
-        for t in &threads {
+        for (i, t) in threads.iter().enumerate() {
             if t.tid == Some(0) {
                 // A thread state whose thread has not yet recorded its kernel id (3.11+
                 // set `native_thread_id` as the thread starts): it runs no Python yet,
                 // and its key would change once the id is set.
+                continue;
+            }
+            if threads[i + 1..].iter().any(|older| older.ident == t.ident) {
+                // ≤3.10: a thread state made for a new thread carries the ident of the
+                // thread that made it until the new thread sets its own. New thread
+                // states are put at the head of the list, so the older one with the
+                // same ident is that thread; this one's key would change, and split
+                // its calls, once the new thread (which may already run Python by the
+                // time its frames are read) sets its ident.
                 continue;
             }
             let tid = t.tid.unwrap_or(0);
@@ -336,7 +345,16 @@ impl Sampler {
                 continue;
             };
             let t0 = self.clock.now_ns();
-            let read = self.walker.sample_stack(t.tstate, &mut self.frames);
+            let mut read = self.walker.sample_stack(t.tstate, &mut self.frames);
+            if read.is_ok() {
+                self.states.clear();
+                self.states.extend(self.frames.iter().map(frame_state));
+                if !self.tracker.same_below_innermost(label.key, &self.states) {
+                    read = self.walker.settle_stack(t.tstate, &mut self.frames);
+                    self.states.clear();
+                    self.states.extend(self.frames.iter().map(frame_state));
+                }
+            }
             let t1 = self.clock.now_ns();
             if let Err(e) = read {
                 if let Some(reason) = self.read_failed(e) {
@@ -344,14 +362,6 @@ impl Sampler {
                 }
                 continue;
             }
-            self.states.clear();
-            self.states.extend(self.frames.iter().map(|f| FrameState {
-                addr: f.frame.addr,
-                code: f.frame.code.addr,
-                instr_offset: f.frame.instr_offset,
-                line: f.frame.line,
-                slots: f.slots,
-            }));
             let new_frames = self.frames.len() - self.tracker.continued(label.key, &self.states);
             let mut info = Describer {
                 walker: &mut self.walker,
@@ -447,6 +457,17 @@ impl Sampler {
     /// `--timeout` prints before stopping the target.
     pub fn snapshot(&mut self, options: &SnapshotOptions) -> Result<ProcessSnapshot, SamplerError> {
         Ok(take_snapshot(&mut self.walker, &mut self.names, options)?)
+    }
+}
+
+/// What the tracker compares of a sampled frame.
+fn frame_state(f: &SampledFrame) -> FrameState {
+    FrameState {
+        addr: f.frame.addr,
+        code: f.frame.code.addr,
+        instr_offset: f.frame.instr_offset,
+        line: f.frame.line,
+        slots: f.slots,
     }
 }
 

@@ -185,6 +185,36 @@ pub struct SampledFrame {
     /// A fingerprint of the object pointers in the frame's local variable slots: it
     /// changes when the frame assigns a variable, which only a running frame does.
     pub slots: u64,
+    /// The address of the frame below, as this frame's bytes said.
+    pub previous: u64,
+}
+
+impl SampledFrame {
+    /// Whether `other` shows this frame at the same place: same frame, code, caller,
+    /// instruction and local slots.
+    fn same_position(&self, other: &SampledFrame) -> bool {
+        self.frame.addr == other.frame.addr
+            && self.frame.code.addr == other.frame.code.addr
+            && self.frame.instr_offset == other.frame.instr_offset
+            && self.slots == other.slots
+            && self.previous == other.previous
+    }
+}
+
+/// Whether two reads of the same frames (innermost first) agree: every frame below
+/// the innermost at the same position, and the innermost the same frame running the
+/// same code (it may have moved on).
+fn reads_agree(a: &[SampledFrame], b: &[SampledFrame]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).enumerate().all(|(i, (x, y))| {
+            if i == 0 {
+                x.frame.addr == y.frame.addr
+                    && x.frame.code.addr == y.frame.code.addr
+                    && x.previous == y.previous
+            } else {
+                x.same_position(y)
+            }
+        })
 }
 
 /// Which part of a tick's batched read some bytes are.
@@ -868,7 +898,11 @@ impl Walker {
             let slots = fingerprint(&slot_bytes);
             let end = (frame.localsplus + slots_len as u64).max(addr + header_len as u64);
             hint.next.push((addr, (end - addr) as usize));
-            out.push(SampledFrame { frame, slots });
+            out.push(SampledFrame {
+                frame,
+                slots,
+                previous,
+            });
             addr = previous;
         }
         self.sampling.scratch = slot_bytes;
@@ -886,6 +920,108 @@ impl Walker {
             }
         }
         Ok(())
+    }
+
+    /// Makes a stack read by [`Walker::sample_stack`] one that existed at one moment.
+    ///
+    /// Without stopping the target, the frames of a sample are read one after the
+    /// other while it runs, and the tick's batched read takes them from where the
+    /// thread's frames were last time, before its innermost-frame pointer. When calls
+    /// begin or end meanwhile, the stack read can mix moments: a caller read at its
+    /// place before a call while its callee, read a moment later, is already the new
+    /// call (compared with the next sample, the caller seems to have moved under a
+    /// callee that goes on, and the callee is counted twice); or a frame pushed after
+    /// its memory was read, whose bytes are still those of an earlier call there.
+    ///
+    /// So the same frames are read again: when every frame below the innermost is
+    /// where the first read saw it, and the innermost is the same frame running the
+    /// same code, each stayed put from its first read to its second, and all were
+    /// there together at the end of the first read, whatever the order of the reads;
+    /// the second read is kept, for its innermost frame (which may run on) read after
+    /// its caller. When they differ (or the first read found no frames where the
+    /// previous sample had some), the stack is walked afresh from the innermost
+    /// pointer, frame by frame, and that walk is checked the same way. A stack that
+    /// keeps changing (short calls made all the time) is left as walked afresh: the
+    /// calls that tear it are shorter than the sampling interval, which a sampler
+    /// cannot count anyway.
+    ///
+    /// Cost: one batched read of the frames' memory, plus a walk and a second batched
+    /// read when the stack changed during the first; the sampler skips it when the
+    /// stack below the innermost frame is as it was in the previous sample.
+    pub fn settle_stack(&mut self, tstate: u64, frames: &mut Vec<SampledFrame>) -> Result<()> {
+        if !frames.is_empty() {
+            if let Some(second) = self.reread_frames(frames)? {
+                if reads_agree(frames, &second) {
+                    *frames = second;
+                    return Ok(());
+                }
+            }
+        }
+        let was_empty = frames.is_empty();
+        self.sample_stack(tstate, frames)?;
+        if frames.is_empty() != was_empty {
+            // 3.11–3.12 point the thread at a new `_PyCFrame` before setting its
+            // innermost frame whenever C code calls into Python: read in between, a
+            // running thread seems to have no frames. A stack that really emptied (or
+            // filled) reads so again next tick.
+            return Err(Error::inconsistent(
+                "the stack emptied or filled while it was read",
+            ));
+        }
+        if let Some(second) = self.reread_frames(frames)? {
+            if reads_agree(frames, &second) {
+                *frames = second;
+            }
+        }
+        Ok(())
+    }
+
+    /// The frames at the addresses of `frames` read again, outermost first, in one
+    /// batched read; `None` when some of that memory no longer holds a frame.
+    fn reread_frames(&mut self, frames: &[SampledFrame]) -> Result<Option<Vec<SampledFrame>>> {
+        let header_len = self.frame_header_len();
+        let pid = self.process.pid;
+        let mut remote = Vec::with_capacity(frames.len());
+        let mut spans = Vec::with_capacity(frames.len());
+        let mut total = 0;
+        for f in frames.iter().rev() {
+            let slots_len = f.frame.code.slot_names.len() * 8;
+            let end = (f.frame.localsplus + slots_len as u64).max(f.frame.addr + header_len as u64);
+            let len = (end - f.frame.addr) as usize;
+            remote.push(RemoteIoVec {
+                base: f.frame.addr as usize,
+                len,
+            });
+            spans.push((total, len, slots_len));
+            total += len;
+        }
+        let mut buf = std::mem::take(&mut self.sampling.scratch);
+        buf.resize(total, 0);
+        let arrived = read_scattered(pid, &remote, &mut buf).map_err(|e| read_error(pid, e))?;
+        let mut out = Vec::with_capacity(frames.len());
+        if arrived == total {
+            for (f, &(at, len, slots_len)) in frames.iter().rev().zip(&spans) {
+                let bytes = &buf[at..at + len];
+                let (frame, previous) =
+                    self.parse_frame(f.frame.addr, &bytes[..header_len], CodeCheck::TrustRecent)?;
+                let Some(frame) = frame else {
+                    break;
+                };
+                let from = (frame.localsplus - frame.addr) as usize;
+                let slots = fingerprint(&bytes[from..from + slots_len]);
+                out.push(SampledFrame {
+                    frame,
+                    slots,
+                    previous,
+                });
+            }
+        }
+        self.sampling.scratch = buf;
+        if out.len() != frames.len() {
+            return Ok(None);
+        }
+        out.reverse();
+        Ok(Some(out))
     }
 
     /// The code object at `addr`, from the cache when its first line and line table
