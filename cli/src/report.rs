@@ -114,9 +114,81 @@ impl FunctionTotals {
 #[derive(Debug)]
 struct TreeNode {
     label: String,
-    depth: i32,
+    /// The process and thread of the call, whose calls are shown together.
+    pid: i32,
+    tid: i64,
+    thread_name: Option<String>,
+    call_id: u64,
+    parent_id: Option<u64>,
     duration: Option<(i64, Option<i64>)>,
     how: &'static str,
+}
+
+/// The tree's calls in the order they are printed, each with its indent level, and
+/// a heading before the calls of each thread when they come from several: the calls
+/// are kept in the order they were made, in which the threads' calls interleave, so
+/// each thread's calls are laid out from the parent links.
+fn tree_lines(tree: &[TreeNode]) -> Vec<(usize, String, &TreeNode)> {
+    let mut threads: Vec<(i32, i64)> = Vec::new();
+    for node in tree {
+        if !threads.contains(&(node.pid, node.tid)) {
+            threads.push((node.pid, node.tid));
+        }
+    }
+    let pids = threads
+        .iter()
+        .map(|t| t.0)
+        .collect::<std::collections::BTreeSet<_>>();
+    let mut lines = Vec::with_capacity(tree.len());
+    for &(pid, tid) in &threads {
+        let calls: Vec<&TreeNode> = tree
+            .iter()
+            .filter(|n| n.pid == pid && n.tid == tid)
+            .collect();
+        let heading = if threads.len() > 1 {
+            let name = calls
+                .iter()
+                .find_map(|n| n.thread_name.as_deref())
+                .map(|name| format!("thread {name} (tid {tid})"))
+                .unwrap_or_else(|| format!("thread {tid}"));
+            if pids.len() > 1 {
+                format!("pid {pid}, {name}:")
+            } else {
+                format!("{name}:")
+            }
+        } else {
+            String::new()
+        };
+        let has_parent = |n: &TreeNode| {
+            n.parent_id
+                .is_some_and(|p| calls.iter().any(|c| c.call_id == p))
+        };
+        let base = usize::from(threads.len() > 1);
+        let mut pending: Vec<(usize, &TreeNode)> = calls
+            .iter()
+            .rev()
+            .filter(|n| !has_parent(n))
+            .map(|n| (base, *n))
+            .collect();
+        let mut first = true;
+        while let Some((level, node)) = pending.pop() {
+            let heading = if first {
+                heading.clone()
+            } else {
+                String::new()
+            };
+            first = false;
+            lines.push((level, heading, node));
+            pending.extend(
+                calls
+                    .iter()
+                    .rev()
+                    .filter(|c| c.parent_id == Some(node.call_id))
+                    .map(|c| (level + 1, *c)),
+            );
+        }
+    }
+    lines
 }
 
 impl Summary {
@@ -131,7 +203,11 @@ impl Summary {
                     self.tree_max_call_id = self.tree_max_call_id.max(e.call_id);
                     self.tree.push(TreeNode {
                         label: call_label(&e.function, e.args.as_deref()),
-                        depth: e.depth,
+                        pid: e.pid,
+                        tid: e.tid,
+                        thread_name: e.thread_name.as_deref().map(str::to_string),
+                        call_id: e.call_id,
+                        parent_id: e.parent_id,
                         duration: None,
                         how: "",
                     });
@@ -249,8 +325,9 @@ impl Summary {
         }
 
         let tree = ask(format!(
-            "SELECT c.function, c.args, c.depth, e.kind AS end_kind, e.duration_ns, e.duration_max_ns \
-             FROM (SELECT pid, call_id, seq, function, args, depth FROM events \
+            "SELECT c.function, c.args, c.pid, c.tid, c.thread_name, c.call_id, c.parent_id, \
+                    e.kind AS end_kind, e.duration_ns, e.duration_max_ns \
+             FROM (SELECT pid, tid, thread_name, call_id, parent_id, seq, function, args FROM events \
                    WHERE {scope} AND kind = 'call' ORDER BY seq LIMIT {TREE_CALLS}) c \
              LEFT JOIN (SELECT pid, call_id, kind, duration_ns, duration_max_ns FROM events \
                         WHERE {scope} AND kind IN ('return', 'exception', 'unfinished')) e \
@@ -259,14 +336,22 @@ impl Summary {
         ))?;
         let functions = text_values(&tree, "function");
         let args = text_values(&tree, "args");
-        let depths = int_values(&tree, "depth");
+        let pids = int_values(&tree, "pid");
+        let tids = int_values(&tree, "tid");
+        let thread_names = text_values(&tree, "thread_name");
+        let call_ids = int_values(&tree, "call_id");
+        let parent_ids = int_values(&tree, "parent_id");
         let ends = text_values(&tree, "end_kind");
         let mins = int_values(&tree, "duration_ns");
         let maxes = int_values(&tree, "duration_max_ns");
         for i in 0..functions.len() {
             summary.tree.push(TreeNode {
                 label: call_label(functions[i].as_deref().unwrap_or("?"), args[i].as_deref()),
-                depth: depths[i].unwrap_or(0) as i32,
+                pid: pids[i].unwrap_or(0) as i32,
+                tid: tids[i].unwrap_or(0),
+                thread_name: thread_names[i].clone(),
+                call_id: call_ids[i].unwrap_or(0) as u64,
+                parent_id: parent_ids[i].map(|p| p as u64),
                 duration: ends[i].as_ref().map(|_| (mins[i].unwrap_or(0), maxes[i])),
                 how: end_note(ends[i].as_deref().unwrap_or("")),
             });
@@ -451,7 +536,10 @@ pub fn render(
             out,
             "\nCall tree (duration: at least .. at most when sampled):"
         );
-        for node in &summary.tree {
+        for (level, heading, node) in tree_lines(&summary.tree) {
+            if !heading.is_empty() {
+                let _ = writeln!(out, "  {heading}");
+            }
             let duration = match node.duration {
                 Some((min, Some(max))) => {
                     format!("{} .. {}", human_duration(min), human_duration(max))
@@ -459,7 +547,7 @@ pub fn render(
                 Some((min, None)) => human_duration(min),
                 None => "?".into(),
             };
-            let indent = "  ".repeat(node.depth.max(0) as usize + 1);
+            let indent = "  ".repeat(level + 1);
             let _ = writeln!(out, "{indent}{}  {duration}{}", node.label, node.how);
         }
     } else {
