@@ -619,3 +619,74 @@ pub fn render(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(tid: i64, name: &str, call_id: u64, parent_id: Option<u64>, label: &str) -> TreeNode {
+        TreeNode {
+            label: label.into(),
+            pid: 7,
+            tid,
+            thread_name: Some(name.into()),
+            call_id,
+            parent_id,
+            duration: None,
+            how: "",
+        }
+    }
+
+    #[test]
+    fn interleaved_threads_are_laid_out_apart_from_their_parent_links() {
+        // In call order: two workers whose calls interleave.
+        let tree = [
+            node(1, "w0", 10, None, "worker(100)"),
+            node(1, "w0", 11, Some(10), "leaf(100)"),
+            node(2, "w1", 20, None, "worker(200)"),
+            node(2, "w1", 21, Some(20), "leaf(200)"),
+            node(1, "w0", 12, Some(10), "leaf(101)"),
+            node(2, "w1", 22, Some(20), "leaf(201)"),
+        ];
+        let lines: Vec<(usize, String, String)> = tree_lines(&tree)
+            .into_iter()
+            .map(|(level, heading, n)| (level, heading, n.label.clone()))
+            .collect();
+        let expected = [
+            (1, "thread w0 (tid 1):", "worker(100)"),
+            (2, "", "leaf(100)"),
+            (2, "", "leaf(101)"),
+            (1, "thread w1 (tid 2):", "worker(200)"),
+            (2, "", "leaf(200)"),
+            (2, "", "leaf(201)"),
+        ];
+        let expected: Vec<(usize, String, String)> = expected
+            .iter()
+            .map(|(l, h, n)| (*l, h.to_string(), n.to_string()))
+            .collect();
+        assert_eq!(lines, expected);
+    }
+
+    #[test]
+    fn one_thread_has_no_heading_and_starts_at_level_zero() {
+        let tree = [
+            node(1, "MainThread", 1, None, "<module>()"),
+            node(1, "MainThread", 2, Some(1), "main()"),
+            node(1, "MainThread", 3, Some(2), "work()"),
+            node(1, "MainThread", 4, Some(1), "after()"),
+        ];
+        let lines: Vec<(usize, bool, String)> = tree_lines(&tree)
+            .into_iter()
+            .map(|(level, heading, n)| (level, heading.is_empty(), n.label.clone()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (0, true, "<module>()".to_string()),
+                (1, true, "main()".to_string()),
+                (2, true, "work()".to_string()),
+                (1, true, "after()".to_string())
+            ]
+        );
+    }
+}
