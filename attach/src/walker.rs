@@ -941,9 +941,9 @@ impl Walker {
     /// its caller. When they differ (or the first read found no frames where the
     /// previous sample had some), the stack is walked afresh from the innermost
     /// pointer, frame by frame, and that walk is checked the same way. A stack that
-    /// keeps changing (short calls made all the time) is left as walked afresh: the
-    /// calls that tear it are shorter than the sampling interval, which a sampler
-    /// cannot count anyway.
+    /// keeps changing (short calls made all the time) is left as walked afresh, or as
+    /// first read when it changed under the fresh walk too: the calls that tear it
+    /// are shorter than the sampling interval, which a sampler cannot count anyway.
     ///
     /// Cost: one batched read of the frames' memory, plus a walk and a second batched
     /// read when the stack changed during the first; the sampler skips it when the
@@ -957,8 +957,14 @@ impl Walker {
                 }
             }
         }
-        let was_empty = frames.is_empty();
-        self.sample_stack(tstate, frames)?;
+        let first = frames.clone();
+        if let Err(e) = self.sample_stack(tstate, frames) {
+            // The stack moved during the fresh walk too: calls that short are beyond
+            // a sampler, and the first read is kept as it is.
+            *frames = first;
+            return if frames.is_empty() { Err(e) } else { Ok(()) };
+        }
+        let was_empty = first.is_empty();
         if frames.is_empty() != was_empty {
             // 3.11–3.12 point the thread at a new `_PyCFrame` before setting its
             // innermost frame whenever C code calls into Python: read in between, a
