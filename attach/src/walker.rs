@@ -201,6 +201,13 @@ impl SampledFrame {
     }
 }
 
+/// How many bytes from a frame's address hold its header (`header_len`) and its
+/// local slots: what is read to see it again.
+fn frame_span(frame: &RawFrame, header_len: usize) -> usize {
+    let slots_end = frame.localsplus + frame.code.slot_names.len() as u64 * 8;
+    (slots_end.max(frame.addr + header_len as u64) - frame.addr) as usize
+}
+
 /// Whether two reads of the same frames (innermost first) agree: every frame below
 /// the innermost at the same position, and the innermost the same frame running the
 /// same code (it may have moved on).
@@ -896,8 +903,7 @@ impl Walker {
                     .map_err(|e| read_error(pid, e))?;
             }
             let slots = fingerprint(&slot_bytes);
-            let end = (frame.localsplus + slots_len as u64).max(addr + header_len as u64);
-            hint.next.push((addr, (end - addr) as usize));
+            hint.next.push((addr, frame_span(&frame, header_len)));
             out.push(SampledFrame {
                 frame,
                 slots,
@@ -957,15 +963,14 @@ impl Walker {
                 }
             }
         }
-        let first = frames.clone();
+        let first = std::mem::take(frames);
         if let Err(e) = self.sample_stack(tstate, frames) {
             // The stack moved during the fresh walk too: calls that short are beyond
             // a sampler, and the first read is kept as it is.
             *frames = first;
             return if frames.is_empty() { Err(e) } else { Ok(()) };
         }
-        let was_empty = first.is_empty();
-        if frames.is_empty() != was_empty {
+        if frames.is_empty() != first.is_empty() {
             // 3.11–3.12 point the thread at a new `_PyCFrame` before setting its
             // innermost frame whenever C code calls into Python: read in between, a
             // running thread seems to have no frames. A stack that really emptied (or
@@ -992,8 +997,7 @@ impl Walker {
         let mut total = 0;
         for f in frames.iter().rev() {
             let slots_len = f.frame.code.slot_names.len() * 8;
-            let end = (f.frame.localsplus + slots_len as u64).max(f.frame.addr + header_len as u64);
-            let len = (end - f.frame.addr) as usize;
+            let len = frame_span(&f.frame, header_len);
             remote.push(RemoteIoVec {
                 base: f.frame.addr as usize,
                 len,

@@ -135,10 +135,7 @@ fn tree_lines(tree: &[TreeNode]) -> Vec<(usize, String, &TreeNode)> {
             threads.push((node.pid, node.tid));
         }
     }
-    let pids = threads
-        .iter()
-        .map(|t| t.0)
-        .collect::<std::collections::BTreeSet<_>>();
+    let several_processes = threads.iter().any(|t| t.0 != threads[0].0);
     let mut lines = Vec::with_capacity(tree.len());
     for &(pid, tid) in &threads {
         let calls: Vec<&TreeNode> = tree
@@ -151,7 +148,7 @@ fn tree_lines(tree: &[TreeNode]) -> Vec<(usize, String, &TreeNode)> {
                 .find_map(|n| n.thread_name.as_deref())
                 .map(|name| format!("thread {name} (tid {tid})"))
                 .unwrap_or_else(|| format!("thread {tid}"));
-            if pids.len() > 1 {
+            if several_processes {
                 format!("pid {pid}, {name}:")
             } else {
                 format!("{name}:")
@@ -170,15 +167,9 @@ fn tree_lines(tree: &[TreeNode]) -> Vec<(usize, String, &TreeNode)> {
             .filter(|n| !has_parent(n))
             .map(|n| (base, *n))
             .collect();
-        let mut first = true;
+        let mut heading = Some(heading);
         while let Some((level, node)) = pending.pop() {
-            let heading = if first {
-                heading.clone()
-            } else {
-                String::new()
-            };
-            first = false;
-            lines.push((level, heading, node));
+            lines.push((level, heading.take().unwrap_or_default(), node));
             pending.extend(
                 calls
                     .iter()
@@ -637,6 +628,21 @@ mod tests {
         }
     }
 
+    /// The tree as printed: (indent level, heading, label) per line.
+    fn laid_out(tree: &[TreeNode]) -> Vec<(usize, String, String)> {
+        tree_lines(tree)
+            .into_iter()
+            .map(|(level, heading, n)| (level, heading, n.label.clone()))
+            .collect()
+    }
+
+    fn lines(expected: &[(usize, &str, &str)]) -> Vec<(usize, String, String)> {
+        expected
+            .iter()
+            .map(|(l, h, n)| (*l, h.to_string(), n.to_string()))
+            .collect()
+    }
+
     #[test]
     fn interleaved_threads_are_laid_out_apart_from_their_parent_links() {
         // In call order: two workers whose calls interleave.
@@ -648,10 +654,6 @@ mod tests {
             node(1, "w0", 12, Some(10), "leaf(101)"),
             node(2, "w1", 22, Some(20), "leaf(201)"),
         ];
-        let lines: Vec<(usize, String, String)> = tree_lines(&tree)
-            .into_iter()
-            .map(|(level, heading, n)| (level, heading, n.label.clone()))
-            .collect();
         let expected = [
             (1, "thread w0 (tid 1):", "worker(100)"),
             (2, "", "leaf(100)"),
@@ -660,11 +662,7 @@ mod tests {
             (2, "", "leaf(200)"),
             (2, "", "leaf(201)"),
         ];
-        let expected: Vec<(usize, String, String)> = expected
-            .iter()
-            .map(|(l, h, n)| (*l, h.to_string(), n.to_string()))
-            .collect();
-        assert_eq!(lines, expected);
+        assert_eq!(laid_out(&tree), lines(&expected));
     }
 
     #[test]
@@ -675,18 +673,12 @@ mod tests {
             node(1, "MainThread", 3, Some(2), "work()"),
             node(1, "MainThread", 4, Some(1), "after()"),
         ];
-        let lines: Vec<(usize, bool, String)> = tree_lines(&tree)
-            .into_iter()
-            .map(|(level, heading, n)| (level, heading.is_empty(), n.label.clone()))
-            .collect();
-        assert_eq!(
-            lines,
-            [
-                (0, true, "<module>()".to_string()),
-                (1, true, "main()".to_string()),
-                (2, true, "work()".to_string()),
-                (1, true, "after()".to_string())
-            ]
-        );
+        let expected = [
+            (0, "", "<module>()"),
+            (1, "", "main()"),
+            (2, "", "work()"),
+            (1, "", "after()"),
+        ];
+        assert_eq!(laid_out(&tree), lines(&expected));
     }
 }
