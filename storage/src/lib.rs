@@ -30,7 +30,7 @@
 //! # fn main() -> storage::Result<()> {
 //! let run = RunInfo::new(vec!["python3".into(), "app.py".into()], 4242, Mode::Sampled);
 //! let mut writer = TraceWriter::create(Path::new("traces/app.parquet"), run.clone(), false)?;
-//! // The sampler sends events with `writer.write(event)?` (or through `EventSink`),
+//! // The sampler sends events with `writer.write(&event)?` (or through `EventSink`),
 //! // and calls this every tick, events or not:
 //! writer.flush_if_due(Instant::now())?;
 //! let finished = RunInfo { status: RunStatus::Completed, ..run };
@@ -42,6 +42,7 @@
 //! ```
 
 mod batch;
+mod dictionary_chunk;
 pub mod error;
 pub mod layout;
 mod merge;

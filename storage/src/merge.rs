@@ -22,7 +22,7 @@ use arrow::compute::{concat_batches, interleave_record_batch};
 use arrow::datatypes::{SchemaRef, UInt64Type};
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
+use parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory;
 use parquet::arrow::ArrowWriter;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
@@ -31,8 +31,8 @@ use parquet::file::writer::SerializedFileWriter;
 use crate::error::{Error, Result};
 use crate::layout::{create_private_file, rename_into_place, temp_path};
 use crate::parquet_io::{
-    encode_file, open_batches, read_metadata, run_metadata, writer_properties, FINAL_ZSTD_LEVEL,
-    READ_BATCH_ROWS, ROW_GROUP_ROWS,
+    encode_file, open_batches, read_metadata, run_metadata, write_row_group, writer_properties,
+    FINAL_ZSTD_LEVEL, READ_BATCH_ROWS, ROW_GROUP_ROWS,
 };
 use crate::run::RunInfo;
 use crate::schema::events_schema;
@@ -202,30 +202,8 @@ impl Splicer {
         let batch = concat_batches(&self.schema, &self.short)?;
         self.short.clear();
         self.short_rows = 0;
-        let write_error = |e| Error::parquet("write", &self.path, e);
-        let index = self.writer.flushed_row_groups().len();
-        let mut columns = self
-            .factory
-            .create_column_writers(index)
-            .map_err(write_error)?;
-        let mut next = columns.iter_mut();
-        for (field, array) in self.schema.fields().iter().zip(batch.columns()) {
-            for leaf in compute_leaves(field, array).map_err(write_error)? {
-                let Some(column) = next.next() else {
-                    return Err(Error::SchemaMismatch {
-                        path: self.path.clone(),
-                        detail: "more leaf columns than the events schema has".into(),
-                    });
-                };
-                column.write(&leaf).map_err(write_error)?;
-            }
-        }
-        let mut out = self.writer.next_row_group().map_err(write_error)?;
-        for column in columns {
-            let chunk = column.close().map_err(write_error)?;
-            chunk.append_to_row_group(&mut out).map_err(write_error)?;
-        }
-        out.close().map_err(write_error)?;
+        write_row_group(&mut self.writer, &self.factory, &batch)
+            .map_err(|e| Error::parquet("write", &self.path, e))?;
         self.rows += batch.num_rows() as u64;
         Ok(())
     }

@@ -2,16 +2,23 @@
 //! writing one segment atomically, and reading a file's `tracer.run` and rows back.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::Int32Type;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
+use crate::dictionary_chunk::encode_dictionary_column;
 use crate::error::{Error, Result};
 use crate::layout::{create_private_file, rename_into_place, segment_file_name, temp_path};
 use crate::run::RunInfo;
@@ -135,14 +142,66 @@ pub(crate) fn encode_file(
     props: WriterProperties,
 ) -> Result<File> {
     let file = create_private_file(temp)?;
-    let mut writer = ArrowWriter::try_new(file, events_schema(), Some(props))
+    let write_error = |e| Error::parquet("write", temp, e);
+    let (mut writer, factory) = ArrowWriter::try_new(file, events_schema(), Some(props))
+        .and_then(ArrowWriter::into_serialized_writer)
         .map_err(|e| Error::parquet("start writing", temp, e))?;
-    writer
-        .write(batch)
-        .map_err(|e| Error::parquet("write", temp, e))?;
-    writer
-        .into_inner()
-        .map_err(|e| Error::parquet("write", temp, e))
+    let mut start = 0;
+    while start < batch.num_rows() {
+        let rows = ROW_GROUP_ROWS.min(batch.num_rows() - start);
+        write_row_group(&mut writer, &factory, &batch.slice(start, rows)).map_err(write_error)?;
+        start += rows;
+    }
+    writer.into_inner().map_err(write_error)
+}
+
+/// Writes `batch` (rows of the events table) as the next row group of `writer`:
+/// its dictionary columns from their own keys and dictionary
+/// ([`encode_dictionary_column`]), the other columns with the Arrow writer.
+pub(crate) fn write_row_group<W: Write + Send>(
+    writer: &mut SerializedFileWriter<W>,
+    factory: &ArrowRowGroupWriterFactory,
+    batch: &RecordBatch,
+) -> parquet::errors::Result<()> {
+    let props = Arc::clone(writer.properties());
+    let columns = writer.schema_descr().columns().to_vec();
+    let index = writer.flushed_row_groups().len();
+    let mut arrow_writers = factory.create_column_writers(index)?;
+    if arrow_writers.len() != batch.num_columns() || columns.len() != batch.num_columns() {
+        return Err(ParquetError::General(format!(
+            "a batch of {} columns for a file of {} leaf columns",
+            batch.num_columns(),
+            columns.len()
+        )));
+    }
+    let mut chunks = Vec::with_capacity(batch.num_columns());
+    for ((field, array), (arrow_writer, descr)) in batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .zip(arrow_writers.iter_mut().zip(&columns))
+    {
+        let own = match array.as_dictionary_opt::<Int32Type>() {
+            Some(dictionary) => encode_dictionary_column(dictionary, descr, &props)?,
+            None => None,
+        };
+        if own.is_none() {
+            for leaf in compute_leaves(field, array)? {
+                arrow_writer.write(&leaf)?;
+            }
+        }
+        chunks.push(own);
+    }
+    let mut group = writer.next_row_group()?;
+    for (own, arrow_writer) in chunks.into_iter().zip(arrow_writers) {
+        match own {
+            Some(chunk) => group.append_column(&chunk.bytes, chunk.close)?,
+            None => arrow_writer.close()?.append_to_row_group(&mut group)?,
+        }
+    }
+    group.close()?;
+    Ok(())
 }
 
 /// Reads the footer of `path`.
