@@ -693,14 +693,14 @@ struct Counting {
 }
 
 impl EventSink for Counting {
-    fn event(&mut self, event: Event) -> Result<(), SinkError> {
+    fn event(&mut self, event: &Event) -> Result<(), SinkError> {
         if self.seen.fetch_add(1, Ordering::SeqCst) == 0 {
             let held = Instant::now();
             while !self.gate.load(Ordering::SeqCst) && held.elapsed() < Duration::from_secs(120) {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        self.events.push(event);
+        self.events.push(event.clone());
         Ok(())
     }
 }

@@ -418,8 +418,8 @@ pub struct Recording<W: EventSink> {
 }
 
 impl<W: EventSink> EventSink for Recording<W> {
-    fn event(&mut self, event: Event) -> Result<(), attach::event::SinkError> {
-        self.summary.add(&event);
+    fn event(&mut self, event: &Event) -> Result<(), attach::event::SinkError> {
+        self.summary.add(event);
         self.writer.event(event)
     }
 

@@ -417,14 +417,17 @@ impl ProcessSink {
 }
 
 impl EventSink for ProcessSink {
-    fn event(&mut self, mut event: Event) -> Result<(), SinkError> {
+    fn event(&mut self, event: &Event) -> Result<(), SinkError> {
         let base = self.call_id_base;
         let mut shared = self.lock()?;
-        event.seq = shared.next_seq;
+        let event = Event {
+            seq: shared.next_seq,
+            call_id: event.call_id + base,
+            parent_id: event.parent_id.map(|p| p + base),
+            ..event.clone()
+        };
         shared.next_seq += 1;
-        event.call_id += base;
-        event.parent_id = event.parent_id.map(|p| p + base);
-        shared.recording.event(event)
+        shared.recording.event(&event)
     }
 
     fn tick(&mut self, now: Instant) -> Result<(), SinkError> {

@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let call_id = seq / 2;
         let is_call = seq % 2 == 0;
         let f = (call_id as usize * 7) % functions.len();
-        writer.write(Event {
+        writer.write(&Event {
             pid: 1,
             tid: 1000 + (i % 8) as i64,
             thread_name: Some(threads[i % 8].clone()),

@@ -99,7 +99,7 @@ impl EventBatchBuilder {
     }
 
     /// Appends one event as a row (hot path).
-    pub(crate) fn push(&mut self, event: Event) {
+    pub(crate) fn push(&mut self, event: &Event) {
         if self.last_seq.is_some_and(|last| event.seq < last) {
             self.in_seq_order = false;
         }
@@ -125,9 +125,9 @@ impl EventBatchBuilder {
         self.line.append_value(event.line);
         self.caller.append_option(event.caller.as_ref());
         self.caller_line.append_option(event.caller_line);
-        self.args.append_option(event.args);
-        self.value.append_option(event.value);
-        self.exception.append_option(event.exception);
+        self.args.append_option(event.args.as_deref());
+        self.value.append_option(event.value.as_deref());
+        self.exception.append_option(event.exception.as_deref());
         self.duration_ns.append_option(event.duration_ns);
         self.duration_max_ns.append_option(event.duration_max_ns);
         self.count.append_value(event.count);

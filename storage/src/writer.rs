@@ -199,7 +199,7 @@ impl TraceWriter {
 
     /// Buffers one event (hot path: appends to column builders), writing a segment
     /// when the buffer is full or the flush interval has passed.
-    pub fn write(&mut self, event: Event) -> Result<()> {
+    pub fn write(&mut self, event: &Event) -> Result<()> {
         if !matches!(self.state, State::Recording(_)) {
             return Err(self.stopped_error());
         }
@@ -349,7 +349,7 @@ impl TraceWriter {
 }
 
 impl EventSink for TraceWriter {
-    fn event(&mut self, event: Event) -> Result<(), SinkError> {
+    fn event(&mut self, event: &Event) -> Result<(), SinkError> {
         self.write(event).map_err(|e| Box::new(e) as SinkError)
     }
 

@@ -51,7 +51,7 @@ fn pyarrow_reads_every_value_type_and_the_run_of_a_finished_trace() {
     let events: Vec<_> = (0..3500).map(|seq| event(&names, seq)).collect();
     let start = Instant::now();
     for (i, e) in events.iter().enumerate() {
-        writer.event(e.clone()).unwrap();
+        writer.event(e).unwrap();
         // The recording loop's clock: a second passes every 1000 events.
         writer
             .flush_if_due(start + Duration::from_millis(i as u64))
@@ -184,7 +184,7 @@ fn events_arriving_out_of_seq_order_are_stored_sorted() {
     }
     order.extend(0..50);
     for &seq in &order {
-        writer.write(event(&names, seq)).unwrap();
+        writer.write(&event(&names, seq)).unwrap();
     }
     writer.finish(finished_run(&run)).unwrap();
 
@@ -233,7 +233,7 @@ fn duckdb_queries_a_finished_trace() {
     let mut writer = TraceWriter::create(&path, run.clone(), false).unwrap();
     let events: Vec<_> = (0..2800).map(|seq| event(&names, seq)).collect();
     for e in &events {
-        writer.write(e.clone()).unwrap();
+        writer.write(e).unwrap();
     }
     writer.finish(finished_run(&run)).unwrap();
 

@@ -39,7 +39,7 @@ fn record_then_abort(trace: &Path) -> ! {
         for _ in 0..EVENTS_PER_MS {
             let mut e = event(&names, seq);
             e.ts_ns = now_ns();
-            writer.write(e).expect("write an event");
+            writer.write(&e).expect("write an event");
             seq += 1;
         }
         writer.flush_if_due(Instant::now()).expect("flush");

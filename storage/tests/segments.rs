@@ -34,7 +34,7 @@ fn a_full_buffer_becomes_a_segment_and_abandoned_segments_stay_readable() {
     assert_eq!(mode_of(&parts), 0o700);
     assert!(!path.exists(), "the trace file appears only when finished");
     for seq in 0..10_500 {
-        writer.write(event(&names, seq)).unwrap();
+        writer.write(&event(&names, seq)).unwrap();
     }
     let mut updated = writer.run().clone();
     updated.samples = 99;
@@ -141,7 +141,7 @@ fn finishing_splices_long_segments_and_packs_short_ones_together() {
     let mut seq = 0;
     let mut write = |writer: &mut TraceWriter, rows: u64| {
         for _ in 0..rows {
-            writer.write(event(&names, seq)).unwrap();
+            writer.write(&event(&names, seq)).unwrap();
             seq += 1;
         }
     };
@@ -186,8 +186,8 @@ fn flush_if_due_cuts_a_segment_once_the_interval_has_passed() {
     let mut writer = TraceWriter::create(&path, run(), false).unwrap();
     let parts = writer.parts_dir().to_path_buf();
     let start = Instant::now();
-    writer.write(event(&names, 0)).unwrap();
-    writer.write(event(&names, 1)).unwrap();
+    writer.write(&event(&names, 0)).unwrap();
+    writer.write(&event(&names, 1)).unwrap();
     writer.flush_if_due(start).unwrap();
     writer
         .flush_if_due(start + Duration::from_millis(100))
@@ -286,7 +286,7 @@ fn a_folder_of_traces_lists_finished_and_unfinished_runs_and_finds_the_newest() 
         let run = run();
         let mut writer = TraceWriter::create(&dir.join(name), run.clone(), false).unwrap();
         for seq in 0..(100 * (index as u64 + 1)) {
-            writer.write(event(&names, seq)).unwrap();
+            writer.write(&event(&names, seq)).unwrap();
         }
         if index == 1 {
             writer.abandon().unwrap();
@@ -331,7 +331,7 @@ fn a_folder_of_traces_lists_finished_and_unfinished_runs_and_finds_the_newest() 
     assert_eq!(newest_trace(&dir.path).unwrap(), dir.join("c.parquet"));
     std::thread::sleep(Duration::from_millis(20));
     let mut writer = TraceWriter::create(&dir.join("e.parquet"), run(), false).unwrap();
-    writer.write(event(&names, 0)).unwrap();
+    writer.write(&event(&names, 0)).unwrap();
     // A run being recorded (only segments so far) is the newest one.
     assert_eq!(newest_trace(&dir.path).unwrap(), dir.join("e.parquet"));
     drop(writer);
