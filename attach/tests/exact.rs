@@ -853,6 +853,69 @@ fn a_slow_tracer_makes_the_hook_drop_and_count_events_not_block() {
 }
 
 #[test]
+fn what_an_exited_program_sent_is_read_to_the_end_however_late_the_tracer_is() {
+    // The program's stream must fit in its socket, so that it exits with all of it
+    // sent while the tracer reads nothing, and be larger than the receiver reads at
+    // once, so that one last read after the stop would not get it all. About 45 bytes
+    // a call without values: 60,000 calls are 2.7 MB, in a socket of up to twice
+    // `wmem_max` (4 MiB on the project's machines).
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(212_992);
+    let calls = (wmem_max * 3 / 2 / 45).min(60_000);
+    for (python, native) in hooks() {
+        let session = ExactSession::new(ExactOptions {
+            grace: Duration::ZERO,
+            no_args: true,
+            ..options(native)
+        })
+        .expect("session");
+        let mut child = Command::new(&python.path)
+            .args([&script("exact_hot.py"), &calls.to_string()])
+            .current_dir(scripts())
+            .env_remove("PYTHONPATH")
+            .envs(session.child_env_with(None))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start");
+        let stop = AtomicBool::new(false);
+        let gate = Arc::new(AtomicBool::new(false));
+        let mut sink = Counting {
+            seen: Arc::new(AtomicU64::new(0)),
+            events: Vec::new(),
+            gate: gate.clone(),
+        };
+        // The tracer is held on its first event until the program has exited and the
+        // recording was told to stop, with no grace at all.
+        let (status, stats) = std::thread::scope(|scope| {
+            let receiver = scope.spawn(|| session.run(&mut sink, &stop));
+            let status = child.wait();
+            stop.store(true, Ordering::SeqCst);
+            session.wake();
+            gate.store(true, Ordering::SeqCst);
+            (status, receiver.join())
+        });
+        let stats = stats.expect("receiver").expect("session");
+        assert!(status.expect("wait").success(), "{}", python.label);
+        let hot = |kind: EventKind| {
+            sink.events
+                .iter()
+                .filter(|e| &*e.function == "hot" && e.kind == kind)
+                .count()
+        };
+        assert_eq!(
+            (hot(EventKind::Call), hot(EventKind::Return)),
+            (calls, calls),
+            "{}: {stats:?}",
+            python.label
+        );
+        assert_eq!(stats.dropped_events, 0, "{}", python.label);
+        assert!(stats.processes[0].completed, "{}", python.label);
+    }
+}
+
+#[test]
 fn no_args_max_calls_include_and_exclude() {
     for (python, native) in hooks() {
         let run = run_exact(

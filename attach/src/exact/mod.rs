@@ -34,8 +34,9 @@
 //! the hook: the bootstrap folder first on `PYTHONPATH` and `TRACER_EXACT` (socket,
 //! one-time token, options). [`ExactSession::run`] accepts connections and decodes
 //! them until it is told to stop ([`ExactSession::wake`] makes it look at once) and
-//! every connection has ended (or [`ExactOptions::grace`] after the stop), then
-//! returns [`ExactStats`]. The private folder is removed when the session is dropped;
+//! every connection has ended (or [`ExactOptions::grace`] after the stop, but for
+//! what processes that have exited left in their sockets, which is read to the end),
+//! then returns [`ExactStats`]. The private folder is removed when the session is dropped;
 //! the cached bootstrap stays for the next session.
 //!
 //! Any process that presents the token is accepted, whoever started it, so a loader
@@ -457,9 +458,12 @@ impl ExactSession {
     }
 
     /// Receives and decodes until `stop` is set and every connection has ended, or
-    /// [`ExactOptions::grace`] after `stop` (then calls still open end as
-    /// `unfinished`). Events reach `sink` in each process's own order; `sink.tick`
-    /// is called at least every 100 ms.
+    /// [`ExactOptions::grace`] after `stop`: then the connections of processes still
+    /// running are closed (their calls still open end as `unfinished`), and those of
+    /// processes that have exited are read to their end first (what they sent before
+    /// exiting is kept, however far behind the tracer was), for at most 30 s after
+    /// `stop`. Events reach `sink` in each process's own order; `sink.tick` is
+    /// called at least every 100 ms.
     pub fn run(
         &self,
         sink: &mut dyn EventSink,
@@ -586,6 +590,8 @@ struct Stream {
     accepted: Instant,
     /// Index into `ExactStats::processes`.
     process: Option<usize>,
+    /// The peer's process id as this process sees it (`SO_PEERCRED`).
+    peer_pid: i32,
 }
 
 struct Receiver<'s> {
@@ -594,6 +600,10 @@ struct Receiver<'s> {
     counters: Counters,
     stats: ExactStats,
 }
+
+/// How long, after recording was told to stop, what processes that have exited left in
+/// their sockets is still read (see [`ExactSession::run`]).
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// How much one connection is read before the others get their turn.
 const READ_SLICE: usize = 1 << 20;
@@ -625,13 +635,24 @@ impl Receiver<'_> {
                 if self.connections.is_empty() {
                     break;
                 }
-                if now.duration_since(since) >= self.session.options.grace {
-                    while !self.connections.is_empty() {
-                        let last = self.connections.len() - 1;
-                        let _ = self.read(last, sink)?;
-                        self.close(last, sink)?;
+                let grace = self.session.options.grace;
+                if now.duration_since(since) >= grace {
+                    // A process still running is cut off (it keeps sending as long as it
+                    // is traced; closing its socket makes its hook remove itself). What a
+                    // process that has exited left in its socket is finite and was
+                    // recorded before it exited: it is read to the end of the stream (its
+                    // forked children close their copy of the socket), however far behind
+                    // the tracer was, for at most DRAIN_LIMIT after the stop.
+                    let drain_over = now.duration_since(since) >= DRAIN_LIMIT.max(grace);
+                    for i in (0..self.connections.len()).rev() {
+                        if drain_over || process_is_running(self.connections[i].peer_pid) {
+                            let _ = self.read(i, sink)?;
+                            self.close(i, sink)?;
+                        }
                     }
-                    break;
+                    if self.connections.is_empty() {
+                        break;
+                    }
                 }
             }
         }
@@ -644,8 +665,8 @@ impl Receiver<'_> {
             match self.session.listener.accept() {
                 Ok((stream, _)) => {
                     let own = nix::unistd::geteuid().as_raw();
-                    match getsockopt(&stream.as_fd(), PeerCredentials) {
-                        Ok(cred) if cred.uid() == own => {}
+                    let peer_pid = match getsockopt(&stream.as_fd(), PeerCredentials) {
+                        Ok(cred) if cred.uid() == own => cred.pid(),
                         Ok(cred) => {
                             self.stats.errors.push(format!(
                                 "refused a connection from pid {} of user {}",
@@ -660,7 +681,7 @@ impl Receiver<'_> {
                                 .push(format!("refused a connection: cannot tell its user: {e}"));
                             continue;
                         }
-                    }
+                    };
                     if let Err(e) = stream.set_nonblocking(true) {
                         self.stats.errors.push(format!(
                             "dropped a connection: cannot make it non-blocking: {e}"
@@ -673,6 +694,7 @@ impl Receiver<'_> {
                         connection: None,
                         accepted: Instant::now(),
                         process: None,
+                        peer_pid,
                     });
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -903,6 +925,19 @@ impl Receiver<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether process `pid` (of this process's pid namespace) still exists; a pid that
+/// cannot be told (0: the peer's namespace does not map into ours) counts as running.
+fn process_is_running(pid: i32) -> bool {
+    use nix::errno::Errno;
+    if pid <= 0 {
+        return true;
+    }
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(Errno::ESRCH)
+    )
 }
 
 fn batch(
