@@ -89,7 +89,7 @@ pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 /// An event is lent rather than given: the trace writer copies its fields into
 /// column builders and keeps nothing of it, and an `Event` is about 260 bytes, which
 /// moving through every layer between the producer and the writer copied several
-/// times per event (on exact traces of call-heavy code, 6% of the tracer's CPU).
+/// times per event (on an exact trace of call-heavy code, 6% of the run's CPU).
 pub trait EventSink {
     fn event(&mut self, event: &Event) -> Result<(), SinkError>;
 

@@ -7,8 +7,8 @@
 //! The batches the recorder builds already hold one dictionary per column with the
 //! keys of every row, so this module writes that dictionary as the dictionary page
 //! and the keys as `RLE_DICTIONARY` data pages, and computes the statistics once per
-//! distinct text and page: on an exact trace of recursive fib that was about a sixth
-//! of the tracer's CPU (bench/README.md, exact mode). The pages, their headers and
+//! distinct text and page: on an exact trace of recursive fib those took a sixth of
+//! the run's CPU (bench/README.md, exact mode). The pages, their headers and
 //! the column's metadata are the crate's own types, written by its
 //! [`SerializedPageWriter`], so the file is what the Arrow writer would produce but
 //! for the order of the dictionary's entries. The RLE/bit-packing hybrid encoder is
