@@ -692,6 +692,34 @@ struct Counting {
     gate: Arc<AtomicBool>,
 }
 
+impl Counting {
+    /// A sink that holds the receiver on its first event until `gate` opens.
+    fn held_by(gate: &Arc<AtomicBool>) -> Counting {
+        Counting {
+            seen: Arc::new(AtomicU64::new(0)),
+            events: Vec::new(),
+            gate: gate.clone(),
+        }
+    }
+}
+
+/// `exact_hot.py CALLS` started under `session`'s hook.
+fn start_hot(
+    python: &Interpreter,
+    session: &ExactSession,
+    calls: &str,
+    stdout: Stdio,
+) -> std::process::Child {
+    Command::new(&python.path)
+        .args([&script("exact_hot.py"), calls])
+        .current_dir(scripts())
+        .env_remove("PYTHONPATH")
+        .envs(session.child_env_with(None))
+        .stdout(stdout)
+        .spawn()
+        .expect("start")
+}
+
 impl EventSink for Counting {
     fn event(&mut self, event: &Event) -> Result<(), SinkError> {
         if self.seen.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -787,21 +815,10 @@ fn a_slow_tracer_makes_the_hook_drop_and_count_events_not_block() {
             ..options(native)
         })
         .expect("session");
-        let mut child = Command::new(&python.path)
-            .args([&script("exact_hot.py"), "400000"])
-            .current_dir(scripts())
-            .env_remove("PYTHONPATH")
-            .envs(session.child_env_with(None))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start");
+        let mut child = start_hot(&python, &session, "400000", Stdio::piped());
         let stop = AtomicBool::new(false);
         let gate = Arc::new(AtomicBool::new(false));
-        let mut sink = Counting {
-            seen: Arc::new(AtomicU64::new(0)),
-            events: Vec::new(),
-            gate: gate.clone(),
-        };
+        let mut sink = Counting::held_by(&gate);
         // The tracer reads nothing until the program has done all its work (it is
         // then sending what it kept, at exit), so the hook must drop.
         let (output, stats) = std::thread::scope(|scope| {
@@ -871,21 +888,10 @@ fn what_an_exited_program_sent_is_read_to_the_end_however_late_the_tracer_is() {
             ..options(native)
         })
         .expect("session");
-        let mut child = Command::new(&python.path)
-            .args([&script("exact_hot.py"), &calls.to_string()])
-            .current_dir(scripts())
-            .env_remove("PYTHONPATH")
-            .envs(session.child_env_with(None))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start");
+        let mut child = start_hot(&python, &session, &calls.to_string(), Stdio::null());
         let stop = AtomicBool::new(false);
         let gate = Arc::new(AtomicBool::new(false));
-        let mut sink = Counting {
-            seen: Arc::new(AtomicU64::new(0)),
-            events: Vec::new(),
-            gate: gate.clone(),
-        };
+        let mut sink = Counting::held_by(&gate);
         // The tracer is held on its first event until the program has exited and the
         // recording was told to stop, with no grace at all.
         let (status, stats) = std::thread::scope(|scope| {
