@@ -24,7 +24,7 @@ use serde_json::json;
 struct JsonLines;
 
 impl EventSink for JsonLines {
-    fn event(&mut self, e: &Event) -> Result<(), SinkError> {
+    fn event(&mut self, e: &mut Event) -> Result<(), SinkError> {
         let line = json!({
             "pid": e.pid, "tid": e.tid, "thread_name": e.thread_name.as_deref(),
             "seq": e.seq, "ts": e.ts_ns, "kind": e.kind.as_str(), "call_id": e.call_id,
@@ -43,7 +43,7 @@ impl EventSink for JsonLines {
 struct Count(u64);
 
 impl EventSink for Count {
-    fn event(&mut self, _: &Event) -> Result<(), SinkError> {
+    fn event(&mut self, _: &mut Event) -> Result<(), SinkError> {
         self.0 += 1;
         Ok(())
     }

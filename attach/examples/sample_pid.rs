@@ -24,7 +24,7 @@ struct Counter {
 }
 
 impl EventSink for Counter {
-    fn event(&mut self, _event: &Event) -> Result<(), SinkError> {
+    fn event(&mut self, _event: &mut Event) -> Result<(), SinkError> {
         self.events += 1;
         Ok(())
     }

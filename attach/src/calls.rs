@@ -581,7 +581,7 @@ impl CallTracker {
         event.seq = self.next_seq;
         self.next_seq += 1;
         self.counts.events += 1;
-        sink.event(&event)
+        sink.event(&mut event)
     }
 
     /// Ends recording: every call still running gets an `unfinished` row (at the

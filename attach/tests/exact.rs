@@ -721,7 +721,7 @@ fn start_hot(
 }
 
 impl EventSink for Counting {
-    fn event(&mut self, event: &Event) -> Result<(), SinkError> {
+    fn event(&mut self, event: &mut Event) -> Result<(), SinkError> {
         if self.seen.fetch_add(1, Ordering::SeqCst) == 0 {
             let held = Instant::now();
             while !self.gate.load(Ordering::SeqCst) && held.elapsed() < Duration::from_secs(120) {

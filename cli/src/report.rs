@@ -418,7 +418,7 @@ pub struct Recording<W: EventSink> {
 }
 
 impl<W: EventSink> EventSink for Recording<W> {
-    fn event(&mut self, event: &Event) -> Result<(), attach::event::SinkError> {
+    fn event(&mut self, event: &mut Event) -> Result<(), attach::event::SinkError> {
         self.summary.add(event);
         self.writer.event(event)
     }

@@ -417,17 +417,14 @@ impl ProcessSink {
 }
 
 impl EventSink for ProcessSink {
-    fn event(&mut self, event: &Event) -> Result<(), SinkError> {
+    fn event(&mut self, event: &mut Event) -> Result<(), SinkError> {
         let base = self.call_id_base;
         let mut shared = self.lock()?;
-        let event = Event {
-            seq: shared.next_seq,
-            call_id: event.call_id + base,
-            parent_id: event.parent_id.map(|p| p + base),
-            ..event.clone()
-        };
+        event.seq = shared.next_seq;
         shared.next_seq += 1;
-        shared.recording.event(&event)
+        event.call_id += base;
+        event.parent_id = event.parent_id.map(|p| p + base);
+        shared.recording.event(event)
     }
 
     fn tick(&mut self, now: Instant) -> Result<(), SinkError> {

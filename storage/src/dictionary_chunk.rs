@@ -69,15 +69,10 @@ pub(crate) fn encode_dictionary_column(
     // The dictionary page holds each text once and only texts the rows use: a batch
     // concatenated from segments carries every segment's dictionary, and Arrow C++
     // (pyarrow) reads a dictionary page with a repeated text wrongly.
+    // (A `DictionaryArray` holds only keys within its values.)
     let mut used = vec![false; arrow_values.len()];
     for key in keys.iter().flatten() {
-        let slot = usize::try_from(key)
-            .ok()
-            .and_then(|key| used.get_mut(key))
-            .ok_or_else(|| {
-                ParquetError::General(format!("a dictionary key of column {path} is out of range"))
-            })?;
-        *slot = true;
+        used[key as usize] = true;
     }
     let mut remap = vec![u32::MAX; arrow_values.len()];
     let mut values: Vec<&str> = Vec::new();

@@ -349,7 +349,7 @@ impl TraceWriter {
 }
 
 impl EventSink for TraceWriter {
-    fn event(&mut self, event: &Event) -> Result<(), SinkError> {
+    fn event(&mut self, event: &mut Event) -> Result<(), SinkError> {
         self.write(event).map_err(|e| Box::new(e) as SinkError)
     }
 

@@ -51,7 +51,7 @@ fn pyarrow_reads_every_value_type_and_the_run_of_a_finished_trace() {
     let events: Vec<_> = (0..3500).map(|seq| event(&names, seq)).collect();
     let start = Instant::now();
     for (i, e) in events.iter().enumerate() {
-        writer.event(e).unwrap();
+        writer.event(&mut e.clone()).unwrap();
         // The recording loop's clock: a second passes every 1000 events.
         writer
             .flush_if_due(start + Duration::from_millis(i as u64))

@@ -498,7 +498,7 @@ fn emit(
     event.seq = counters.next_seq;
     counters.next_seq += 1;
     counts.events += 1;
-    sink.event(&event)
+    sink.event(&mut event)
 }
 
 /// Why a record could not be turned into events.

@@ -36,8 +36,8 @@
 //! them until it is told to stop ([`ExactSession::wake`] makes it look at once) and
 //! every connection has ended (or [`ExactOptions::grace`] after the stop, but for
 //! what processes that have exited left in their sockets, which is read to the end),
-//! then returns [`ExactStats`]. The private folder is removed when the session is dropped;
-//! the cached bootstrap stays for the next session.
+//! then returns [`ExactStats`]. The private folder is removed when the session is
+//! dropped; the cached bootstrap stays for the next session.
 //!
 //! Any process that presents the token is accepted, whoever started it, so a loader
 //! injected into a running process can connect the same way ([`ExactSession::socket_path`],
