@@ -947,9 +947,11 @@ impl Walker {
     /// its caller. When they differ (or the first read found no frames where the
     /// previous sample had some), the stack is walked afresh from the innermost
     /// pointer, frame by frame, and that walk is checked the same way. A stack that
-    /// keeps changing (short calls made all the time) is left as walked afresh, or as
-    /// first read when it changed under the fresh walk too: the calls that tear it
-    /// are shorter than the sampling interval, which a sampler cannot count anyway.
+    /// keeps changing (short calls made all the time) is left as walked afresh; when it
+    /// changed under the fresh walk too, the tick has no read of the thread (an
+    /// [`Error::Inconsistent`]) rather than one that may mix moments. The calls that
+    /// tear it are shorter than the sampling interval, which a sampler cannot count
+    /// anyway.
     ///
     /// Cost: one batched read of the frames' memory, plus a walk and a second batched
     /// read when the stack changed during the first; the sampler skips it when the
@@ -964,12 +966,14 @@ impl Walker {
             }
         }
         let first = std::mem::take(frames);
-        if let Err(e) = self.sample_stack(tstate, frames) {
-            // The stack moved during the fresh walk too: calls that short are beyond
-            // a sampler, and the first read is kept as it is.
-            *frames = first;
-            return if frames.is_empty() { Err(e) } else { Ok(()) };
-        }
+        // When the stack moved during the fresh walk too, this tick has no read of the
+        // thread that can be trusted, and none is kept: the first read may hold a
+        // frame whose bytes were taken while it was being pushed (3.11+: its link
+        // to its caller not yet set, so the stack seems to end there and every
+        // call below it to return and start again; seen on 3.13 with three threads
+        // calling json.dumps in a loop: the main thread's `<module>` "called" 12
+        // times in 3 seconds). The thread's calls go on from its previous sample.
+        self.sample_stack(tstate, frames)?;
         if frames.is_empty() != first.is_empty() {
             // 3.11–3.12 point the thread at a new `_PyCFrame` before setting its
             // innermost frame whenever C code calls into Python: read in between, a
