@@ -98,7 +98,8 @@ fn pyarrow_reads_every_value_type_and_the_run_of_a_finished_trace() {
     }
     assert_eq!(types.as_object().unwrap().len(), 23);
 
-    // zstd everywhere; a dictionary for the columns that repeat.
+    // zstd everywhere; a dictionary for the text columns that repeat, deltas for the
+    // integer columns that rise or repeat.
     let chunks = read["chunks"].as_object().unwrap();
     assert_eq!(chunks.len(), 23);
     for (name, chunk) in chunks {
@@ -111,9 +112,16 @@ fn pyarrow_reads_every_value_type_and_the_run_of_a_finished_trace() {
         "file",
         "kind",
         "thread_name",
-        "tid",
     ] {
         assert_eq!(chunks[name]["dictionary"], true, "{name}");
+    }
+    for name in ["pid", "tid", "seq", "ts", "call_id", "parent_id", "depth", "count"] {
+        assert_eq!(chunks[name]["dictionary"], false, "{name}");
+        let encodings = chunks[name]["encodings"].as_array().unwrap();
+        assert!(
+            encodings.contains(&Value::from("DELTA_BINARY_PACKED")),
+            "{name}: {encodings:?}"
+        );
     }
     // Row groups declare their order: run_id (column 0), then seq (column 4).
     assert_eq!(read["sorting"], serde_json::json!([[0, false], [4, false]]));

@@ -204,7 +204,8 @@ for path in paths:
         for i in range(group.num_columns):
             column = group.column(i)
             chunks[column.path_in_schema] = {"compression": column.compression,
-                                             "dictionary": column.has_dictionary_page}
+                                             "dictionary": column.has_dictionary_page,
+                                             "encodings": list(column.encodings)}
         sorting = [[c.column_index, c.descending] for c in group.sorting_columns]
     meta = f.metadata.metadata or {}
     runs.append(json.loads(meta[b"tracer.run"]) if b"tracer.run" in meta else None)
