@@ -96,6 +96,12 @@ pub struct Connection {
     /// The last event's wall-clock time: the end of calls left open.
     last_ts: i64,
     pub counts: ConnectionCounts,
+    /// The row handed to the sink, filled anew for each event. Sinks borrow it and
+    /// keep nothing, so its names are replaced only when they change: on call-heavy
+    /// code most rows name the same function, module, file, caller and thread as the
+    /// row before, and building a fresh `Event` for each cost two atomic reference
+    /// count changes per name and a drop of the whole row.
+    row: Event,
 }
 
 impl Connection {
@@ -108,6 +114,7 @@ impl Connection {
             callees: AHashMap::new(),
             threads: AHashMap::new(),
             counts: ConnectionCounts::default(),
+            row: empty_row(),
         }
     }
 
@@ -302,30 +309,28 @@ impl Connection {
             ),
             _ => (head.line, None),
         };
-        let event = Event {
-            pid: self.pid,
-            tid: thread.tid,
-            thread_name: thread.name.clone(),
-            seq: 0,
-            ts_ns: ts,
-            kind,
-            source: Source::Exact,
-            call_id,
-            parent_id,
-            depth,
-            function: code.function.clone(),
-            module: code.module.clone(),
-            file: code.file.clone(),
-            line,
-            caller: caller.clone(),
-            caller_line,
-            args,
-            value: None,
-            exception: None,
-            duration_ns: None,
-            duration_max_ns: None,
-            count: 1,
-        };
+        let row = &mut self.row;
+        row.pid = self.pid;
+        row.tid = thread.tid;
+        set_option_name(&mut row.thread_name, thread.name.as_ref());
+        row.ts_ns = ts;
+        row.kind = kind;
+        row.source = Source::Exact;
+        row.call_id = call_id;
+        row.parent_id = parent_id;
+        row.depth = depth;
+        set_name(&mut row.function, &code.function);
+        set_name(&mut row.module, &code.module);
+        set_name(&mut row.file, &code.file);
+        row.line = line;
+        set_option_name(&mut row.caller, caller.as_ref());
+        row.caller_line = caller_line;
+        row.args = args;
+        row.value = None;
+        row.exception = None;
+        row.duration_ns = None;
+        row.duration_max_ns = None;
+        row.count = 1;
         thread.stack.push(Open {
             call_id,
             code: head.code,
@@ -336,7 +341,7 @@ impl Connection {
             start_ns: ts,
             line,
         });
-        Ok(emit(event, counters, &mut self.counts, sink)?)
+        Ok(emit(&mut self.row, counters, &mut self.counts, sink)?)
     }
 
     fn close(
@@ -366,51 +371,57 @@ impl Connection {
         };
         let (tid, name) = (thread.tid, thread.name.clone());
         for lost in above.into_iter().rev() {
-            let row = self.end_row(&lost, tid, &name, EventKind::Unfinished, ts, lost.line);
-            emit(row, counters, &mut self.counts, sink)?;
+            self.end_row(&lost, tid, &name, EventKind::Unfinished, ts, lost.line);
+            emit(&mut self.row, counters, &mut self.counts, sink)?;
         }
-        let mut row = self.end_row(&open, tid, &name, kind, ts, head.line);
-        row.value = value;
-        row.exception = exception;
-        Ok(emit(row, counters, &mut self.counts, sink)?)
+        self.end_row(&open, tid, &name, kind, ts, head.line);
+        self.row.value = value;
+        self.row.exception = exception;
+        Ok(emit(&mut self.row, counters, &mut self.counts, sink)?)
     }
 
-    /// The row that ends `open` at `ts`.
+    /// Fills the row that ends `open` at `ts` (without a value or exception).
     fn end_row(
-        &self,
+        &mut self,
         open: &Open,
         tid: i64,
         thread_name: &Option<Arc<str>>,
         kind: EventKind,
         ts: i64,
         line: i32,
-    ) -> Event {
-        let code = self.codes.get(&open.code);
-        let name = |f: fn(&Code) -> &Arc<str>| code.map_or_else(|| Arc::from(""), |c| f(c).clone());
-        Event {
-            pid: self.pid,
-            tid,
-            thread_name: thread_name.clone(),
-            seq: 0,
-            ts_ns: ts,
-            kind,
-            source: Source::Exact,
-            call_id: open.call_id,
-            parent_id: open.parent_id,
-            depth: open.depth,
-            function: name(|c| &c.function),
-            module: name(|c| &c.module),
-            file: name(|c| &c.file),
-            line,
-            caller: open.caller.clone(),
-            caller_line: None,
-            args: None,
-            value: None,
-            exception: None,
-            duration_ns: Some(ts.saturating_sub(open.start_ns).max(0)),
-            duration_max_ns: None,
-            count: 1,
+    ) {
+        let row = &mut self.row;
+        match self.codes.get(&open.code) {
+            Some(code) => {
+                set_name(&mut row.function, &code.function);
+                set_name(&mut row.module, &code.module);
+                set_name(&mut row.file, &code.file);
+            }
+            None => {
+                let unknown: Arc<str> = Arc::from("");
+                row.function = unknown.clone();
+                row.module = unknown.clone();
+                row.file = unknown;
+            }
         }
+        row.pid = self.pid;
+        row.tid = tid;
+        set_option_name(&mut row.thread_name, thread_name.as_ref());
+        row.ts_ns = ts;
+        row.kind = kind;
+        row.source = Source::Exact;
+        row.call_id = open.call_id;
+        row.parent_id = open.parent_id;
+        row.depth = open.depth;
+        row.line = line;
+        set_option_name(&mut row.caller, open.caller.as_ref());
+        row.caller_line = None;
+        row.args = None;
+        row.value = None;
+        row.exception = None;
+        row.duration_ns = Some(ts.saturating_sub(open.start_ns).max(0));
+        row.duration_max_ns = None;
+        row.count = 1;
     }
 
     fn gap(
@@ -437,31 +448,29 @@ impl Connection {
             .map_or_else(|| code.qualified.clone(), |c| c.qualified.clone());
         let call_id = counters.next_call_id;
         counters.next_call_id += 1;
-        let event = Event {
-            pid: self.pid,
-            tid: thread.tid,
-            thread_name: thread.name.clone(),
-            seq: 0,
-            ts_ns: ts,
-            kind: EventKind::Gap,
-            source: Source::Exact,
-            call_id,
-            parent_id: parent.map(|p| p.call_id),
-            depth: parent.map_or(0, |p| p.depth + 1),
-            function: target.function.clone(),
-            module: target.module.clone(),
-            file: target.file.clone(),
-            line: target.first_line,
-            caller: Some(caller),
-            caller_line: (head.line >= 0).then_some(head.line),
-            args: None,
-            value: None,
-            exception: None,
-            duration_ns: None,
-            duration_max_ns: None,
-            count,
-        };
-        Ok(emit(event, counters, &mut self.counts, sink)?)
+        let row = &mut self.row;
+        row.pid = self.pid;
+        row.tid = thread.tid;
+        set_option_name(&mut row.thread_name, thread.name.as_ref());
+        row.ts_ns = ts;
+        row.kind = EventKind::Gap;
+        row.source = Source::Exact;
+        row.call_id = call_id;
+        row.parent_id = parent.map(|p| p.call_id);
+        row.depth = parent.map_or(0, |p| p.depth + 1);
+        set_name(&mut row.function, &target.function);
+        set_name(&mut row.module, &target.module);
+        set_name(&mut row.file, &target.file);
+        row.line = target.first_line;
+        set_option_name(&mut row.caller, Some(&caller));
+        row.caller_line = (head.line >= 0).then_some(head.line);
+        row.args = None;
+        row.value = None;
+        row.exception = None;
+        row.duration_ns = None;
+        row.duration_max_ns = None;
+        row.count = count;
+        Ok(emit(&mut self.row, counters, &mut self.counts, sink)?)
     }
 
     /// Ends every call still open (the process ended or recording stopped) with an
@@ -481,8 +490,8 @@ impl Connection {
             let stack = std::mem::take(&mut thread.stack);
             let (tid, name) = (thread.tid, thread.name.clone());
             for open in stack.into_iter().rev() {
-                let row = self.end_row(&open, tid, &name, EventKind::Unfinished, ts, open.line);
-                emit(row, counters, &mut self.counts, sink)?;
+                self.end_row(&open, tid, &name, EventKind::Unfinished, ts, open.line);
+                emit(&mut self.row, counters, &mut self.counts, sink)?;
             }
         }
         Ok(())
@@ -490,7 +499,7 @@ impl Connection {
 }
 
 fn emit(
-    mut event: Event,
+    event: &mut Event,
     counters: &mut Counters,
     counts: &mut ConnectionCounts,
     sink: &mut dyn EventSink,
@@ -498,7 +507,50 @@ fn emit(
     event.seq = counters.next_seq;
     counters.next_seq += 1;
     counts.events += 1;
-    sink.event(&mut event)
+    sink.event(event)
+}
+
+/// A row with every field empty, filled before each use.
+fn empty_row() -> Event {
+    let empty: Arc<str> = Arc::from("");
+    Event {
+        pid: 0,
+        tid: 0,
+        thread_name: None,
+        seq: 0,
+        ts_ns: 0,
+        kind: EventKind::Call,
+        source: Source::Exact,
+        call_id: 0,
+        parent_id: None,
+        depth: 0,
+        function: empty.clone(),
+        module: empty.clone(),
+        file: empty,
+        line: 0,
+        caller: None,
+        caller_line: None,
+        args: None,
+        value: None,
+        exception: None,
+        duration_ns: None,
+        duration_max_ns: None,
+        count: 1,
+    }
+}
+
+/// Points `slot` at `name`, cloning the `Arc` only when it names another string.
+fn set_name(slot: &mut Arc<str>, name: &Arc<str>) {
+    if !Arc::ptr_eq(slot, name) {
+        *slot = name.clone();
+    }
+}
+
+fn set_option_name(slot: &mut Option<Arc<str>>, name: Option<&Arc<str>>) {
+    match (slot.as_ref(), name) {
+        (Some(old), Some(new)) if Arc::ptr_eq(old, new) => {}
+        _ => *slot = name.cloned(),
+    }
 }
 
 /// Why a record could not be turned into events.
