@@ -447,6 +447,17 @@ impl Out {
     }
 
     pub(crate) fn push_str(&mut self, s: &str) {
+        // Most texts fit whole: copied at once instead of a character at a time.
+        let chars = if s.is_ascii() {
+            s.len()
+        } else {
+            s.chars().count()
+        };
+        if self.chars + chars <= self.limit + 1 {
+            self.text.push_str(s);
+            self.chars += chars;
+            return;
+        }
         for c in s.chars() {
             if self.full() {
                 return;

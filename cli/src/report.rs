@@ -56,6 +56,9 @@ struct FunctionTotals {
     by_text: AHashMap<FunctionName, usize>,
     by_address: AHashMap<(usize, usize), usize>,
     held: Vec<FunctionName>,
+    /// The last function found, by address, and its row: a call and its return,
+    /// recursion and loops name the same function event after event.
+    last: Option<((usize, usize), usize)>,
 }
 
 /// `(module, function)`.
@@ -75,13 +78,22 @@ impl FunctionTotals {
     /// The row of a function, if it has one, remembering these `Arc`s' addresses.
     fn find(&mut self, module: &Arc<str>, function: &Arc<str>) -> Option<usize> {
         let address = FunctionTotals::address(module, function);
-        if let Some(&row) = self.by_address.get(&address) {
-            return Some(row);
+        if let Some((last, row)) = self.last {
+            if last == address {
+                return Some(row);
+            }
         }
-        let key = (module.clone(), function.clone());
-        let row = *self.by_text.get(&key)?;
-        self.held.push(key);
-        self.by_address.insert(address, row);
+        let row = match self.by_address.get(&address) {
+            Some(&row) => row,
+            None => {
+                let key = (module.clone(), function.clone());
+                let row = *self.by_text.get(&key)?;
+                self.held.push(key);
+                self.by_address.insert(address, row);
+                row
+            }
+        };
+        self.last = Some((address, row));
         Some(row)
     }
 
