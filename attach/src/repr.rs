@@ -427,8 +427,14 @@ pub(crate) struct Out {
 
 impl Out {
     pub(crate) fn new(max_len: usize) -> Out {
+        Out::with_text(String::new(), max_len)
+    }
+
+    /// Writes into `text`'s memory (its contents are cleared).
+    pub(crate) fn with_text(mut text: String, max_len: usize) -> Out {
+        text.clear();
         Out {
-            text: String::new(),
+            text,
             chars: 0,
             limit: max_len.max(ELLIPSIS.len()),
         }

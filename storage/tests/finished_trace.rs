@@ -115,7 +115,16 @@ fn pyarrow_reads_every_value_type_and_the_run_of_a_finished_trace() {
     ] {
         assert_eq!(chunks[name]["dictionary"], true, "{name}");
     }
-    for name in ["pid", "tid", "seq", "ts", "call_id", "parent_id", "depth", "count"] {
+    for name in [
+        "pid",
+        "tid",
+        "seq",
+        "ts",
+        "call_id",
+        "parent_id",
+        "depth",
+        "count",
+    ] {
         assert_eq!(chunks[name]["dictionary"], false, "{name}");
         let encodings = chunks[name]["encodings"].as_array().unwrap();
         assert!(

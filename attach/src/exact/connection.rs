@@ -18,7 +18,7 @@ use crate::event::{Event, EventKind, EventSink, SinkError, Source};
 use crate::redact::{is_secret_name, looks_secret, REDACTED};
 use crate::repr::ReprOptions;
 
-use super::value::render;
+use super::value::render_into;
 use super::wire::{ArgValues, EventHead, Hello, Record, WireError};
 
 /// A code object the hook described.
@@ -102,6 +102,9 @@ pub struct Connection {
     /// row before, and building a fresh `Event` for each cost two atomic reference
     /// count changes per name and a drop of the whole row.
     row: Event,
+    /// Strings of rows already written (`args`, `value`), kept for the next values
+    /// to be rendered into: a call-heavy trace with values renders two a call.
+    spare_text: Vec<String>,
 }
 
 impl Connection {
@@ -115,6 +118,7 @@ impl Connection {
             threads: AHashMap::new(),
             counts: ConnectionCounts::default(),
             row: empty_row(),
+            spare_text: Vec::new(),
         }
     }
 
@@ -197,15 +201,18 @@ impl Connection {
                     None => None,
                     Some(values) => Some(self.args_json(head.code, values, opts)?),
                 };
+                self.recycle_text();
                 self.open(head, EventKind::Call, args, counters, sink)?;
             }
             Record::Resume { head } => self.open(head, EventKind::Resume, None, counters, sink)?,
             Record::Return { head, value } => {
-                let value = value.map(|v| render(v, None, opts)).transpose()?;
+                self.recycle_text();
+                let value = value.map(|v| self.render(v, opts)).transpose()?;
                 self.close(head, EventKind::Return, value, None, counters, sink)?;
             }
             Record::Yield { head, value } => {
-                let value = value.map(|v| render(v, None, opts)).transpose()?;
+                self.recycle_text();
+                let value = value.map(|v| self.render(v, opts)).transpose()?;
                 self.close(head, EventKind::Yield, value, None, counters, sink)?;
             }
             Record::Exception {
@@ -240,10 +247,29 @@ impl Connection {
         Ok(())
     }
 
+    /// Keeps the strings of the row last written for the next values to be rendered
+    /// into (the row's fields are filled anew for each row).
+    fn recycle_text(&mut self) {
+        for text in [self.row.args.take(), self.row.value.take()]
+            .into_iter()
+            .flatten()
+        {
+            if self.spare_text.len() < 4 {
+                self.spare_text.push(text);
+            }
+        }
+    }
+
+    /// The repr of an encoded value, in a spare string's memory.
+    fn render(&mut self, bytes: &[u8], opts: &ReprOptions) -> Result<String, WireError> {
+        let text = self.spare_text.pop().unwrap_or_default();
+        render_into(bytes, opts, text)
+    }
+
     /// The `args` column of a call: a JSON object of argument name to repr, in the
     /// order of the code's arguments, written straight into one string.
     fn args_json(
-        &self,
+        &mut self,
         code: u32,
         values: ArgValues<'_>,
         opts: &ReprOptions,
@@ -252,7 +278,9 @@ impl Connection {
             .codes
             .get(&code)
             .ok_or(RecordError::UnknownCode(code))?;
-        let mut json = Vec::with_capacity(64);
+        let mut json = self.spare_text.pop().unwrap_or_default().into_bytes();
+        json.clear();
+        let mut rendered = self.spare_text.pop().unwrap_or_default();
         json.push(b'{');
         for (n, value) in values.iter().enumerate() {
             let (index, bytes) = value?;
@@ -266,16 +294,16 @@ impl Connection {
             json.extend_from_slice(key.as_bytes());
             // A secret name's value is not printed at all (the hook sent it already
             // redacted, or checked as a value when the record was parsed).
-            let rendered;
             let text = if *secret {
                 REDACTED
             } else {
-                rendered = render(bytes, None, opts)?;
+                rendered = render_into(bytes, opts, rendered)?;
                 rendered.as_str()
             };
             serde_json::to_writer(&mut json, text).map_err(|e| WireError(e.to_string()))?;
         }
         json.push(b'}');
+        self.spare_text.push(rendered);
         String::from_utf8(json).map_err(|e| WireError(e.to_string()).into())
     }
 

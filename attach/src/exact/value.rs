@@ -19,15 +19,13 @@ enum Flow {
     Cut,
 }
 
-/// The text of one encoded value called `name` (an argument; `None` for a return
-/// value): [`REDACTED`] when the name is secret, else the value's repr.
-pub fn render(bytes: &[u8], name: Option<&str>, opts: &ReprOptions) -> Result<String, WireError> {
-    let mut out = Out::new(opts.max_len);
+/// The repr of one encoded value (an argument or a return value), written into
+/// `text` (cleared first), whose memory a caller rendering value after value reuses
+/// instead of allocating each time.
+pub fn render_into(bytes: &[u8], opts: &ReprOptions, text: String) -> Result<String, WireError> {
+    let mut out = Out::with_text(text, opts.max_len);
     let mut r = Reader::new(bytes);
     value(&mut r, &mut out, opts, false)?;
-    if name.is_some_and(|n| is_secret_name(n, &opts.redact_names)) {
-        return Ok(REDACTED.to_string());
-    }
     Ok(out.finish())
 }
 
