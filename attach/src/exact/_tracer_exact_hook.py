@@ -826,14 +826,16 @@ def _load_native(boot_dir):
 
 def _native_code(code):
     """PY_START of a code object the native module has not seen: -1 when it is not
-    traced, else (id, argument names, per name 1 if it is a secret word)."""
+    traced, else (id, argument names, per name 1 if it is a secret word, 1 if it
+    takes exactly one argument and no *args or **kwargs)."""
     cid = _codes.get(code)
     if cid is None:
         cid = _learn(code, _getframe(1).f_globals)
     if cid < 0:
         return -1
     names = _argnames[cid]
-    return (cid, names, bytes(1 if _is_secret(n) else 0 for n in names))
+    one_arg = code.co_argcount + code.co_kwonlyargcount == 1 and not code.co_flags & 0x0C
+    return (cid, names, bytes(1 if _is_secret(n) else 0 for n in names), int(one_arg))
 
 
 _GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200
@@ -855,7 +857,7 @@ def _native_callee(callee):
 
 def _configure_native():
     _native.configure(
-        sys.monitoring.DISABLE, int(_no_args), _max_calls, _STR_CHARS,
+        sys.monitoring.DISABLE, sys.monitoring.MISSING, int(_no_args), _max_calls, _STR_CHARS,
         (_FunctionType, _PyMethod, _BuiltinType, _MethodDescriptor, _SlotWrapper,
          _ClassMethodDescriptor, _MethodWrapper),
         _native_code, _native_callee, _line, _thread_index, _value, _exception_text,

@@ -166,6 +166,9 @@ typedef struct {
     PyObject *arg_names; /* tuple of str (traced codes) */
     uint8_t *secret;     /* per argument: its name is a secret word */
     Py_ssize_t nargs;
+    /* It takes exactly one argument, positional or keyword, and no *args or
+     * **kwargs: the value of the CALL that starts it is that argument. */
+    int one_arg;
 } CodeInfo;
 
 /* A call from traced code into code that is not traced, counted until the call that
@@ -199,6 +202,9 @@ typedef struct {
      * the call is: its start's caller line without walking frames. */
     PyObject *pending_code;
     int32_t pending_line;
+    /* That call's first argument (a reference held), or NULL: the argument of a
+     * function of one argument without materialising its frame object. */
+    PyObject *pending_arg0;
     uint64_t gap_generation;
     uint32_t gaps_pending;
     /* max_calls: per open traced call, whether it was only counted. */
@@ -218,6 +224,7 @@ static struct {
     uint32_t max_calls;
     Py_ssize_t str_chars;
     PyObject *disable;
+    PyObject *missing; /* sys.monitoring.MISSING: a CALL without arguments */
     /* Python helpers of the hook. */
     PyObject *code_helper, *callee_helper, *line_helper, *thread_helper, *value_helper,
         *exception_helper;
@@ -384,6 +391,17 @@ static void thread_exit(void *value)
     t->scratch.data = NULL;
 }
 
+/* Forgets the call a start was expected for. Its argument is normally held by the
+ * frame of the call by now as well, so no object is freed here but for a call that
+ * failed before its start; that is at the start of a callback, before it writes. */
+static void clear_pending(Thread *t)
+{
+    PyObject *arg0 = t->pending_arg0;
+    t->pending_code = NULL;
+    t->pending_arg0 = NULL;
+    Py_DecRef(arg0);
+}
+
 /* This thread's state, set up (its wire id asked of Python) on its first event. */
 static Thread *thread_get(void)
 {
@@ -405,7 +423,7 @@ static Thread *thread_get(void)
         pthread_setspecific(thread_key, t);
     t->epoch = G.epoch;
     t->index = (uint32_t)index;
-    t->pending_code = NULL;
+    clear_pending(t);
     t->gap_generation = 0;
     t->gaps_pending = 0;
     t->limited_len = 0;
@@ -431,20 +449,22 @@ static int64_t code_index(PyObject *code, int learn)
         Py_DecRef(r);
         return index;
     }
-    CodeInfo info = {-1, NULL, NULL, 0};
+    CodeInfo info = {-1, NULL, NULL, 0, 0};
     if (Py_TYPE(r) != &PyLong_Type) {
         PyObject *cid = PyTuple_GetItem(r, 0);
         PyObject *names = PyTuple_GetItem(r, 1);
         PyObject *secret = PyTuple_GetItem(r, 2);
+        PyObject *one_arg = PyTuple_GetItem(r, 3);
         char *flags;
         Py_ssize_t nflags;
-        if (cid == NULL || names == NULL || secret == NULL ||
+        if (cid == NULL || names == NULL || secret == NULL || one_arg == NULL ||
             PyBytes_AsStringAndSize(secret, &flags, &nflags) < 0) {
             Py_DecRef(r);
             return -2;
         }
         info.cid = (int32_t)PyLong_AsLong(cid);
         info.nargs = PyTuple_Size(names);
+        info.one_arg = PyLong_AsLong(one_arg) == 1 && info.nargs == 1;
         if (info.nargs != nflags || info.cid < 0) {
             Py_DecRef(r);
             PyErr_SetString(PyExc_RuntimeError, "malformed code decision");
@@ -1104,9 +1124,36 @@ static int put_value(Buf *b, PyObject *v)
     return 0;
 }
 
-/* The arguments of the call that just started (the innermost frame) into
- * t->scratch: `u16` count, then (`u16` index, value) pairs. */
-static int describe_args(Thread *t, int64_t index)
+/* Appends argument `i` of code `index`, value `v`, to `b`: its index, then its
+ * value (redacted when its name is a secret word, the describer's placeholder when
+ * describing it failed). */
+static int put_arg(Buf *b, int64_t index, Py_ssize_t i, PyObject *v)
+{
+    if (buf_reserve(b, 3) < 0)
+        return -1;
+    uint8_t *p = b->data + b->len;
+    PUT(p, uint16_t, i);
+    b->len += 2;
+    if (G.infos[index].secret[i]) {
+        b->data[b->len++] = 'R';
+    } else if (put_value(b, v) < 0) {
+        PyErr_Clear();
+        if (buf_reserve(b, 16) == 0) {
+            uint8_t *q = b->data + b->len;
+            PUT(q, uint8_t, 'X');
+            PUT(q, uint32_t, 9);
+            memcpy(q, "Exception", 9);
+            b->len += 14;
+        }
+    }
+    return 0;
+}
+
+/* The arguments of the call that just started into t->scratch: `u16` count, then
+ * (`u16` index, value) pairs. `arg0`, when not NULL, is the value of the only
+ * argument (from the CALL that led here); else they are read from the innermost
+ * frame. */
+static int describe_args(Thread *t, int64_t index, PyObject *arg0)
 {
     Buf *b = &t->scratch;
     b->len = 0;
@@ -1118,6 +1165,12 @@ static int describe_args(Thread *t, int64_t index)
     if (nargs == 0) {
         memset(b->data, 0, 2);
         return 0;
+    }
+    if (arg0 != NULL && G.infos[index].one_arg) {
+        uint16_t one = 1;
+        int status = put_arg(b, index, 0, arg0);
+        memcpy(b->data, &one, 2);
+        return status;
     }
     PyFrameObject *frame = PyEval_GetFrame();
     if (frame == NULL)
@@ -1139,27 +1192,10 @@ static int describe_args(Thread *t, int64_t index)
             PyErr_Clear(); /* deleted or never bound: left out */
             continue;
         }
-        if (buf_reserve(b, 3) < 0) {
-            Py_DecRef(v);
-            status = -1;
-            break;
-        }
-        uint8_t *p = b->data + b->len;
-        PUT(p, uint16_t, i);
-        b->len += 2;
-        if (G.infos[index].secret[i]) {
-            b->data[b->len++] = 'R';
-        } else if (put_value(b, v) < 0) {
-            PyErr_Clear();
-            if (buf_reserve(b, 16) == 0) {
-                uint8_t *q = b->data + b->len;
-                PUT(q, uint8_t, 'X');
-                PUT(q, uint32_t, 9);
-                memcpy(q, "Exception", 9);
-                b->len += 14;
-            }
-        }
+        status = put_arg(b, index, i, v);
         Py_DecRef(v);
+        if (status < 0)
+            break;
         count++;
     }
     Py_DecRef(names);
@@ -1307,13 +1343,23 @@ static PyObject *on_start(PyObject *self, PyObject *const *args, Py_ssize_t narg
     Thread *t = thread_get();
     if (t == NULL)
         return none();
-    int32_t line = t->pending_code == code ? t->pending_line : caller_line_by_frames();
-    t->pending_code = NULL;
+    int32_t line;
+    PyObject *arg0 = NULL; /* a reference taken over from the CALL */
+    if (t->pending_code == code) {
+        line = t->pending_line;
+        arg0 = t->pending_arg0;
+        t->pending_arg0 = NULL;
+    } else {
+        line = caller_line_by_frames();
+    }
+    clear_pending(t);
     if (G.max_calls) {
         int limited = over_limit((uint32_t)cid, ts);
         push_limited(t, (uint8_t)limited);
-        if (limited)
+        if (limited) {
+            Py_DecRef(arg0);
             return none();
+        }
     }
     if (G.no_args) {
         uint8_t *p = reserve_event(HEAD_SIZE + 2);
@@ -1322,9 +1368,10 @@ static PyObject *on_start(PyObject *self, PyObject *const *args, Py_ssize_t narg
             PUT(p, uint16_t, 0xffff);
             G.out.len += HEAD_SIZE + 2;
         }
+        Py_DecRef(arg0);
         return none();
     }
-    if (describe_args(t, index) < 0) {
+    if (describe_args(t, index, arg0) < 0) {
         PyErr_Clear();
         t->scratch.len = 2;
         memset(t->scratch.data, 0, 2);
@@ -1335,6 +1382,8 @@ static PyObject *on_start(PyObject *self, PyObject *const *args, Py_ssize_t narg
         memcpy(p, t->scratch.data, t->scratch.len);
         G.out.len += HEAD_SIZE + t->scratch.len;
     }
+    /* The frame holds the argument too: nothing is freed here. */
+    Py_DecRef(arg0);
     return none();
 }
 
@@ -1358,7 +1407,7 @@ static PyObject *on_end(uint8_t tag, PyObject *const *args, Py_ssize_t nargs)
     Thread *t = thread_get();
     if (t == NULL)
         return none();
-    t->pending_code = NULL;
+    clear_pending(t);
     if (G.max_calls && pop_limited(t))
         return none();
     int32_t line = line_of((uint32_t)cid, code, args[1]);
@@ -1411,7 +1460,7 @@ static PyObject *on_resume(PyObject *self, PyObject *const *args, Py_ssize_t nar
     Thread *t = thread_get();
     if (t == NULL)
         return none();
-    t->pending_code = NULL;
+    clear_pending(t);
     if (G.max_calls) {
         int limited = over_limit((uint32_t)cid, ts);
         push_limited(t, (uint8_t)limited);
@@ -1441,7 +1490,7 @@ static PyObject *on_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nar
     Thread *t = thread_get();
     if (t == NULL)
         return none();
-    t->pending_code = NULL;
+    clear_pending(t);
     if (G.max_calls && pop_limited(t))
         return none();
     int32_t line = line_of((uint32_t)cid, code, args[1]);
@@ -1483,7 +1532,7 @@ static PyObject *on_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     Thread *t = thread_get();
     if (t == NULL)
         return none();
-    t->pending_code = NULL;
+    clear_pending(t);
     PyObject *callee_code;
     int64_t callee = callee_of(args[2], &callee_code);
     if (callee >= 0) {
@@ -1494,6 +1543,8 @@ static PyObject *on_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         int32_t line = line_of((uint32_t)cid, code, args[1]);
         t->pending_code = callee_code;
         t->pending_line = line;
+        if (!G.no_args && nargs >= 4 && args[3] != G.missing)
+            t->pending_arg0 = new_ref(args[3]);
     } else {
         PyErr_Clear();
     }
@@ -1508,28 +1559,31 @@ static void *find_symbol(const char *name)
     return dlsym(RTLD_DEFAULT, name);
 }
 
-/* configure(disable, no_args, max_calls, str_chars, types, code, callee, line,
- *           thread, value, exception): `types` is (function, method, builtin function,
- * method descriptor, slot wrapper, classmethod descriptor, method-wrapper); the
- * helpers are the hook's functions that decide what is not cached here. */
+/* configure(disable, missing, no_args, max_calls, str_chars, types, code, callee,
+ *           line, thread, value, exception): `missing` is sys.monitoring.MISSING
+ * (what a CALL without arguments gives), `types` is (function, method, builtin
+ * function, method descriptor, slot wrapper, classmethod descriptor,
+ * method-wrapper); the helpers are the hook's functions that decide what is not
+ * cached here. */
 static PyObject *configure(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_RuntimeError, "configure takes 11 arguments");
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_RuntimeError, "configure takes 12 arguments");
         return NULL;
     }
     G.disable = new_ref(args[0]);
-    G.no_args = PyLong_AsLong(args[1]) != 0;
-    G.max_calls = (uint32_t)PyLong_AsLong(args[2]);
-    G.str_chars = PyLong_AsLong(args[3]);
-    PyObject *types = args[4];
-    G.code_helper = new_ref(args[5]);
-    G.callee_helper = new_ref(args[6]);
-    G.line_helper = new_ref(args[7]);
-    G.thread_helper = new_ref(args[8]);
-    G.value_helper = new_ref(args[9]);
-    G.exception_helper = new_ref(args[10]);
+    G.missing = new_ref(args[1]);
+    G.no_args = PyLong_AsLong(args[2]) != 0;
+    G.max_calls = (uint32_t)PyLong_AsLong(args[3]);
+    G.str_chars = PyLong_AsLong(args[4]);
+    PyObject *types = args[5];
+    G.code_helper = new_ref(args[6]);
+    G.callee_helper = new_ref(args[7]);
+    G.line_helper = new_ref(args[8]);
+    G.thread_helper = new_ref(args[9]);
+    G.value_helper = new_ref(args[10]);
+    G.exception_helper = new_ref(args[11]);
     if (PyErr_Occurred())
         return NULL;
     PyTypeObject **slots[] = {&G.function_type,          &G.method_type,
