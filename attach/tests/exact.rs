@@ -509,6 +509,60 @@ fn args_returns_and_exceptions_equal_what_the_workload_prints() {
     }
 }
 
+/// Every way of binding arguments gives the call row the arguments the function
+/// received: the native hook takes a one-argument function's value from the CALL
+/// that starts it, and must agree with the frame for every call shape.
+#[test]
+fn every_call_shape_records_the_arguments_the_function_received() {
+    for (python, native) in hooks() {
+        let run = run_exact(
+            &python,
+            &[&script("exact_call_shapes.py")],
+            options(native),
+            None,
+        );
+        assert!(run.status.success(), "{}: {}", python.label, run.stdout());
+        let notes = json_lines(&run.stdout());
+        assert_eq!(notes.len(), 3 * 17, "{}: {}", python.label, run.stdout());
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut failures = Vec::new();
+        for note in &notes {
+            let function = note["function"].as_str().unwrap_or_default().to_string();
+            let index = *seen
+                .entry(function.clone())
+                .and_modify(|n| *n += 1)
+                .or_insert(0);
+            let calls = run.calls_of(&function);
+            let Some(call) = calls.get(index) else {
+                failures.push(format!("call {index} of {function} missing"));
+                continue;
+            };
+            let got = Value::Object(args_of(call));
+            if got != note["args"] {
+                failures.push(format!(
+                    "call {index} of {function}: got {got}, want {}",
+                    note["args"]
+                ));
+            }
+        }
+        for (function, noted) in &seen {
+            let recorded = run.calls_of(function).len();
+            if recorded != noted + 1 {
+                failures.push(format!(
+                    "{function}: {recorded} call rows, {} calls",
+                    noted + 1
+                ));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{}:\n{}",
+            python.label,
+            failures.join("\n")
+        );
+    }
+}
+
 #[test]
 fn threads_and_asyncio_tasks_have_their_real_callers() {
     for (python, native) in hooks() {
