@@ -188,6 +188,21 @@ fn json_lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Each note with its function and how many notes of that function came before it
+/// (the index of the call it is about among the function's call rows).
+fn numbered(notes: &[Value]) -> Vec<(String, usize, &Value)> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    notes
+        .iter()
+        .map(|note| {
+            let function = note["function"].as_str().unwrap_or_default().to_string();
+            let index = seen.entry(function.clone()).or_insert(0);
+            *index += 1;
+            (function, *index - 1, note)
+        })
+        .collect()
+}
+
 fn args_of(event: &Event) -> serde_json::Map<String, Value> {
     let text = event
         .args
@@ -327,13 +342,7 @@ fn args_returns_and_exceptions_equal_what_the_workload_prints() {
         );
         let notes = json_lines(&run.stdout());
         assert!(notes.len() >= 15, "{}: {}", python.label, run.stdout());
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        for note in &notes {
-            let function = note["function"].as_str().unwrap_or_default().to_string();
-            let index = *seen
-                .entry(function.clone())
-                .and_modify(|n| *n += 1)
-                .or_insert(0);
+        for (function, index, note) in numbered(&notes) {
             if function == "main" {
                 continue;
             }
@@ -524,14 +533,10 @@ fn every_call_shape_records_the_arguments_the_function_received() {
         assert!(run.status.success(), "{}: {}", python.label, run.stdout());
         let notes = json_lines(&run.stdout());
         assert_eq!(notes.len(), 3 * 17, "{}: {}", python.label, run.stdout());
-        let mut seen: HashMap<String, usize> = HashMap::new();
         let mut failures = Vec::new();
-        for note in &notes {
-            let function = note["function"].as_str().unwrap_or_default().to_string();
-            let index = *seen
-                .entry(function.clone())
-                .and_modify(|n| *n += 1)
-                .or_insert(0);
+        let mut noted: HashMap<String, usize> = HashMap::new();
+        for (function, index, note) in numbered(&notes) {
+            noted.insert(function.clone(), index + 1);
             let calls = run.calls_of(&function);
             let Some(call) = calls.get(index) else {
                 failures.push(format!("call {index} of {function} missing"));
@@ -545,13 +550,10 @@ fn every_call_shape_records_the_arguments_the_function_received() {
                 ));
             }
         }
-        for (function, noted) in &seen {
+        for (function, calls) in &noted {
             let recorded = run.calls_of(function).len();
-            if recorded != noted + 1 {
-                failures.push(format!(
-                    "{function}: {recorded} call rows, {} calls",
-                    noted + 1
-                ));
+            if recorded != *calls {
+                failures.push(format!("{function}: {recorded} call rows, {calls} calls"));
             }
         }
         assert!(

@@ -347,18 +347,11 @@ impl Connection {
         row.call_id = call_id;
         row.parent_id = parent_id;
         row.depth = depth;
-        set_name(&mut row.function, &code.function);
-        set_name(&mut row.module, &code.module);
-        set_name(&mut row.file, &code.file);
+        set_names(row, &code.function, &code.module, &code.file);
         row.line = line;
         set_option_name(&mut row.caller, caller.as_ref());
         row.caller_line = caller_line;
-        row.args = args;
-        row.value = None;
-        row.exception = None;
-        row.duration_ns = None;
-        row.duration_max_ns = None;
-        row.count = 1;
+        set_texts_and_counts(row, args, None, 1);
         thread.stack.push(Open {
             call_id,
             code: head.code,
@@ -420,11 +413,7 @@ impl Connection {
     ) {
         let row = &mut self.row;
         match self.codes.get(&open.code) {
-            Some(code) => {
-                set_name(&mut row.function, &code.function);
-                set_name(&mut row.module, &code.module);
-                set_name(&mut row.file, &code.file);
-            }
+            Some(code) => set_names(row, &code.function, &code.module, &code.file),
             None => {
                 let unknown: Arc<str> = Arc::from("");
                 row.function = unknown.clone();
@@ -444,12 +433,7 @@ impl Connection {
         row.line = line;
         set_option_name(&mut row.caller, open.caller.as_ref());
         row.caller_line = None;
-        row.args = None;
-        row.value = None;
-        row.exception = None;
-        row.duration_ns = Some(ts.saturating_sub(open.start_ns).max(0));
-        row.duration_max_ns = None;
-        row.count = 1;
+        set_texts_and_counts(row, None, Some(ts.saturating_sub(open.start_ns).max(0)), 1);
     }
 
     fn gap(
@@ -486,18 +470,11 @@ impl Connection {
         row.call_id = call_id;
         row.parent_id = parent.map(|p| p.call_id);
         row.depth = parent.map_or(0, |p| p.depth + 1);
-        set_name(&mut row.function, &target.function);
-        set_name(&mut row.module, &target.module);
-        set_name(&mut row.file, &target.file);
+        set_names(row, &target.function, &target.module, &target.file);
         row.line = target.first_line;
         set_option_name(&mut row.caller, Some(&caller));
         row.caller_line = (head.line >= 0).then_some(head.line);
-        row.args = None;
-        row.value = None;
-        row.exception = None;
-        row.duration_ns = None;
-        row.duration_max_ns = None;
-        row.count = count;
+        set_texts_and_counts(row, None, None, count);
         Ok(emit(&mut self.row, counters, &mut self.counts, sink)?)
     }
 
@@ -565,6 +542,29 @@ fn empty_row() -> Event {
         duration_max_ns: None,
         count: 1,
     }
+}
+
+/// Points a row at the names of a code.
+fn set_names(row: &mut Event, function: &Arc<str>, module: &Arc<str>, file: &Arc<str>) {
+    set_name(&mut row.function, function);
+    set_name(&mut row.module, module);
+    set_name(&mut row.file, file);
+}
+
+/// Sets a row's `args` and `duration_ns`, its `count`, and clears the rest that only
+/// some rows have (`value` and `exception` are set after, on the rows that have them).
+fn set_texts_and_counts(
+    row: &mut Event,
+    args: Option<String>,
+    duration_ns: Option<i64>,
+    count: u32,
+) {
+    row.args = args;
+    row.value = None;
+    row.exception = None;
+    row.duration_ns = duration_ns;
+    row.duration_max_ns = None;
+    row.count = count;
 }
 
 /// Points `slot` at `name`, cloning the `Arc` only when it names another string.
