@@ -37,19 +37,35 @@ pub(crate) const SEGMENT_ZSTD_LEVEL: i32 = 1;
 /// zstd level of a finished trace.
 pub(crate) const FINAL_ZSTD_LEVEL: i32 = 3;
 
-/// Text and integer columns whose values are (nearly) unique per row, written plain:
-/// dictionary encoding them costs a hash-table insert per value and, once the
-/// dictionary page is full, falls back to plain anyway.
-const PLAIN_COLUMNS: [&str; 3] = ["args", "value", "duration_ns"];
+/// Columns written plain, without a dictionary: the free text (`args`, `value` and
+/// `exception`, (nearly) unique per row, whose dictionary page would fill and fall
+/// back to plain anyway) and every integer column that is not a delta column. An
+/// integer dictionary costs a hash-table insert per row and column in the writer
+/// (on an exact trace of fib(27), 1.27 million rows, those inserts were 5% of the
+/// recording's CPU), where plain values are copied and the repeating ones (`pid`,
+/// `count`, a thread's `tid`) cost zstd next to nothing. Queries read plain
+/// integers at least as fast as dictionary keys.
+const PLAIN_COLUMNS: [&str; 11] = [
+    "args",
+    "value",
+    "exception",
+    "pid",
+    "tid",
+    "depth",
+    "line",
+    "caller_line",
+    "duration_ns",
+    "duration_max_ns",
+    "count",
+];
 
 /// Integer columns that rise from row to row (`seq` by one, `call_id`, `parent_id`
 /// and `ts` by a little), written as deltas (`DELTA_BINARY_PACKED`): a few bits a row
 /// where plain encoding stores eight bytes for zstd to squeeze. On an exact trace of
 /// fib(25) (486k rows) the file is half the size it was with plain ids, and zstd's
 /// share of a recording's CPU fell from 9% to 2%. The other integer columns repeat
-/// (`pid`, `tid`, `depth`, `line`, `count`) and keep their dictionaries, which
-/// queries decode faster than deltas (`--threads`, grouping by `tid` over `depth`:
-/// 1.58x DuckDB's time with deltas on the 10-million-event benchmark trace).
+/// (`pid`, `tid`, `depth`, `line`, `count`) and are plain: queries group and filter
+/// by them (`--threads` by `tid` and `depth`), and plain values decode fastest.
 const DELTA_COLUMNS: [&str; 4] = ["seq", "ts", "call_id", "parent_id"];
 
 /// Text columns without min/max statistics. The writer computes them by comparing
@@ -111,6 +127,13 @@ pub(crate) fn writer_properties(zstd_level: i32, run: Option<&RunInfo>) -> Write
             .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
     }
     builder.build()
+}
+
+/// Writer properties of a finished trace, for programs that write traces as the
+/// tracer does (the query benchmark's generator): the encodings, statistics, row
+/// group size and zstd level of [`writer_properties`], without `tracer.run`.
+pub fn trace_writer_properties() -> WriterProperties {
+    writer_properties(FINAL_ZSTD_LEVEL, None)
 }
 
 /// The `tracer.run` key-value pair of `run`.

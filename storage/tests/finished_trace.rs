@@ -98,8 +98,8 @@ fn pyarrow_reads_every_value_type_and_the_run_of_a_finished_trace() {
     }
     assert_eq!(types.as_object().unwrap().len(), 23);
 
-    // zstd everywhere; a dictionary for the columns that repeat, deltas for the
-    // integer columns that rise.
+    // zstd everywhere; a dictionary for the name columns, deltas for the integer
+    // columns that rise, the other integer columns plain.
     let chunks = read["chunks"].as_object().unwrap();
     assert_eq!(chunks.len(), 23);
     for (name, chunk) in chunks {
@@ -112,10 +112,21 @@ fn pyarrow_reads_every_value_type_and_the_run_of_a_finished_trace() {
         "file",
         "kind",
         "thread_name",
-        "tid",
-        "depth",
     ] {
         assert_eq!(chunks[name]["dictionary"], true, "{name}");
+    }
+    for name in ["pid", "tid", "depth", "line", "count", "duration_ns"] {
+        let chunk = &chunks[name];
+        assert_eq!(
+            chunk["encodings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| *e != "RLE")
+                .collect::<Vec<_>>(),
+            [&Value::from("PLAIN")],
+            "{name}: {chunk}"
+        );
     }
     for name in ["seq", "ts", "call_id", "parent_id"] {
         let chunk = &chunks[name];
