@@ -10,7 +10,7 @@ use std::sync::Arc;
 use ahash::AHashMap;
 use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{
-    ArrayRef, ArrowPrimitiveType, DictionaryArray, PrimitiveArray, RecordBatch, StringArray,
+    Array, ArrayRef, ArrowPrimitiveType, DictionaryArray, PrimitiveArray, RecordBatch, StringArray,
     StringBuilder, StringDictionaryBuilder, UInt32Array, UInt64Array,
 };
 use arrow::buffer::ScalarBuffer;
@@ -60,12 +60,21 @@ struct Columns {
     count: Values<UInt32Type>,
 }
 
+/// Bytes of text per free-text column of a batch.
+#[derive(Clone, Copy, Default)]
+struct TextBytes {
+    args: usize,
+    value: usize,
+    exception: usize,
+}
+
 impl Columns {
-    /// Builders with room for `rows` rows. A builder that grows as it goes copies
-    /// its buffer at each doubling into fresh memory, which on call-heavy exact
-    /// traces (a segment of 128k rows a few times a second) was a noticeable share
-    /// of the receiving thread's time in copies and page faults.
-    fn with_capacity(rows: usize) -> Columns {
+    /// Builders with room for `rows` rows and `text` bytes of free text. A builder
+    /// that grows as it goes copies its buffer at each doubling into fresh memory,
+    /// which on call-heavy exact traces (a segment of 128k rows a few times a
+    /// second) was a noticeable share of the receiving thread's time in copies and
+    /// page faults.
+    fn with_capacity(rows: usize, text: TextBytes) -> Columns {
         Columns {
             pid: Values::with_capacity(rows),
             tid: Values::with_capacity(rows),
@@ -83,9 +92,9 @@ impl Columns {
             line: Values::with_capacity(rows),
             caller: SharedNames::with_capacity(rows),
             caller_line: OptionalValues::with_capacity(rows),
-            args: StringBuilder::with_capacity(rows, 0),
-            value: StringBuilder::with_capacity(rows, 0),
-            exception: StringBuilder::with_capacity(rows, 0),
+            args: StringBuilder::with_capacity(rows, text.args),
+            value: StringBuilder::with_capacity(rows, text.value),
+            exception: StringBuilder::with_capacity(rows, text.exception),
             duration_ns: OptionalValues::with_capacity(rows),
             duration_max_ns: OptionalValues::with_capacity(rows),
             count: Values::with_capacity(rows),
@@ -167,7 +176,7 @@ impl EventBatchBuilder {
             text_bytes: 0,
             in_seq_order: true,
             last_seq: None,
-            columns: Columns::with_capacity(next_capacity(0)),
+            columns: Columns::with_capacity(next_capacity(0), TextBytes::default()),
         }
     }
 
@@ -223,9 +232,16 @@ impl EventBatchBuilder {
         let rows = self.rows;
         let mut run_id = StringDictionaryBuilder::<Int32Type>::new();
         run_id.append_values(&*self.run_id, rows);
+        // The next batch gets the room this one's text took, which the writer's
+        // text limit per segment (`WriterOptions::max_segment_text_bytes`) bounds.
+        let text = TextBytes {
+            args: self.columns.args.values_slice().len(),
+            value: self.columns.value.values_slice().len(),
+            exception: self.columns.exception.values_slice().len(),
+        };
         let mut c = std::mem::replace(
             &mut self.columns,
-            Columns::with_capacity(next_capacity(rows)),
+            Columns::with_capacity(next_capacity(rows), text),
         );
         let seq = c.seq.finish();
         let columns: Vec<ArrayRef> = vec![
@@ -394,6 +410,12 @@ impl SharedNames {
         self.by_address.clear();
         self.by_text.clear();
         self.held.clear();
-        DictionaryArray::new(keys, Arc::new(values))
+        if values.is_empty() {
+            return DictionaryArray::new(keys, Arc::new(values));
+        }
+        // SAFETY: every key is an index into `values` (handed out by `key_of_text`
+        // as the position of its text), and a null slot holds 0, which `values`,
+        // not empty, has. Checking it again costs a pass over every row's key.
+        unsafe { DictionaryArray::new_unchecked(keys, Arc::new(values)) }
     }
 }
