@@ -54,7 +54,7 @@ pub mod utc;
 pub mod writer;
 
 pub use error::{Error, Result};
-pub use parquet_io::read_run_info;
+pub use parquet_io::{read_run_info, trace_writer_properties};
 pub use reader::{newest_trace, repair, trace_files, Trace, TraceFiles};
 pub use run::{new_run_id, Mode, RunInfo, RunStatus};
 pub use writer::{TraceWriter, WriterOptions};

@@ -447,11 +447,12 @@ impl TraceBuilder {
         self.rows.clear();
     }
 
-    /// A writer for [`TraceBuilder::flush_to`] with this run's metadata.
+    /// A writer for [`TraceBuilder::flush_to`] with this run's metadata, writing
+    /// the file as the tracer writes a trace (its encodings, statistics and row
+    /// groups), so that a benchmark on it reads what a user's queries read.
     pub fn streaming_writer(&self, path: &Path, events: usize) -> ArrowWriter<File> {
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_max_row_group_row_count(Some(1_048_576))
+        let properties = storage::trace_writer_properties()
+            .into_builder()
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 "tracer.run".to_string(),
                 self.metadata_with_events(events).to_string(),
