@@ -51,8 +51,25 @@ fn exact_options(opts: &TraceOptions) -> ExactOptions {
 /// short program ends at most this long after it.
 const CHILD_POLL_MS: u64 = 2;
 
+/// Makes `malloc` keep the memory this process frees instead of handing it back to
+/// the kernel. An exact recording builds a batch of columns (a few MiB) several
+/// times a second and frees the last one on the segment thread; by default glibc
+/// returns such blocks at once (they are above its `mmap` threshold, or trimmed from
+/// the top of the heap), so every new batch touched fresh pages: on fib(27) with
+/// values, about 26,000 page faults in the tracer, 7% of the run's CPU; about 14,000
+/// with this. The tracer's resident memory stays at its peak until it exits.
+fn keep_freed_memory() {
+    // SAFETY: `mallopt` only changes glibc's allocation parameters; it is called
+    // before the recording's threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
 pub fn record(args: &RecordArgs) -> CliResult<i32> {
     signals::install();
+    keep_freed_memory();
     let started = Instant::now();
     let opts = &args.trace;
     let session = ExactSession::new(exact_options(opts)).map_err(|e| match e {
@@ -152,6 +169,7 @@ const DETACH_GRACE: Duration = Duration::from_millis(300);
 /// tracer dies instead, the hook sees the socket close and does the same.
 pub fn attach(args: &AttachArgs) -> CliResult<i32> {
     signals::install();
+    keep_freed_memory();
     let started = Instant::now();
     let opts = &args.trace;
     let process = PythonProcess::open(args.pid)?;
