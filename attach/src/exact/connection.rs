@@ -89,9 +89,9 @@ pub struct ConnectionCounts {
 pub struct Connection {
     pub hello: Hello,
     pid: i32,
-    // Looked up several times per event: a fast hash of the small ids.
-    codes: AHashMap<u32, Code>,
-    callees: AHashMap<u32, Callee>,
+    // Looked up several times per event.
+    codes: ById<Code>,
+    callees: ById<Callee>,
     threads: AHashMap<u32, Thread>,
     /// The last event's wall-clock time: the end of calls left open.
     last_ts: i64,
@@ -113,8 +113,8 @@ impl Connection {
             pid: i32::try_from(hello.pid).unwrap_or(i32::MAX),
             last_ts: hello.wall_ns,
             hello,
-            codes: AHashMap::new(),
-            callees: AHashMap::new(),
+            codes: ById::default(),
+            callees: ById::default(),
             threads: AHashMap::new(),
             counts: ConnectionCounts::default(),
             row: empty_row(),
@@ -125,7 +125,7 @@ impl Connection {
     /// `module.function` of a code the process described (for reports).
     pub fn code_name(&self, code: u32) -> Option<(Arc<str>, Arc<str>)> {
         self.codes
-            .get(&code)
+            .get(code)
             .map(|c| (c.module.clone(), c.function.clone()))
     }
 
@@ -274,10 +274,7 @@ impl Connection {
         values: ArgValues<'_>,
         opts: &ReprOptions,
     ) -> Result<String, RecordError> {
-        let code = self
-            .codes
-            .get(&code)
-            .ok_or(RecordError::UnknownCode(code))?;
+        let code = self.codes.get(code).ok_or(RecordError::UnknownCode(code))?;
         let mut json = self.spare_text.pop().unwrap_or_default().into_bytes();
         json.clear();
         let mut rendered = self.spare_text.pop().unwrap_or_default();
@@ -319,13 +316,13 @@ impl Connection {
         self.last_ts = self.last_ts.max(ts);
         let code = self
             .codes
-            .get(&head.code)
+            .get(head.code)
             .ok_or(RecordError::UnknownCode(head.code))?;
         let thread = self.threads.entry(head.thread).or_default();
         let parent = thread.stack.last();
         let parent_id = parent.map(|p| p.call_id);
         let caller = parent
-            .and_then(|p| self.codes.get(&p.code))
+            .and_then(|p| self.codes.get(p.code))
             .map(|c| c.qualified.clone());
         let depth = i32::try_from(thread.stack.len()).unwrap_or(i32::MAX);
         let call_id = counters.next_call_id;
@@ -378,7 +375,7 @@ impl Connection {
         self.last_ts = self.last_ts.max(ts);
         let base = self
             .codes
-            .get(&head.code)
+            .get(head.code)
             .ok_or(RecordError::UnknownCode(head.code))?
             .base;
         let thread = self.threads.entry(head.thread).or_default();
@@ -412,7 +409,7 @@ impl Connection {
         line: i32,
     ) {
         let row = &mut self.row;
-        match self.codes.get(&open.code) {
+        match self.codes.get(open.code) {
             Some(code) => set_names(row, &code.function, &code.module, &code.file),
             None => {
                 let unknown: Arc<str> = Arc::from("");
@@ -447,16 +444,16 @@ impl Connection {
         let ts = self.wall(head.ts);
         let code = self
             .codes
-            .get(&head.code)
+            .get(head.code)
             .ok_or(RecordError::UnknownCode(head.code))?;
         let target = self
             .callees
-            .get(&callee)
+            .get(callee)
             .ok_or(RecordError::UnknownCallee(callee))?;
         let thread = self.threads.entry(head.thread).or_default();
         let parent = thread.stack.iter().rev().find(|o| o.base == code.base);
         let caller = parent
-            .and_then(|p| self.codes.get(&p.code))
+            .and_then(|p| self.codes.get(p.code))
             .map_or_else(|| code.qualified.clone(), |c| c.qualified.clone());
         let call_id = counters.next_call_id;
         counters.next_call_id += 1;
@@ -513,6 +510,51 @@ fn emit(
     counters.next_seq += 1;
     counts.events += 1;
     sink.event(event)
+}
+
+/// The hook's codes or callees by id. The hook numbers them from 0 up, so ids below
+/// [`DENSE_IDS`] index a vector (looked up two or three times per event, where a
+/// hash map hashed the id each time: 2-3% of a call-heavy recording's CPU); any
+/// larger id (a process that made millions of code objects) goes to a map.
+#[derive(Debug)]
+struct ById<T> {
+    dense: Vec<Option<T>>,
+    sparse: AHashMap<u32, T>,
+}
+
+/// Ids kept in [`ById`]'s vector.
+const DENSE_IDS: u32 = 1 << 20;
+
+impl<T> Default for ById<T> {
+    fn default() -> ById<T> {
+        ById {
+            dense: Vec::new(),
+            sparse: AHashMap::new(),
+        }
+    }
+}
+
+impl<T> ById<T> {
+    #[inline]
+    fn get(&self, id: u32) -> Option<&T> {
+        if id < DENSE_IDS {
+            self.dense.get(id as usize)?.as_ref()
+        } else {
+            self.sparse.get(&id)
+        }
+    }
+
+    fn insert(&mut self, id: u32, value: T) {
+        if id < DENSE_IDS {
+            let index = id as usize;
+            if index >= self.dense.len() {
+                self.dense.resize_with(index + 1, || None);
+            }
+            self.dense[index] = Some(value);
+        } else {
+            self.sparse.insert(id, value);
+        }
+    }
 }
 
 /// A row with every field empty, filled before each use.
