@@ -39,13 +39,18 @@ pub(crate) const FINAL_ZSTD_LEVEL: i32 = 3;
 
 /// Columns written plain, without a dictionary: the free text (`args`, `value` and
 /// `exception`, (nearly) unique per row, whose dictionary page would fill and fall
-/// back to plain anyway) and every integer column that is not a delta column. An
-/// integer dictionary costs a hash-table insert per row and column in the writer
-/// (on an exact trace of fib(27), 1.27 million rows, those inserts were 5% of the
-/// recording's CPU), where plain values are copied and the repeating ones (`pid`,
-/// `count`, a thread's `tid`) cost zstd next to nothing. Queries read plain
-/// integers at least as fast as dictionary keys.
-const PLAIN_COLUMNS: [&str; 11] = [
+/// back to plain anyway), `ts`, and every integer column that is not a delta
+/// column. An integer dictionary costs a hash-table insert per row and column in
+/// the writer (on an exact trace of fib(27), 1.27 million rows, those inserts were
+/// a fifth of the segment thread's CPU), where plain values are copied and the
+/// repeating ones (`pid`, `count`, a thread's `tid`) cost zstd next to nothing.
+/// `ts` rises like the delta columns but is plain: queries take its minimum and
+/// maximum over every row (`--threads`, `--runs`), and DataFusion decoded deltas so
+/// much slower than DuckDB that `--threads` took 1.65x DuckDB's time on the query
+/// benchmark's trace, against 1.26x with `ts` plain (the file of an exact fib(27) is
+/// 4.5 MB instead of 3.2).
+const PLAIN_COLUMNS: [&str; 12] = [
+    "ts",
     "args",
     "value",
     "exception",
@@ -59,14 +64,12 @@ const PLAIN_COLUMNS: [&str; 11] = [
     "count",
 ];
 
-/// Integer columns that rise from row to row (`seq` by one, `call_id`, `parent_id`
-/// and `ts` by a little), written as deltas (`DELTA_BINARY_PACKED`): a few bits a row
-/// where plain encoding stores eight bytes for zstd to squeeze. On an exact trace of
-/// fib(25) (486k rows) the file is half the size it was with plain ids, and zstd's
-/// share of a recording's CPU fell from 9% to 2%. The other integer columns repeat
-/// (`pid`, `tid`, `depth`, `line`, `count`) and are plain: queries group and filter
-/// by them (`--threads` by `tid` and `depth`), and plain values decode fastest.
-const DELTA_COLUMNS: [&str; 4] = ["seq", "ts", "call_id", "parent_id"];
+/// Integer columns that rise from row to row (`seq` by one, `call_id` and
+/// `parent_id` by a little), written as deltas (`DELTA_BINARY_PACKED`): a few bits a
+/// row where plain encoding stores eight bytes for zstd to squeeze. On an exact trace
+/// of fib(25) (486k rows) the file was half the size it was with them plain, and
+/// zstd's share of a recording's CPU fell from 9% to 2%.
+const DELTA_COLUMNS: [&str; 3] = ["seq", "call_id", "parent_id"];
 
 /// Text columns without min/max statistics. The writer computes them by comparing
 /// every row's text with the running minimum and maximum (two `memcmp`s per row and

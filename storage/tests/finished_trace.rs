@@ -98,8 +98,8 @@ fn pyarrow_reads_every_value_type_and_the_run_of_a_finished_trace() {
     }
     assert_eq!(types.as_object().unwrap().len(), 23);
 
-    // zstd everywhere; a dictionary for the name columns, deltas for the integer
-    // columns that rise, the other integer columns plain.
+    // zstd everywhere; a dictionary for the name columns, deltas for the ids that
+    // rise, the other integer columns and the timestamps plain.
     let chunks = read["chunks"].as_object().unwrap();
     assert_eq!(chunks.len(), 23);
     for (name, chunk) in chunks {
@@ -115,7 +115,7 @@ fn pyarrow_reads_every_value_type_and_the_run_of_a_finished_trace() {
     ] {
         assert_eq!(chunks[name]["dictionary"], true, "{name}");
     }
-    for name in ["pid", "tid", "depth", "line", "count", "duration_ns"] {
+    for name in ["ts", "pid", "tid", "depth", "line", "count", "duration_ns"] {
         let chunk = &chunks[name];
         assert_eq!(
             chunk["encodings"]
@@ -128,7 +128,7 @@ fn pyarrow_reads_every_value_type_and_the_run_of_a_finished_trace() {
             "{name}: {chunk}"
         );
     }
-    for name in ["seq", "ts", "call_id", "parent_id"] {
+    for name in ["seq", "call_id", "parent_id"] {
         let chunk = &chunks[name];
         let encodings = chunk["encodings"].as_array().unwrap();
         assert!(
