@@ -349,7 +349,8 @@ fn chrome_trace_follows_the_trace_event_format_with_args_and_thread_names() {
         for function in workload_functions(&run) {
             assert!(
                 names.contains(&function),
-                "3.{minor}: no slice of {function}"
+                "3.{minor}: no slice of {function}; the recording's report:\n{}",
+                run.report
             );
         }
 
