@@ -56,8 +56,9 @@ const CHILD_POLL_MS: u64 = 2;
 /// times a second and frees the last one on the segment thread; by default glibc
 /// returns such blocks at once (they are above its `mmap` threshold, or trimmed from
 /// the top of the heap), so every new batch touched fresh pages: on fib(27) with
-/// values, about 26,000 page faults in the tracer, 7% of the run's CPU; about 14,000
-/// with this. The tracer's resident memory stays at its peak until it exits.
+/// values, about 26,000 page faults in the tracer (7% of the run's CPU in one
+/// profile); 14,000-17,000 with this, the first touches of the batches in flight.
+/// The tracer's resident memory stays at its peak until it exits.
 fn keep_freed_memory() {
     // SAFETY: `mallopt` only changes glibc's allocation parameters; it is called
     // before the recording's threads start.
