@@ -37,31 +37,26 @@ pub(crate) const SEGMENT_ZSTD_LEVEL: i32 = 1;
 /// zstd level of a finished trace.
 pub(crate) const FINAL_ZSTD_LEVEL: i32 = 3;
 
-/// Columns written plain, without a dictionary: the free text (`args`, `value` and
-/// `exception`, (nearly) unique per row, whose dictionary page would fill and fall
-/// back to plain anyway), `ts`, and every integer column that is not a delta
-/// column. An integer dictionary costs a hash-table insert per row and column in
-/// the writer (on an exact trace of fib(27), 1.27 million rows, those inserts were
-/// a fifth of the segment thread's CPU), where plain values are copied and the
-/// repeating ones (`pid`, `count`, a thread's `tid`) cost zstd next to nothing.
-/// `ts` rises like the delta columns but is plain: queries take its minimum and
-/// maximum over every row (`--threads`, `--runs`), and DataFusion decoded deltas so
-/// much slower than DuckDB that `--threads` took 1.65x DuckDB's time on the query
-/// benchmark's trace, against 1.26x with `ts` plain (the file of an exact fib(27) is
-/// 4.5 MB instead of 3.2).
-const PLAIN_COLUMNS: [&str; 12] = [
-    "ts",
-    "args",
-    "value",
-    "exception",
-    "pid",
-    "tid",
-    "depth",
-    "line",
-    "caller_line",
-    "duration_ns",
-    "duration_max_ns",
-    "count",
+/// The name columns, the only ones with a dictionary: a few texts repeated on
+/// every row. Every other column is plain unless it is a [`DELTA_COLUMNS`] one: the
+/// free text (`args`, `value`, `exception`) is (nearly) unique per row, and an
+/// integer dictionary costs a hash-table insert per row and column in the writer
+/// (on an exact trace of fib(27), 1.27 million rows, those inserts were a fifth of
+/// the segment thread's CPU) where plain values are copied and the repeating ones
+/// (`pid`, `count`, a thread's `tid`) cost zstd next to nothing. `ts` rises like the
+/// delta columns but is plain: queries take its minimum and maximum over every row
+/// (`--threads`, `--runs`), and DataFusion decoded deltas so much slower than DuckDB
+/// that `--threads` took 1.65x DuckDB's time on the query benchmark's trace, against
+/// 1.26x with `ts` plain (the file of an exact fib(27) is 4.5 MB instead of 3.2).
+const DICTIONARY_COLUMNS: [&str; 8] = [
+    "run_id",
+    "thread_name",
+    "kind",
+    "source",
+    "function",
+    "module",
+    "file",
+    "caller",
 ];
 
 /// Integer columns that rise from row to row (`seq` by one, `call_id` and
@@ -93,8 +88,9 @@ const NO_STATISTICS_COLUMNS: [&str; 8] = [
 const RUN_ID_COLUMN: i32 = 0;
 const SEQ_COLUMN: i32 = 4;
 
-/// Writer properties of every trace file: dictionary encoding of the text columns
-/// (but for [`PLAIN_COLUMNS`]), deltas for [`DELTA_COLUMNS`], statistics (but for [`NO_STATISTICS_COLUMNS`]), zstd at `zstd_level`,
+/// Writer properties of every trace file: dictionaries for [`DICTIONARY_COLUMNS`],
+/// deltas for [`DELTA_COLUMNS`], the rest plain, statistics (but for
+/// [`NO_STATISTICS_COLUMNS`]), zstd at `zstd_level`,
 /// rows declared sorted by `(run_id, seq)`, and `tracer.run` when given now (a
 /// merged file adds it once its row count is known).
 pub(crate) fn writer_properties(zstd_level: i32, run: Option<&RunInfo>) -> WriterProperties {
@@ -113,13 +109,13 @@ pub(crate) fn writer_properties(zstd_level: i32, run: Option<&RunInfo>) -> Write
     ];
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
-        .set_dictionary_enabled(true)
+        .set_dictionary_enabled(false)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_sorting_columns(Some(sorting))
         .set_created_by(format!("tracer {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(run.map(|run| vec![run_metadata(run)]));
-    for column in PLAIN_COLUMNS.into_iter().chain(DELTA_COLUMNS) {
-        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    for column in DICTIONARY_COLUMNS {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), true);
     }
     for column in DELTA_COLUMNS {
         builder =

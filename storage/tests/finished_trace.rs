@@ -115,7 +115,25 @@ fn pyarrow_reads_every_value_type_and_the_run_of_a_finished_trace() {
     ] {
         assert_eq!(chunks[name]["dictionary"], true, "{name}");
     }
-    for name in ["ts", "pid", "tid", "depth", "line", "count", "duration_ns"] {
+    // Every integer and timestamp column but the delta ones (found by type, so a new
+    // column is checked too), and the free text.
+    let plain: Vec<&String> = types
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, ty)| {
+            let ty = ty.as_str().unwrap_or_default();
+            !["seq", "call_id", "parent_id"].contains(&name.as_str())
+                && (ty.starts_with("int") || ty.starts_with("uint") || ty.starts_with("timestamp"))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(plain.len(), 9, "{plain:?}");
+    for name in plain
+        .iter()
+        .map(|name| name.as_str())
+        .chain(["args", "value", "exception"])
+    {
         let chunk = &chunks[name];
         assert_eq!(
             chunk["encodings"]
