@@ -1357,10 +1357,9 @@ def _peer_closed():
     return not data
 
 
-def _flusher(generation, started):
-    running = _flusher_running
-    running.acquire()
-    started.release()
+def _flusher(generation, running):
+    """Sends what the callbacks record, until the hook stops; `running` is
+    `_flusher_running`, taken for this thread by `_start_flusher`."""
     try:
         while True:
             if generation != _generation[0]:
@@ -1391,14 +1390,13 @@ def _flusher(generation, started):
 
 
 _generation = [0]
-# Held by the flusher while it runs, so that the exit hook can wait until it is parked.
+# Held for the flusher from before it starts until it is parked or ends, so that the
+# exit hook can wait for that. Taken by the thread that starts it, not by the flusher
+# itself: a flusher the OS had not run yet when the program ended would first take the
+# GIL while the interpreter finalizes, and be ended there with pthread_exit (below). On
+# a short program this is the common case: the new thread waits for the GIL, which the
+# main thread holds until it blocks.
 _flusher_running = _thread.allocate_lock()
-# Released by the flusher once it holds `_flusher_running`. A flusher the OS had not
-# run yet when the program ended would first take the GIL while the interpreter
-# finalizes, and be ended there with pthread_exit (below); the exit hook waits for it to
-# start first. On a short program this is the common case: the new thread waits for
-# the GIL, which the main thread holds until it blocks.
-_flusher_started = _thread.allocate_lock()
 # Never released: at exit the flusher blocks on it (with the GIL released) until the
 # process ends, instead of returning. A thread that ends calls pthread_exit, and one
 # that wakes while the interpreter finalizes is ended with pthread_exit; either,
@@ -1416,23 +1414,23 @@ _flusher_wake.acquire()
 
 
 def _start_flusher():
-    """Starts the flusher thread; `_flusher_started` is its lock once it is started."""
-    global _flusher_started
-    started = _thread.allocate_lock()
-    started.acquire()
-    _thread.start_new_thread(_flusher, (_generation[0], started))
-    _flusher_started = started
+    _flusher_running.acquire()
+    try:
+        _thread.start_new_thread(_flusher, (_generation[0], _flusher_running))
+    except BaseException:
+        _flusher_running.release()
+        raise
 
 
 def _stop_flusher():
-    """Wakes the flusher (`_exiting` is set by now) and waits until it has started and
-    is parked. The waits are bounded, for a process stopped by a debugger; a flusher
-    takes microseconds for each, seconds only on a machine starved of CPU."""
+    """Wakes the flusher (`_exiting` is set by now) and waits until it is parked. The
+    wait is bounded, for a process stopped by a debugger; a flusher takes microseconds
+    to start and park, seconds only on a machine starved of CPU."""
     if _active_native[0]:
         _native.wake()
     elif _flusher_wake.locked():
         _flusher_wake.release()
-    if _flusher_started.acquire(True, 5.0) and _flusher_running.acquire(True, 5.0):
+    if _flusher_running.acquire(True, 5.0):
         _flusher_running.release()
 
 
