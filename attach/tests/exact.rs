@@ -648,6 +648,96 @@ fn threads_and_asyncio_tasks_have_their_real_callers() {
 }
 
 #[test]
+fn methods_are_named_by_their_class_and_threads_by_their_name() {
+    for (python, native) in hooks() {
+        // `--include '*'`: the thread's first events are those of threading's own
+        // bootstrap, before `threading._active` knows the thread.
+        let everything = ExactOptions {
+            include: vec!["*".into()],
+            ..options(native)
+        };
+        let run = run_exact(&python, &[&script("exact_names.py")], everything, None);
+        assert_eq!(run.stdout(), "12 3 2\n[1, 2]\n[8]\n", "{}", python.label);
+        let named = |function: &str| -> Vec<&Event> {
+            run.events
+                .iter()
+                .filter(|e| &*e.module == "__main__" && &*e.function == function)
+                .collect()
+        };
+        let count = |function: &str, kind: EventKind| {
+            named(function).iter().filter(|e| e.kind == kind).count()
+        };
+        // Shape.scaled runs for two Squares and a Shape, under one name; size by the
+        // class that defines the one that ran.
+        assert_eq!(
+            count("Shape.scaled", EventKind::Call),
+            3,
+            "{}",
+            python.label
+        );
+        assert_eq!(
+            count("Shape.scaled", EventKind::Return),
+            3,
+            "{}",
+            python.label
+        );
+        assert_eq!(count("Square.size", EventKind::Call), 2, "{}", python.label);
+        assert_eq!(count("Shape.size", EventKind::Call), 1, "{}", python.label);
+        assert_eq!(count("Shape.make", EventKind::Call), 1, "{}", python.label);
+        assert_eq!(
+            count("Shape.__hidden", EventKind::Call),
+            1,
+            "{}",
+            python.label
+        );
+        // A generator method: its call, resumes and ends all carry the class.
+        assert_eq!(
+            count("Fetcher.fetch", EventKind::Call),
+            1,
+            "{}",
+            python.label
+        );
+        assert_eq!(
+            count("Fetcher.fetch", EventKind::Resume),
+            2,
+            "{}",
+            python.label
+        );
+        assert_eq!(
+            count("Fetcher.fetch", EventKind::Yield),
+            2,
+            "{}",
+            python.label
+        );
+        assert_eq!(
+            count("Fetcher.fetch", EventKind::Return),
+            1,
+            "{}",
+            python.label
+        );
+        assert!(named("fetch").is_empty(), "{}", python.label);
+        // Every row of the worker thread, its bootstrap's included, has its name.
+        let worker = named("worker");
+        assert_eq!(worker.len(), 2, "{}", python.label);
+        let worker_tid = worker[0].tid;
+        let thread_rows: Vec<&Event> = run.events.iter().filter(|e| e.tid == worker_tid).collect();
+        assert!(
+            thread_rows.iter().any(|e| &*e.module == "threading"),
+            "{}: threading's bootstrap not traced",
+            python.label
+        );
+        for row in thread_rows {
+            assert_eq!(
+                row.thread_name.as_deref(),
+                Some("named-worker"),
+                "{}: {row:?}",
+                python.label
+            );
+        }
+    }
+}
+
+#[test]
 fn program_output_argv_and_exit_status_are_unchanged() {
     let dir = scratch("identity");
     std::fs::write(
@@ -1159,6 +1249,29 @@ fn subprocesses_are_traced_only_when_asked() {
         values.sort();
         values.dedup();
         assert_eq!(values, ["0", "1", "16", "25", "4", "9"], "{}", python.label);
+        // Workers ended by SIGTERM (`with Pool`) sent their last calls first.
+        assert!(
+            stdout.contains("with spawn [0, 1, 8, 27, 64, 125]"),
+            "{}: {stdout}",
+            python.label
+        );
+        let cubes = run.calls_of("cube");
+        assert_eq!(
+            cubes.len(),
+            12,
+            "{}: {:?}",
+            python.label,
+            run.stats.processes
+        );
+        for cube in cubes {
+            let end = run.end_of(cube.call_id);
+            assert_eq!(
+                end.map(|e| e.kind),
+                Some(EventKind::Return),
+                "{}: {cube:?}",
+                python.label
+            );
+        }
         assert!(run.stats.processes.len() >= 6, "{}", python.label);
     }
 }

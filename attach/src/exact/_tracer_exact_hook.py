@@ -25,6 +25,7 @@ import sys
 import os
 import _thread
 import _socket
+import _signal
 import atexit
 from _struct import Struct
 from _collections import deque
@@ -60,6 +61,7 @@ _tqualname = type.__dict__["__qualname__"].__get__
 _tmodule = type.__dict__["__module__"].__get__
 _tdict = type.__dict__["__dict__"].__get__
 _tbase = type.__dict__["__base__"].__get__
+_tmro = type.__dict__["__mro__"].__get__
 _exc_args = BaseException.__dict__["args"].__get__
 _FunctionType = type(lambda: None)
 _BuiltinType = type(len)
@@ -91,6 +93,7 @@ _code_meta = []
 _argnames = []
 _method_arg = []
 _variants = {}
+_variant_ids = {}
 _callees = {}
 _callee_meta = []
 _lines = {}
@@ -252,27 +255,77 @@ def _learn(code, globals_):
     return cid
 
 
-def _variant(cid, value, is_cls):
-    """≤3.10: the id for `Class.method`, named from the first argument."""
+def _first_arg_class(value, is_cls):
+    """≤3.10: the class a method's first argument names: its type for `self`, the
+    class itself for `cls`; None when `cls` is not a class."""
     if is_cls:
-        if not _tflags(type(value)) & _TYPE_SUB:
-            return cid
-        cls = value
-    else:
-        cls = type(value)
+        return value if _tflags(type(value)) & _TYPE_SUB else None
+    return type(value)
+
+
+def _method_class(code, cls):
+    """≤3.10: the class whose method `code` is, seen from `cls`: the class of `cls`'s
+    MRO whose own namespace defines `code`'s function, as 3.11's `co_qualname` names
+    it (`Shape.area` when a Square runs it), or `cls` when none does (a function
+    assigned under another name). Read with type's own descriptors and exact-type
+    checks: no metaclass, descriptor or `__getattr__` of the program runs."""
+    name = code.co_name
+    private = name.startswith("__") and not name.endswith("__")
+    for klass in _tmro(cls):
+        namespace = _tdict(klass)
+        found = namespace.get(name)
+        if found is None and private:
+            found = namespace.get("_" + _tname(klass).lstrip("_") + name)
+        if found is not None and _defines(found, code):
+            return klass
+    return cls
+
+
+def _defines(attribute, code):
+    """Whether a class attribute is the function of `code`, or wraps it (staticmethod,
+    classmethod, property)."""
+    t = type(attribute)
+    if t is _FunctionType:
+        return attribute.__code__ is code
+    if t is staticmethod or t is classmethod:
+        inner = attribute.__func__
+        return type(inner) is _FunctionType and inner.__code__ is code
+    if t is property:
+        for inner in (attribute.fget, attribute.fset, attribute.fdel):
+            if type(inner) is _FunctionType and inner.__code__ is code:
+                return True
+    return False
+
+
+def _method_name(code, cls):
+    """≤3.10: `Class.method` for `code` run with a first argument of class `cls`."""
+    owner = _method_class(code, cls)
+    qualified = _tqualname(owner)
+    return (qualified if type(qualified) is str else _tname(owner)) + "." + code.co_name
+
+
+def _variant(cid, value, is_cls):
+    """≤3.10: the id for `Class.method`, named from the first argument; one id per
+    name, whichever subclass ran it."""
+    cls = _first_arg_class(value, is_cls)
+    if cls is None:
+        return cid
     key = (cid, id(cls))
     known = _variants.get(key)
     if known is not None and known[0] is cls:
         return known[1]
     base = _code_meta[cid]
-    vid = len(_code_meta)
-    name = _tname(cls).rsplit(".", 1)[-1] + "." + base[8].co_name
-    record = (_CODE, vid, name) + base[3:]
-    _code_meta.append(record)
-    _argnames.append(_argnames[cid])
-    _method_arg.append(None)
+    name = _method_name(base[8], cls)
+    vid = _variant_ids.get((cid, name))
+    if vid is None:
+        vid = len(_code_meta)
+        record = (_CODE, vid, name) + base[3:]
+        _code_meta.append(record)
+        _argnames.append(_argnames[cid])
+        _method_arg.append(None)
+        _variant_ids[(cid, name)] = vid
+        _q.append(record)
     _variants[key] = (cls, vid)
-    _q.append(record)
     return vid
 
 
@@ -285,16 +338,32 @@ def _thread_index():
     _next_thread[0] = i + 1
     _tls.i = i
     ident = _thread.get_ident()
-    name = None
-    threading = sys.modules.get("threading")
-    if threading is not None:
-        thread = getattr(threading, "_active", {}).get(ident)
-        if thread is not None:
-            name = getattr(thread, "_name", None)
+    name = _thread_name(ident)
     if name is None and ident == _main_ident:
         name = "MainThread"
     _q.append((_THREAD, i, _thread.get_native_id(), name if type(name) is str else ""))
     return i
+
+
+def _thread_name(ident):
+    """Python's name of the running thread, or None. `threading._active` has the
+    Thread once it runs its target; a thread's first events can come before that
+    (`Thread._bootstrap` and `_bootstrap_inner` under `--include '*'` on 3.12+), and
+    then the Thread is the `self` of the thread's outermost frame, `_bootstrap`."""
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return None
+    thread = getattr(threading, "_active", {}).get(ident)
+    if thread is None:
+        frame = _getframe(0)
+        while frame.f_back is not None:
+            frame = frame.f_back
+        code = frame.f_code
+        if code.co_name == "_bootstrap" and frame.f_globals is getattr(threading, "__dict__", None):
+            thread = frame.f_locals.get("self")
+    if thread is None:
+        return None
+    return getattr(thread, "_name", None)
 
 
 def _line(code, cid, offset):
@@ -1074,12 +1143,12 @@ def _trace_call(frame, event, arg):
             return None
         ts = _perf()
         frame.f_trace_lines = False
+        if _method_arg[cid] is not None:
+            local = frame.f_locals
+            name = _method_arg[cid]
+            if name in local:
+                cid = _variant(cid, local[name], name == "cls")
         if _first_start(frame, code):
-            if _method_arg[cid] is not None:
-                local = frame.f_locals
-                name = _method_arg[cid]
-                if name in local:
-                    cid = _variant(cid, local[name], name == "cls")
             if _max_calls:
                 limited = _limit(cid, ts)
                 _limit_stack().append(limited)
@@ -1116,9 +1185,9 @@ def _trace_gap(frame, code, back):
         if first in ("self", "cls"):
             local = frame.f_locals
             if first in local:
-                value = local[first]
-                cls = value if first == "cls" and _tflags(type(value)) & _TYPE_SUB else type(value)
-                name = _tname(cls).rsplit(".", 1)[-1] + "." + name
+                cls = _first_arg_class(local[first], first == "cls")
+                if cls is not None:
+                    name = _method_name(code, cls)
     callee = _callee_id(code, name, module, code.co_filename, code.co_firstlineno)
     caller = _codes[back.f_code]
     _q.append((_GAP, caller, _thread_index(), _perf(), back.f_lineno, callee))
@@ -1479,14 +1548,24 @@ def _detach():
 
 def _final_flush(deadline_ns):
     """At exit: everything pending goes out, waiting for the socket up to a deadline."""
-    global _active
     with _flush_lock:
-        ok = _flush()
-        _queue(_message(_MSG_BYE, _I64(_dropped)))
-        while ok and _pending() and _perf() < deadline_ns:
-            ok = _send_pending()
-            if ok and _pending():
-                sleep(0.002)
+        _last_sender[0] = _thread.get_ident()
+        try:
+            ok = _flush()
+            _queue(_message(_MSG_BYE, _I64(_dropped)))
+            while ok and _pending() and _perf() < deadline_ns:
+                ok = _send_pending()
+                if ok and _pending():
+                    sleep(0.002)
+        finally:
+            _last_sender[0] = None
+
+
+# The thread sending an ending process's last events, under `_flush_lock`: a SIGTERM
+# handled on that thread meanwhile (`_on_sigterm`) cannot wait for the lock, and is
+# put off until they are sent (`_deferred_signal`).
+_last_sender = [None]
+_deferred_signal = [0]
 
 
 def _at_exit():
@@ -1515,6 +1594,7 @@ def _at_exit():
         _stop_flusher()
     except Exception:
         pass
+    _end_by_deferred_signal()
 
 
 _original_exit = os._exit
@@ -1522,18 +1602,70 @@ _original_exit = os._exit
 
 def _exit(status):
     """os._exit, after sending what is pending (multiprocessing workers end so)."""
-    if _active and os.getpid() == _pid:
-        try:
-            with _flush_lock:
-                _flush()
-                _queue(_message(_MSG_BYE, _I64(_dropped)))
-                deadline = _perf() + 2 * 1000000000
-                while _pending() and _perf() < deadline and _send_pending():
-                    if _pending():
-                        sleep(0.002)
-        except Exception:
-            pass
+    _send_before_dying()
+    _end_by_deferred_signal()
     _original_exit(status)
+
+
+def _send_before_dying():
+    """Sends everything pending and the goodbye, waiting for the socket 2 s at most:
+    the process ends without running its exit hooks next."""
+    if not _active or os.getpid() != _pid:
+        return
+    try:
+        if not _flush_lock.acquire(True, 2.0):
+            return
+        try:
+            _last_sender[0] = _thread.get_ident()
+            _flush()
+            _queue(_message(_MSG_BYE, _I64(_dropped)))
+            deadline = _perf() + 2 * 1000000000
+            while _pending() and _perf() < deadline and _send_pending():
+                if _pending():
+                    sleep(0.002)
+        finally:
+            _last_sender[0] = None
+            _flush_lock.release()
+    except Exception:
+        pass
+
+
+def _end_by_deferred_signal():
+    """Ends the process by the SIGTERM that arrived while its last events were sent."""
+    if _deferred_signal[0]:
+        os.kill(os.getpid(), _deferred_signal[0])
+
+
+def _on_sigterm(signum, frame):
+    """SIGTERM in a worker process: what is pending goes out, then the signal ends
+    the process as it would have without the hook. `multiprocessing.Pool` ends its
+    workers so (`terminate()`, which `with Pool() as pool:` calls), right after their
+    last results reached the parent: without this, the calls of their last tens of
+    milliseconds, still waiting for the flusher, were lost. Arriving while this
+    thread sends the last events already (`os._exit`, the exit hook), it waits for
+    them instead of for the lock that thread holds."""
+    try:
+        _signal.signal(signum, _signal.SIG_DFL)
+    except Exception:
+        pass
+    if _last_sender[0] == _thread.get_ident():
+        _deferred_signal[0] = signum
+        return
+    _send_before_dying()
+    os.kill(os.getpid(), signum)
+
+
+def _catch_sigterm():
+    """In a worker process (a fork child, or a process multiprocessing spawned), ends
+    a SIGTERM through `_on_sigterm`, when nothing of the program's handles it. The
+    handler is Python's, so it runs once the main thread is back in the interpreter:
+    at once for a worker waiting for its next task; after it for one in a long C
+    call."""
+    try:
+        if _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
+            _signal.signal(_signal.SIGTERM, _on_sigterm)
+    except Exception:
+        pass
 
 
 def _connect():
@@ -1548,12 +1680,18 @@ def _connect():
     _sock = sock
 
 
-def _hello(mechanism):
+def _argv():
+    """The process's command line, as the kernel has it (`sys.argv` is not set yet
+    when the bootstrap runs)."""
     try:
         with open("/proc/self/cmdline", "rb") as f:
-            argv = [a.decode("utf-8", "surrogateescape") for a in f.read().split(b"\0")[:-1]]
+            return [a.decode("utf-8", "surrogateescape") for a in f.read().split(b"\0")[:-1]]
     except OSError:
-        argv = list(sys.argv)
+        return list(getattr(sys, "argv", ()))
+
+
+def _hello(mechanism):
+    argv = _argv()
     wall = time_ns()
     perf = _perf()
     body = _s(_cfg.get("token", "")) + _U32(os.getpid()) + _U32(os.getppid())
@@ -1617,6 +1755,8 @@ def _after_fork_in_child():
         _start_flusher()
     except Exception:
         _detach()
+        return
+    _catch_sigterm()
 
 
 _mechanism = [""]
@@ -1705,3 +1845,5 @@ def start(boot_dir, config=None):
     os.register_at_fork(after_in_child=_fork_trampoline(_fork_handler))
     os._exit = _exit
     _start_flusher()
+    if "--multiprocessing-fork" in _argv():
+        _catch_sigterm()
