@@ -738,6 +738,35 @@ fn methods_are_named_by_their_class_and_threads_by_their_name() {
 }
 
 #[test]
+fn a_recursion_error_reaches_the_program_as_without_the_hook() {
+    for (python, native) in hooks() {
+        let args = [script("exact_recursion_limit.py")];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let plain = run_plain(&python, &args, None);
+        let run = run_exact(&python, &args, options(native), None);
+        assert_eq!(
+            plain.stdout, b"recursion error caught\n42\n",
+            "{}",
+            python.label
+        );
+        // 3.8 aborted here ("Cannot recover from stack overflow").
+        assert_eq!(run.stdout, plain.stdout, "{}", python.label);
+        assert_eq!(run.stderr, plain.stderr, "{}", python.label);
+        assert_eq!(run.status.code(), Some(0), "{}", python.label);
+        assert!(run.calls_of("overflow").len() > 300, "{}", python.label);
+        // sys.monitoring goes on after the error; CPython turns a settrace hook off
+        // for the thread (README).
+        if python.minor >= 12 {
+            let after = run.calls_of("after");
+            assert_eq!(after.len(), 1, "{}", python.label);
+            let end = run.end_of(after[0].call_id).expect("end of after");
+            assert_eq!(end.value.as_deref(), Some("42"), "{}", python.label);
+            assert!(run.of(EventKind::Unfinished).is_empty(), "{}", python.label);
+        }
+    }
+}
+
+#[test]
 fn program_output_argv_and_exit_status_are_unchanged() {
     let dir = scratch("identity");
     std::fs::write(

@@ -1113,6 +1113,15 @@ def _stop_monitoring():
 # resume; included frames get the local tracer (no line events), which tells a
 # return, a yield and an exit by exception apart by the opcode at f_lasti.
 
+# A RecursionError met inside a trace callback (its own calls went past the limit) is
+# swallowed, but on 3.8, which keeps the interpreter's overflow state set until the
+# stack unwinds well below the limit: swallowed there, it let the program recurse on,
+# past the limit, into "Cannot recover from stack overflow" (an abort). Raised again,
+# it reaches the program about where it would have without the hook; CPython then
+# turns tracing off for the thread (as it does on every version when calling the
+# callback itself fails at the limit), and the calls still open end as `unfinished`.
+_STICKY_OVERFLOW = _V < (3, 9)
+
 _RETURN_VALUE = 83
 _YIELD_VALUE = 86
 _YIELD_FROM = 72
@@ -1171,6 +1180,10 @@ def _trace_call(frame, event, arg):
                 return _trace_local
             _q.append((_RESUME, cid, _thread_index(), ts, frame.f_lineno))
         return _trace_local
+    except RecursionError:
+        if _STICKY_OVERFLOW:
+            raise
+        return None
     except Exception:
         return None
 
@@ -1205,6 +1218,9 @@ def _trace_local(frame, event, arg):
             else:
                 qualified, message = _kind(arg[0])[3], ""
             _pending_exc[id(frame)] = (qualified, message, frame.f_lasti)
+    except RecursionError:
+        if _STICKY_OVERFLOW:
+            raise
     except Exception:
         pass
     return _trace_local
