@@ -222,10 +222,11 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Call counts per function of `exact_workload.py` as cProfile counts them, keyed by
-/// the code's first line.
-fn cprofile_counts(python: &Interpreter, dir: &Path) -> HashMap<i64, (String, u64)> {
-    let profile = dir.join(format!("workload-{}.prof", python.label));
+/// Call counts per function of `program` as cProfile counts them, keyed by the
+/// code's first line and name (a comprehension and a generator expression can share
+/// a line).
+fn cprofile_counts(python: &Interpreter, dir: &Path, program: &str) -> HashMap<(i64, String), u64> {
+    let profile = dir.join(format!("{program}-{}.prof", python.label));
     let out = run_plain(
         python,
         &[
@@ -233,7 +234,7 @@ fn cprofile_counts(python: &Interpreter, dir: &Path) -> HashMap<i64, (String, u6
             "cProfile",
             "-o",
             &profile.display().to_string(),
-            &script("exact_workload.py"),
+            &script(program),
         ],
         None,
     );
@@ -257,12 +258,12 @@ fn cprofile_counts(python: &Interpreter, dir: &Path) -> HashMap<i64, (String, u6
         .flatten()
         .filter(|r| {
             r[0].as_str()
-                .is_some_and(|f| f.ends_with("exact_workload.py"))
+                .is_some_and(|f| f.ends_with(&format!("/{program}")))
         })
         .map(|r| {
             let line = r[1].as_i64().unwrap_or(-1);
             let name = r[2].as_str().unwrap_or("").to_string();
-            (line, (name, r[3].as_u64().unwrap_or(0)))
+            ((line, name), r[3].as_u64().unwrap_or(0))
         })
         .collect()
 }
@@ -270,19 +271,18 @@ fn cprofile_counts(python: &Interpreter, dir: &Path) -> HashMap<i64, (String, u6
 #[test]
 fn calls_per_function_equal_cprofile_counts() {
     let dir = scratch("cprofile");
-    for (python, native) in hooks() {
-        let expected = cprofile_counts(&python, &dir);
+    // The workload of the other tests, and a program of many shapes of Python code
+    // (classes, generators driven by send/throw/close, exceptions, asyncio).
+    for (python, native, program) in hooks().into_iter().flat_map(|(python, native)| {
+        ["exact_workload.py", "exact_shapes.py"].map(|p| (python.clone(), native, p))
+    }) {
+        let expected = cprofile_counts(&python, &dir, program);
         assert!(
             expected.len() >= 15,
             "{}: cProfile saw {expected:?}",
             python.label
         );
-        let run = run_exact(
-            &python,
-            &[&script("exact_workload.py")],
-            options(native),
-            None,
-        );
+        let run = run_exact(&python, &[&script(program)], options(native), None);
         assert!(
             run.status.success(),
             "{}: {}",
@@ -290,37 +290,53 @@ fn calls_per_function_equal_cprofile_counts() {
             String::from_utf8_lossy(&run.stderr)
         );
         // cProfile counts a generator's every resume as a call; exact mode writes a
-        // `call` row for its first start and a `resume` row for each resume.
-        let first_line: HashMap<(&str, &str), i32> = run
-            .of(EventKind::Call)
-            .iter()
-            .map(|e| ((&*e.function, &*e.file), e.line))
-            .collect();
-        let mut got: HashMap<i64, u64> = HashMap::new();
+        // `call` row for its first start (its line: the code's first line) and a
+        // `resume` row for each resume (the line it resumed at). A resume counts for
+        // the code of its name that starts last at or before that line (several
+        // `<genexpr>` share a name).
+        let mut first_lines: HashMap<(&str, &str), Vec<i32>> = HashMap::new();
+        for e in run.of(EventKind::Call) {
+            first_lines
+                .entry((&*e.function, &*e.file))
+                .or_default()
+                .push(e.line);
+        }
+        let mut got: HashMap<(i64, String), u64> = HashMap::new();
         for e in run
             .events
             .iter()
-            .filter(|e| e.file.ends_with("exact_workload.py"))
+            .filter(|e| e.file.ends_with(&format!("/{program}")))
         {
             let line = match e.kind {
                 EventKind::Call => e.line,
-                EventKind::Resume => first_line[&(&*e.function, &*e.file)],
+                EventKind::Resume => {
+                    let starts = &first_lines[&(&*e.function, &*e.file)];
+                    let before = starts.iter().filter(|&&l| l <= e.line).max();
+                    *before.unwrap_or(&starts[0])
+                }
                 _ => continue,
             };
-            *got.entry(i64::from(line)).or_default() += 1;
+            // cProfile names the code (`co_name`); the row, its qualified name.
+            let name = e
+                .function
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            *got.entry((i64::from(line), name)).or_default() += 1;
         }
-        for (line, (name, count)) in &expected {
+        for ((line, name), count) in &expected {
             assert_eq!(
-                got.get(line).copied().unwrap_or(0),
+                got.get(&(*line, name.clone())).copied().unwrap_or(0),
                 *count,
-                "{}: calls of {name} (line {line}): exact mode vs cProfile",
+                "{} {program}: calls of {name} (line {line}): exact mode vs cProfile",
                 python.label
             );
         }
         assert_eq!(
             got.len(),
             expected.len(),
-            "{}: functions seen by exact mode {got:?}, by cProfile {expected:?}",
+            "{} {program}: functions seen by exact mode {got:?}, by cProfile {expected:?}",
             python.label
         );
         assert_eq!(run.stats.dropped_events, 0, "{}", python.label);
