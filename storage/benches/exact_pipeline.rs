@@ -22,15 +22,23 @@
 //!   folder, which writes its Parquet segments on its background thread and is
 //!   finished (merged into the trace file): the whole tracer side of a recording.
 //!
+//! Criterion measures wall time. After each benchmark a line gives the process's CPU
+//! time per event over all its runs (warm-up included): the receiving thread, the
+//! segment thread and the client together, the CPU a recording takes from the
+//! traced program on a machine of few cores.
+//!
 //! Figures and how to read them: `bench/README.md`.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, Bencher, BenchmarkGroup, Criterion, SamplingMode, Throughput,
+};
 
 use attach::event::SinkError;
 use attach::exact::wire::{MSG_BATCH, MSG_BYE, MSG_HELLO};
@@ -318,6 +326,73 @@ fn replay(session: &ExactSession, stream: &Stream, sink: &mut dyn EventSink) -> 
     stats
 }
 
+/// CPU time of the whole process so far (every thread), user and system.
+fn process_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `getrusage` fills the struct it is given; it cannot fail for
+    // RUSAGE_SELF with a valid pointer (and a zeroed one is a valid rusage anyway).
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// The runs of one benchmark, warm-up included, for its CPU line.
+#[derive(Default)]
+struct Tally {
+    runs: u64,
+    events: u64,
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl Tally {
+    /// Prints the line, if the benchmark ran (criterion's filter may skip it).
+    fn print(&self, id: &str) {
+        if self.runs == 0 {
+            return;
+        }
+        let per_event = |d: Duration| d.as_nanos() as f64 / self.events.max(1) as f64;
+        println!(
+            "{id}: {:.0} ns of CPU per event (all threads), {:.0} ns of wall time, {} runs with the warm-up",
+            per_event(self.cpu),
+            per_event(self.wall),
+            self.runs
+        );
+    }
+}
+
+/// Times `timed` (one run of `events` events) for criterion and the tally; `after`
+/// cleans up what it left, outside the timed part.
+fn timed_runs<T>(
+    b: &mut Bencher<'_>,
+    events: u64,
+    tally: &mut Tally,
+    mut timed: impl FnMut() -> T,
+    mut after: impl FnMut(T),
+) {
+    b.iter_custom(|iters| {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let cpu = process_cpu();
+            let start = Instant::now();
+            let left = timed();
+            let wall = start.elapsed();
+            tally.cpu += process_cpu().saturating_sub(cpu);
+            tally.wall += wall;
+            tally.events += events;
+            tally.runs += 1;
+            total += wall;
+            after(left);
+        }
+        total
+    });
+}
+
 /// Records one run of `stream` into a new trace `path` and finishes it.
 fn record(session: &ExactSession, stream: &Stream, path: &Path) {
     let mut run = RunInfo::new(vec!["python3".into(), "fib.py".into()], 1, Mode::Exact);
@@ -342,7 +417,7 @@ fn keep_freed_memory() {
     }
 }
 
-fn configure(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
     // One iteration takes a tenth of a second or more: ten samples of whole runs.
     group
         .sample_size(10)
@@ -364,13 +439,22 @@ fn exact_pipeline(c: &mut Criterion) {
     for (name, values) in variants() {
         let stream = fib_stream(session.token(), DECODE_N, values);
         group.throughput(Throughput::Elements(stream.events));
-        group.bench_function(format!("fib{DECODE_N}/{name}"), |b| {
-            b.iter(|| {
-                let mut sink = CountingSink::default();
-                replay(&session, &stream, &mut sink);
-                assert_eq!(sink.events, stream.events);
-            })
+        let id = format!("fib{DECODE_N}/{name}");
+        let mut tally = Tally::default();
+        group.bench_function(&id, |b| {
+            timed_runs(
+                b,
+                stream.events,
+                &mut tally,
+                || {
+                    let mut sink = CountingSink::default();
+                    replay(&session, &stream, &mut sink);
+                    sink.events
+                },
+                |counted| assert_eq!(counted, stream.events),
+            )
         });
+        tally.print(&format!("exact_decode/{id}"));
     }
     group.finish();
 
@@ -381,20 +465,23 @@ fn exact_pipeline(c: &mut Criterion) {
     for (name, values) in variants() {
         let stream = fib_stream(session.token(), WRITE_N, values);
         group.throughput(Throughput::Elements(stream.events));
-        group.bench_function(format!("fib{WRITE_N}/{name}"), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
+        let id = format!("fib{WRITE_N}/{name}");
+        let mut tally = Tally::default();
+        group.bench_function(&id, |b| {
+            timed_runs(
+                b,
+                stream.events,
+                &mut tally,
+                || -> PathBuf {
                     run += 1;
                     let path = dir.path().join(format!("fib-{run}.parquet"));
-                    let start = Instant::now();
                     record(&session, &stream, &path);
-                    total += start.elapsed();
-                    std::fs::remove_file(&path).expect("remove the trace");
-                }
-                total
-            })
+                    path
+                },
+                |path| std::fs::remove_file(path).expect("remove the trace"),
+            )
         });
+        tally.print(&format!("exact_write/{id}"));
     }
     group.finish();
 }
