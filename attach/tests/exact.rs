@@ -60,6 +60,14 @@ impl Run {
             .collect()
     }
 
+    /// The rows of `function` but its gaps, in order.
+    fn rows_of(&self, function: &str) -> Vec<&Event> {
+        self.events
+            .iter()
+            .filter(|e| e.kind != EventKind::Gap && &*e.function == function)
+            .collect()
+    }
+
     /// The row that ends the call `call_id`.
     fn end_of(&self, call_id: u64) -> Option<&Event> {
         self.events.iter().find(|e| {
@@ -1511,4 +1519,161 @@ fn a_connection_with_a_wrong_token_is_refused() {
         "{:?}",
         stats.errors
     );
+}
+
+/// `exact_throw.py` traced, and the lines of its marked statements.
+fn run_throw(python: &Interpreter, native: bool) -> (Run, HashMap<String, i32>) {
+    let run = run_exact(python, &[&script("exact_throw.py")], options(native), None);
+    assert!(
+        run.status.success(),
+        "{}: {}",
+        python.label,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let notes = json_lines(&run.stdout());
+    let lines = notes
+        .iter()
+        .find(|n| n["case"] == "lines")
+        .and_then(|n| n["lines"].as_object())
+        .unwrap_or_else(|| panic!("{}: no lines: {}", python.label, run.stdout()))
+        .iter()
+        .map(|(name, line)| (name.clone(), line.as_i64().unwrap_or(-1) as i32))
+        .collect();
+    (run, lines)
+}
+
+fn kinds<'a>(rows: &[&'a Event]) -> Vec<&'a str> {
+    rows.iter().map(|e| e.kind.as_str()).collect()
+}
+
+fn yielded<'a>(rows: &[&'a Event]) -> Vec<Option<&'a str>> {
+    rows.iter()
+        .filter(|e| e.kind == EventKind::Yield)
+        .map(|e| e.value.as_deref())
+        .collect()
+}
+
+/// The rows of one generator or coroutine: each start or resume is a call of
+/// `parent` (when given), and the row after it ends that call.
+fn assert_stretches(rows: &[&Event], parent: Option<u64>, label: &str) {
+    for pair in rows.windows(2) {
+        if matches!(pair[0].kind, EventKind::Call | EventKind::Resume) {
+            if parent.is_some() {
+                assert_eq!(pair[0].parent_id, parent, "{label}: {:?}", pair[0]);
+            }
+            assert_eq!(pair[1].call_id, pair[0].call_id, "{label}: {:?}", pair[1]);
+            assert!(
+                !matches!(pair[1].kind, EventKind::Call | EventKind::Resume),
+                "{label}: {:?} follows an open call",
+                pair[1]
+            );
+        }
+    }
+}
+
+/// A generator or coroutine continued by throw() or close(), or woken by the
+/// exception of a task it awaits, resumes (3.12+ say so with PY_THROW, not
+/// PY_RESUME): a `resume` row, an end row for it, and what it calls next has it as
+/// the parent. One thrown into before it ever ran (a task cancelled before its first
+/// step) starts: a `call` row with its arguments.
+#[test]
+fn throw_and_close_resume_generators_and_coroutines() {
+    for (python, native) in hooks() {
+        let (run, lines) = run_throw(&python, native);
+        let label = python.label.as_str();
+        let driver = Some(run.calls_of("drive_generators")[0].call_id);
+
+        let catcher = run.rows_of("catcher");
+        assert_eq!(
+            kinds(&catcher),
+            ["call", "yield", "resume", "yield", "resume", "yield", "resume", "return"],
+            "{label}"
+        );
+        assert_eq!(
+            yielded(&catcher),
+            [Some("'first'"), Some("'caught'"), Some("'last'")],
+            "{label}"
+        );
+        // throw() resumes it at the yield where it waited.
+        assert_eq!(catcher[2].line, lines["catcher-first"], "{label}");
+        assert_eq!(catcher[3].line, lines["catcher-caught"], "{label}");
+        assert_stretches(&catcher, driver, label);
+
+        // close() of a generator waiting in `try`: it resumes, its `finally` runs
+        // (calls made there have the resume as parent), GeneratorExit ends it.
+        let closed = run.rows_of("closed");
+        assert_eq!(
+            kinds(&closed),
+            ["call", "yield", "resume", "exception"],
+            "{label}"
+        );
+        assert_stretches(&closed, driver, label);
+        assert_eq!(
+            closed[3].exception.as_deref(),
+            Some("GeneratorExit"),
+            "{label}"
+        );
+        let in_finally = run
+            .calls_of("note")
+            .into_iter()
+            .filter(|n| n.parent_id == Some(closed[2].call_id))
+            .count();
+        assert_eq!(in_finally, 1, "{label}");
+
+        let early = run.rows_of("never_started");
+        assert_eq!(kinds(&early), ["call", "exception"], "{label}");
+        assert_stretches(&early, driver, label);
+        assert_eq!(args_of(early[0])["tag"], "'early'", "{label}");
+        assert_eq!(early[1].exception.as_deref(), Some("KeyError"), "{label}");
+
+        // asyncio: `supervisor` awaits a task that fails; the task's exception wakes
+        // it (a resume at the await), and what it calls next is its callee.
+        let opened = run.by_call_id();
+        let failing = run.rows_of("failing");
+        assert_eq!(
+            kinds(&failing),
+            ["call", "yield", "resume", "exception"],
+            "{label}"
+        );
+        assert_eq!(
+            (failing[3].exception.as_deref(), failing[3].value.as_deref()),
+            (Some("RuntimeError"), Some("task failed")),
+            "{label}"
+        );
+        let after = run.calls_of("after_failure")[0];
+        let woken = opened[&after.parent_id.expect("parent")];
+        assert_eq!(
+            (&*woken.function, woken.kind, woken.line),
+            ("supervisor", EventKind::Resume, lines["await-failing"]),
+            "{label}"
+        );
+        let supervisor = run.rows_of("supervisor");
+        assert_stretches(&supervisor, None, label);
+        let end = supervisor.last().expect("supervisor rows");
+        assert_eq!(
+            (end.kind, end.value.as_deref()),
+            (EventKind::Return, Some("'done'")),
+            "{label}"
+        );
+        // A task cancelled before its first step: its coroutine is thrown into
+        // before it ran.
+        let cancelled = run.rows_of("cancelled");
+        assert_eq!(kinds(&cancelled), ["call", "exception"], "{label}");
+        assert_eq!(args_of(cancelled[0])["tag"], "'never'", "{label}");
+        assert!(
+            cancelled[1]
+                .exception
+                .as_deref()
+                .is_some_and(|e| e.ends_with("CancelledError")),
+            "{label}: {:?}",
+            cancelled[1]
+        );
+
+        assert!(run.of(EventKind::Unfinished).is_empty(), "{label}");
+        for e in &run.events {
+            if let Some(parent) = e.parent_id {
+                assert!(opened.contains_key(&parent), "{label}: parent of {e:?}");
+            }
+        }
+    }
 }

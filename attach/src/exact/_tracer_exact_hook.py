@@ -380,6 +380,20 @@ def _line(code, cid, offset):
     return line
 
 
+# RESUME: an oparg of 0 (of its low two bits on 3.13) marks the start of the body.
+_RESUME_OP = 149 if _V >= (3, 13) else 151
+
+
+def _body_start(code):
+    """3.11+: the offset of the RESUME that begins the body of `code`. A frame before it
+    has not started: a generator or coroutine that throw() reached before it ran."""
+    ops = code.co_code
+    for i in range(0, len(ops) - 1, 2):
+        if ops[i] == _RESUME_OP and not ops[i + 1] & 3:
+            return i
+    return 0
+
+
 def _caller_line(frame):
     back = frame.f_back
     while back is not None:
@@ -894,9 +908,9 @@ def _load_native(boot_dir):
 
 
 def _native_code(code):
-    """PY_START of a code object the native module has not seen: -1 when it is not
-    traced, else (id, argument names, per name 1 if it is a secret word, 1 if it
-    takes exactly one argument and no *args or **kwargs)."""
+    """PY_START (or PY_THROW) of a code object the native module has not seen: -1 when
+    it is not traced, else (id, argument names, per name 1 if it is a secret word, 1
+    if it takes exactly one argument and no *args or **kwargs, `_body_start`)."""
     cid = _codes.get(code)
     if cid is None:
         cid = _learn(code, _getframe(1).f_globals)
@@ -904,7 +918,9 @@ def _native_code(code):
         return -1
     names = _argnames[cid]
     one_arg = code.co_argcount + code.co_kwonlyargcount == 1 and not code.co_flags & 0x0C
-    return (cid, names, bytes(1 if _is_secret(n) else 0 for n in names), int(one_arg))
+    secret = bytes(1 if _is_secret(n) else 0 for n in names)
+    start = _body_start(code) if code.co_flags & _GENERATOR_FLAGS else 0
+    return (cid, names, secret, int(one_arg), start)
 
 
 _GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200
@@ -939,6 +955,8 @@ def _configure_native():
 
 _DISABLE = None
 _LOCAL_EVENTS = 0
+# The events the hook takes, in the order of its callbacks.
+_EVENTS = ()
 
 
 def _mon_start(code, offset):
@@ -953,20 +971,25 @@ def _mon_start(code, offset):
             return _DISABLE
         else:
             frame = _getframe(1)
-        ts = _perf()
-        if _max_calls:
-            limited = _limit(cid, ts)
-            _limit_stack().append(limited)
-            if limited:
-                return
-        if len(_q) > _QMAX:
-            _drop()
-            return
-        _q.append(
-            (_CALL, cid, _thread_index(), ts, _caller_line(frame), None if _no_args else _args(frame, cid))
-        )
+        _start(cid, frame)
     except Exception:
         pass
+
+
+def _start(cid, frame):
+    """The call record of traced code `cid` starting in `frame`."""
+    ts = _perf()
+    if _max_calls:
+        limited = _limit(cid, ts)
+        _limit_stack().append(limited)
+        if limited:
+            return
+    if len(_q) > _QMAX:
+        _drop()
+        return
+    _q.append(
+        (_CALL, cid, _thread_index(), ts, _caller_line(frame), None if _no_args else _args(frame, cid))
+    )
 
 
 def _mon_end(kind, code, offset, value):
@@ -1019,6 +1042,24 @@ def _mon_resume(code, offset):
         pass
 
 
+def _mon_throw(code, offset, exc):
+    """PY_THROW, which comes instead of PY_RESUME when throw() continues a generator or
+    coroutine (close(), a coroutine woken by an awaited task's exception): a resume,
+    or its first start when it had not run yet (asyncio cancels tasks so)."""
+    try:
+        cid = _codes.get(code)
+        if cid is None:
+            cid = _learn(code, _getframe(1).f_globals)
+        if cid < 0:
+            return
+        if offset < _body_start(code):
+            _start(cid, _getframe(1))
+        else:
+            _mon_resume(code, offset)
+    except Exception:
+        pass
+
+
 def _mon_unwind(code, offset, exc):
     try:
         cid = _codes.get(code)
@@ -1056,7 +1097,7 @@ def _mon_call(code, offset, callee, arg0):
 
 def _start_monitoring():
     """Takes a free tool id and installs the callbacks; None, or why it could not."""
-    global _tool, _DISABLE, _LOCAL_EVENTS
+    global _tool, _DISABLE, _LOCAL_EVENTS, _EVENTS
     mon = sys.monitoring
     ev = mon.events
     for tool in (3, 4, 5, 1, 0):
@@ -1075,22 +1116,28 @@ def _start_monitoring():
         return "no free sys.monitoring tool id: " + used + " in use"
     _DISABLE = mon.DISABLE
     _LOCAL_EVENTS = ev.PY_RETURN | ev.PY_YIELD | ev.PY_RESUME | ev.CALL
+    _EVENTS = (
+        ev.PY_START, ev.PY_RETURN, ev.PY_YIELD, ev.PY_RESUME, ev.PY_THROW, ev.PY_UNWIND, ev.CALL,
+    )
     global _native, _native_why
-    callbacks = (_mon_start, _mon_return, _mon_yield, _mon_resume, _mon_unwind, _mon_call)
+    callbacks = (
+        _mon_start, _mon_return, _mon_yield, _mon_resume, _mon_throw, _mon_unwind, _mon_call,
+    )
     if _native is not None:
         try:
             _configure_native()
             n = _native
-            callbacks = (n.on_start, n.on_return, n.on_yield, n.on_resume, n.on_unwind, n.on_call)
+            callbacks = (
+                n.on_start, n.on_return, n.on_yield, n.on_resume, n.on_throw, n.on_unwind,
+                n.on_call,
+            )
         except Exception as exc:
             _native = None
             _native_why = "native did not configure: %s: %s" % (_tname(type(exc)), exc)
-    for event, callback in zip(
-        (ev.PY_START, ev.PY_RETURN, ev.PY_YIELD, ev.PY_RESUME, ev.PY_UNWIND, ev.CALL),
-        callbacks,
-    ):
+    for event, callback in zip(_EVENTS, callbacks):
         mon.register_callback(_tool, event, callback)
-    mon.set_events(_tool, ev.PY_START | ev.PY_UNWIND)
+    # PY_THROW and PY_UNWIND cannot be set per code object.
+    mon.set_events(_tool, ev.PY_START | ev.PY_THROW | ev.PY_UNWIND)
     return None
 
 
@@ -1100,10 +1147,7 @@ def _stop_monitoring():
     for code, cid in list(_codes.items()):
         if cid >= 0:
             mon.set_local_events(_tool, code, 0)
-    for event in (
-        mon.events.PY_START, mon.events.PY_RETURN, mon.events.PY_YIELD,
-        mon.events.PY_RESUME, mon.events.PY_UNWIND, mon.events.CALL,
-    ):
+    for event in _EVENTS:
         mon.register_callback(_tool, event, None)
     mon.free_tool_id(_tool)
 
@@ -1125,7 +1169,6 @@ _STICKY_OVERFLOW = _V < (3, 9)
 _RETURN_VALUE = 83
 _YIELD_VALUE = 86
 _YIELD_FROM = 72
-_RESUME_OP = 151
 
 
 def _first_start(frame, code):
@@ -1133,7 +1176,9 @@ def _first_start(frame, code):
     if _V < (3, 11):
         return lasti < 0
     ops = code.co_code
-    return 0 <= lasti < len(ops) - 1 and ops[lasti] == _RESUME_OP and ops[lasti + 1] == 0
+    if 0 <= lasti < len(ops) - 1 and ops[lasti] == _RESUME_OP and ops[lasti + 1] == 0:
+        return True
+    return lasti < _body_start(code)
 
 
 def _trace_call(frame, event, arg):

@@ -48,10 +48,13 @@
 //! * 3.12+: `sys.monitoring` under a free tool id (3, 4, 5, then 1 and 0; never one
 //!   in use, so coverage, debuggers and cProfile's id 2 keep working). The callbacks
 //!   are native where the accelerator loads (see below), else Python. Global events
-//!   `PY_START` and `PY_UNWIND`; the first `PY_START` of a code object decides (the
-//!   `--include`/`--exclude` rules of [`crate::filter`]) and either returns
-//!   `DISABLE` or turns on `PY_RETURN`, `PY_YIELD`, `PY_RESUME` and `CALL` for that
-//!   code alone. `PY_UNWIND` carries the exception, so `RAISE` is not needed; a
+//!   `PY_START`, `PY_THROW` and `PY_UNWIND`; the first `PY_START` of a code object
+//!   decides (the `--include`/`--exclude` rules of [`crate::filter`]) and either
+//!   returns `DISABLE` or turns on `PY_RETURN`, `PY_YIELD`, `PY_RESUME` and `CALL`
+//!   for that code alone. `PY_THROW` comes instead of `PY_RESUME` when `throw()` or
+//!   `close()` continues a generator or coroutine: a resume (a start, when it had
+//!   not run yet). `PY_UNWIND` carries the exception, so `RAISE`, `RERAISE` and
+//!   `EXCEPTION_HANDLED` are not needed (a caught exception changes no call). A
 //!   `CALL` from traced code to a C function or to code that is not traced is a gap.
 //!   If every tool id is taken the hook reports it (`ExactStats::errors`) and traces
 //!   nothing.

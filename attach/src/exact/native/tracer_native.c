@@ -169,6 +169,9 @@ typedef struct {
     /* It takes exactly one argument, positional or keyword, and no *args or
      * **kwargs: the value of the CALL that starts it is that argument. */
     int one_arg;
+    /* The offset of the RESUME that begins its body: a PY_THROW before it is the
+     * first start of a generator or coroutine that had not run. */
+    long start;
 } CodeInfo;
 
 /* A call from traced code into code that is not traced, counted until the call that
@@ -449,23 +452,25 @@ static int64_t code_index(PyObject *code, int learn)
         Py_DecRef(r);
         return index;
     }
-    CodeInfo info = {-1, NULL, NULL, 0, 0};
+    CodeInfo info = {-1, NULL, NULL, 0, 0, 0};
     if (Py_TYPE(r) != &PyLong_Type) {
         PyObject *cid = PyTuple_GetItem(r, 0);
         PyObject *names = PyTuple_GetItem(r, 1);
         PyObject *secret = PyTuple_GetItem(r, 2);
         PyObject *one_arg = PyTuple_GetItem(r, 3);
+        PyObject *start = PyTuple_GetItem(r, 4);
         char *flags;
         Py_ssize_t nflags;
         if (cid == NULL || names == NULL || secret == NULL || one_arg == NULL ||
-            PyBytes_AsStringAndSize(secret, &flags, &nflags) < 0) {
+            start == NULL || PyBytes_AsStringAndSize(secret, &flags, &nflags) < 0) {
             Py_DecRef(r);
             return -2;
         }
         info.cid = (int32_t)PyLong_AsLong(cid);
         info.nargs = PyTuple_Size(names);
         info.one_arg = PyLong_AsLong(one_arg) == 1 && info.nargs == 1;
-        if (info.nargs != nflags || info.cid < 0) {
+        info.start = PyLong_AsLong(start);
+        if (info.nargs != nflags || info.cid < 0 || PyErr_Occurred()) {
             Py_DecRef(r);
             PyErr_SetString(PyExc_RuntimeError, "malformed code decision");
             return -2;
@@ -1476,6 +1481,31 @@ static PyObject *on_resume(PyObject *self, PyObject *const *args, Py_ssize_t nar
     return none();
 }
 
+/* PY_THROW(code, offset, exception): comes instead of PY_RESUME when throw()
+ * continues a generator or coroutine (close(), a coroutine woken by an awaited
+ * task's exception): a resume, or its first start when it had not run yet (asyncio
+ * cancels tasks so). Never DISABLE: PY_THROW cannot be turned off per code. */
+static PyObject *on_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!G.configured || nargs < 3)
+        return none();
+    int64_t index = code_index(args[0], 1);
+    if (index < 0) {
+        PyErr_Clear();
+        return none();
+    }
+    if (G.infos[index].cid < 0)
+        return none();
+    long offset = PyLong_AsLong(args[1]);
+    if (offset == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return none();
+    }
+    if (offset < G.infos[index].start)
+        return on_start(self, args, 2);
+    return on_resume(self, args, 2);
+}
+
 /* PY_UNWIND(code, offset, exception) */
 static PyObject *on_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1944,6 +1974,7 @@ static PyMethodDef methods[] = {
     {"on_return", (PyCFunction)(void (*)(void))on_return, METH_FASTCALL, "PY_RETURN"},
     {"on_yield", (PyCFunction)(void (*)(void))on_yield, METH_FASTCALL, "PY_YIELD"},
     {"on_resume", (PyCFunction)(void (*)(void))on_resume, METH_FASTCALL, "PY_RESUME"},
+    {"on_throw", (PyCFunction)(void (*)(void))on_throw, METH_FASTCALL, "PY_THROW"},
     {"on_unwind", (PyCFunction)(void (*)(void))on_unwind, METH_FASTCALL, "PY_UNWIND"},
     {"on_call", (PyCFunction)(void (*)(void))on_call, METH_FASTCALL, "CALL"},
     {NULL, NULL, 0, NULL},
