@@ -1677,3 +1677,32 @@ fn throw_and_close_resume_generators_and_coroutines() {
         }
     }
 }
+
+/// An exception row's line is the line running when the exception left the
+/// function, as 3.8–3.11 give it: a `raise ... from`, a bare `raise`, an `except`
+/// that did not match, a `finally`. 3.12+ give the PY_UNWIND the offset of the
+/// handler's last RERAISE, which has no line.
+#[test]
+fn exception_rows_give_the_line_the_exception_left_from() {
+    for (python, native) in hooks() {
+        let (run, lines) = run_throw(&python, native);
+        let label = python.label.as_str();
+        for (function, exception, marker) in [
+            ("raise_from", "ValueError", "raise-from"),
+            ("bare_reraise", "KeyError", "bare-reraise"),
+            ("no_match", "KeyError", "no-match"),
+            ("closed", "GeneratorExit", "closed-finally"),
+        ] {
+            let end = run
+                .rows_of(function)
+                .into_iter()
+                .find(|e| e.kind == EventKind::Exception)
+                .unwrap_or_else(|| panic!("{label}: no exception row of {function}"));
+            assert_eq!(
+                (end.exception.as_deref(), end.line),
+                (Some(exception), lines[marker]),
+                "{label}: {function}"
+            );
+        }
+    }
+}

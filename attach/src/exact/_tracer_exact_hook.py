@@ -1074,7 +1074,13 @@ def _mon_unwind(code, offset, exc):
             _drop()
             return
         qualified, message = _exception_text(exc)
-        _q.append((_EXC, cid, _thread_index(), ts, _line(code, cid, offset), qualified, message))
+        # The frame's line, not the offset's: the offset is that of the RERAISE that
+        # ends a handler's cleanup (3.12+ gives it no line), which set the frame's
+        # instruction back to the one that raised, as 3.8-3.11 report it.
+        line = _getframe(1).f_lineno
+        if line is None:
+            line = _line(code, cid, offset)
+        _q.append((_EXC, cid, _thread_index(), ts, line, qualified, message))
     except Exception:
         pass
 

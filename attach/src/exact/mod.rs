@@ -54,10 +54,11 @@
 //!   for that code alone. `PY_THROW` comes instead of `PY_RESUME` when `throw()` or
 //!   `close()` continues a generator or coroutine: a resume (a start, when it had
 //!   not run yet). `PY_UNWIND` carries the exception, so `RAISE`, `RERAISE` and
-//!   `EXCEPTION_HANDLED` are not needed (a caught exception changes no call). A
-//!   `CALL` from traced code to a C function or to code that is not traced is a gap.
-//!   If every tool id is taken the hook reports it (`ExactStats::errors`) and traces
-//!   nothing.
+//!   `EXCEPTION_HANDLED` are not needed (a caught exception changes no call); its
+//!   line is the frame's, which the last `RERAISE` of a handler set back to the
+//!   raising instruction. A `CALL` from traced code to a C function or to code that
+//!   is not traced is a gap. If every tool id is taken the hook reports it
+//!   (`ExactStats::errors`) and traces nothing.
 //! * 3.8–3.11: `sys.settrace` and `threading.settrace`. `sys.setprofile` cannot
 //!   be used: it never shows the exception that ends a call (the interpreter stashes
 //!   it while the profile function runs; `sys.exc_info()` is empty there), and

@@ -1523,7 +1523,13 @@ static PyObject *on_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nar
     clear_pending(t);
     if (G.max_calls && pop_limited(t))
         return none();
-    int32_t line = line_of((uint32_t)cid, code, args[1]);
+    /* The frame's line, not the offset's: the offset is that of the RERAISE that ends
+     * a handler's cleanup (3.12+ gives it no line), which set the frame's instruction
+     * back to the one that raised, as 3.8-3.11 report it. */
+    PyFrameObject *frame = PyEval_GetFrame();
+    int32_t line = frame != NULL ? PyFrame_GetLineNumber(frame) : -1;
+    if (line < 0)
+        line = line_of((uint32_t)cid, code, args[1]);
     PyObject *text = PyObject_CallFunctionObjArgs(G.exception_helper, args[2], NULL);
     Buf *b = &t->scratch;
     b->len = 0;
