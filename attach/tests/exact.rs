@@ -1706,3 +1706,32 @@ fn exception_rows_give_the_line_the_exception_left_from() {
         }
     }
 }
+
+/// An async generator's yield rows carry the value it yielded, not the wrapper the
+/// interpreter hands the yield event (`async_generator_wrapped_value`); its awaits'
+/// yields are what the awaitable yielded.
+#[test]
+fn async_generator_yields_are_the_values_yielded() {
+    for (python, native) in hooks() {
+        let (run, _) = run_throw(&python, native);
+        let label = python.label.as_str();
+        let ticker = run.rows_of("ticker");
+        assert_eq!(
+            yielded(&ticker),
+            [Some("5"), Some("None"), Some("[5, 'two']")],
+            "{label}"
+        );
+        assert_eq!(
+            ticker.last().map(|e| e.kind),
+            Some(EventKind::Return),
+            "{label}"
+        );
+        assert!(
+            run.events.iter().all(|e| !e
+                .value
+                .as_deref()
+                .is_some_and(|v| v.contains("wrapped_value"))),
+            "{label}"
+        );
+    }
+}

@@ -29,6 +29,7 @@ import _signal
 import atexit
 from _struct import Struct
 from _collections import deque
+from gc import get_referents as _referents
 from time import perf_counter_ns, time_ns, sleep
 
 _V = sys.version_info[:2]
@@ -450,7 +451,10 @@ def _kind(t):
             break
     else:
         if not heap:
-            kind = {"NoneType": "N", "float": "f", "set": "S", "frozenset": "S", "function": "F"}.get(tp_name, "o")
+            kind = {
+                "NoneType": "N", "float": "f", "set": "S", "frozenset": "S", "function": "F",
+                "async_generator_wrapped_value": "W",
+            }.get(tp_name, "o")
         else:
             base = _tbase(t)
             if base is not None:
@@ -590,6 +594,11 @@ def _enc(v, out, depth, active, st):
         text = _kind(v)[3]
         out += b"C" + _s(text)
         st[0] += len(text) + 10
+    elif kind == "W":
+        # What an async generator yields reaches the yield event wrapped (so that
+        # its asend() tells it from an await's): the value is the wrapper's one
+        # referent, read by its type's C traverse function, not by Python code.
+        _enc(_referents(v)[0], out, depth, active, st)
     else:
         text = entry[3]
         out += b"o" + _s(text) + _I64(id(v))

@@ -78,10 +78,11 @@
 //!   describer would describe without running Python code: exact `int`, `str`,
 //!   `bytes`, `float`, `bool` and `None`, exact lists, tuples and dicts of them,
 //!   functions, classes and plain objects (`<T object at 0x...>`, the type's name
-//!   asked of Python once), with the same bytes; other values (subclasses of the
-//!   builtins, sets, named tuples, big ints) and exception texts are described by
-//!   the Python code. If it cannot load, the Python callbacks run and
-//!   [`ProcessStats::mechanism`] says why. 3.8–3.11 always use the Python tracer.
+//!   asked of Python once), and the value inside an async generator's wrapped
+//!   yield, with the same bytes; other values (subclasses of the builtins, sets,
+//!   named tuples, big ints) and exception texts are described by the Python code.
+//!   If it cannot load, the Python callbacks run and [`ProcessStats::mechanism`]
+//!   says why. 3.8–3.11 always use the Python tracer.
 //! * Reprs never run the program's code (builtins' own C methods only; a failure
 //!   prints `<repr failed: TYPE>`); the hook describes values and this crate prints
 //!   them with sampled mode's rules and redaction ([`value`]).

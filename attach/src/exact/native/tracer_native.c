@@ -192,7 +192,7 @@ typedef struct {
 
 /* What the Python describer says of a type, asked once per type. */
 typedef struct {
-    char kind;           /* its instances: 'o', 'F', 'C' described here; 0: by Python */
+    char kind; /* its instances: 'o', 'F', 'C', 'W' described here; 0: by Python */
     PyObject *qualified; /* str: the type's name as printed (of a class: `<class '...'>`) */
     Py_ssize_t chars;    /* its length in characters */
 } TypeKind;
@@ -767,6 +767,13 @@ static int put_utf8(Buf *b, PyObject *s)
  * the whole value go through the Python describer, so each value is described by
  * one of them alone and the rules stay the same. */
 
+/* Objects/genobject.c (3.12, 3.13): an async generator's yielded value as its frame
+ * hands it out. */
+typedef struct {
+    PyObject ob_base;
+    PyObject *value;
+} AsyncGenWrappedValue;
+
 #define ENC_OK 0
 #define ENC_CUT 1     /* the length cut was reached: nothing more of the value */
 #define ENC_PYTHON 2  /* a part only Python describes: the whole value goes there */
@@ -806,7 +813,7 @@ static const TypeKind *type_kind(PyTypeObject *tp)
         return NULL;
     }
     TypeKind tk = {0, new_ref(qualified), PyUnicode_GetLength(qualified)};
-    if (n == 1 && (k[0] == 'o' || k[0] == 'F' || k[0] == 'C'))
+    if (n == 1 && (k[0] == 'o' || k[0] == 'F' || k[0] == 'C' || k[0] == 'W'))
         tk.kind = k[0];
     Py_DecRef(entry);
     if (G.nkinds == G.cap_kinds) {
@@ -1067,6 +1074,17 @@ static int enc_value(Buf *b, PyObject *v, int depth, ValueState *st)
             if (status == ENC_OK)
                 status = enc_address(b, v);
             st->printed += chars + 16;
+            return status;
+        }
+        if (k->kind == 'W') {
+            /* What an async generator yields reaches PY_YIELD wrapped (so that its
+             * asend() tells it from an await's): the value is the wrapper's. */
+            PyObject *inner = ((AsyncGenWrappedValue *)v)->value;
+            if (inner == NULL)
+                return ENC_PYTHON;
+            Py_IncRef(inner);
+            int status = enc_value(b, inner, depth, st);
+            Py_DecRef(inner);
             return status;
         }
         if (k->kind == 'C') {
