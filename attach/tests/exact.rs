@@ -1678,6 +1678,46 @@ fn throw_and_close_resume_generators_and_coroutines() {
     }
 }
 
+/// An exception thrown into a generator that catches it and yields again at the
+/// same yield: the row is that `yield`, with its value (3.8–3.11 tell it from an
+/// exit by the exception with a line event).
+#[test]
+fn a_thrown_exception_caught_before_the_same_yield_is_not_the_generators_end() {
+    for (python, native) in hooks() {
+        let (run, lines) = run_throw(&python, native);
+        let label = python.label.as_str();
+        let repeater = run.rows_of("repeater");
+        assert_eq!(
+            kinds(&repeater),
+            [
+                "call",
+                "yield",
+                "resume",
+                "yield",
+                "resume",
+                "yield",
+                "resume",
+                "exception"
+            ],
+            "{label}"
+        );
+        assert_eq!(yielded(&repeater), [Some("'tick'"); 3], "{label}");
+        for row in repeater.iter().filter(|e| e.kind == EventKind::Yield) {
+            assert_eq!(row.line, lines["repeater-yield"], "{label}");
+        }
+        assert_stretches(
+            &repeater,
+            Some(run.calls_of("drive_generators")[0].call_id),
+            label,
+        );
+        assert_eq!(
+            repeater[7].exception.as_deref(),
+            Some("GeneratorExit"),
+            "{label}"
+        );
+    }
+}
+
 /// An exception row's line is the line running when the exception left the
 /// function, as 3.8–3.11 give it: a `raise ... from`, a bare `raise`, an `except`
 /// that did not match, a `finally`. 3.12+ give the PY_UNWIND the offset of the

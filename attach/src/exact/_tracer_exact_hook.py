@@ -1170,7 +1170,8 @@ def _stop_monitoring():
 # ---------------------------------------------------------------------------------
 # 3.8-3.11: sys.settrace. A `call` event comes for every frame start and generator
 # resume; included frames get the local tracer (no line events), which tells a
-# return, a yield and an exit by exception apart by the opcode at f_lasti.
+# return, a yield and an exit by exception apart by the opcode at f_lasti (and,
+# after an exception thrown in at a yield, by whether a line event came).
 
 # A RecursionError met inside a trace callback (its own calls went past the limit) is
 # swallowed, but on 3.8, which keeps the interpreter's overflow state set until the
@@ -1184,6 +1185,14 @@ _STICKY_OVERFLOW = _V < (3, 9)
 _RETURN_VALUE = 83
 _YIELD_VALUE = 86
 _YIELD_FROM = 72
+
+
+def _at_yield(ops, lasti):
+    """Whether the instruction at `lasti` suspends the frame: a yield, or on 3.8-3.10 a
+    `yield from` or `await` (f_lasti is the instruction before its YIELD_FROM)."""
+    if 0 <= lasti < len(ops) and ops[lasti] == _YIELD_VALUE:
+        return True
+    return _V < (3, 11) and 0 <= lasti and lasti + 2 < len(ops) and ops[lasti + 2] == _YIELD_FROM
 
 
 def _first_start(frame, code):
@@ -1277,7 +1286,20 @@ def _trace_local(frame, event, arg):
                 qualified, message = _exception_text(arg[1])
             else:
                 qualified, message = _kind(arg[0])[3], ""
-            _pending_exc[id(frame)] = (qualified, message, frame.f_lasti)
+            lasti = frame.f_lasti
+            _pending_exc[id(frame)] = (qualified, message, lasti)
+            if _at_yield(frame.f_code.co_code, lasti):
+                # Thrown in at a yield: if the frame catches it and yields here
+                # again, only a line event in between tells that yield from an exit
+                # by the exception.
+                frame.f_trace_lines = True
+        elif event == "line":
+            # The frame ran on after an exception thrown in: it was caught, or a
+            # handler runs that may raise it again (its type is kept for that).
+            frame.f_trace_lines = False
+            pending = _pending_exc.get(id(frame))
+            if pending is not None:
+                _pending_exc[id(frame)] = pending[:2] + (-1,)
     except RecursionError:
         if _STICKY_OVERFLOW:
             raise
@@ -1307,7 +1329,7 @@ def _trace_return(frame, value):
     line = frame.f_lineno
     if op == _RETURN_VALUE:
         kind = _RETURN
-    elif op == _YIELD_VALUE or (_V < (3, 11) and lasti + 2 < len(ops) and ops[lasti + 2] == _YIELD_FROM):
+    elif _at_yield(ops, lasti):
         kind = _EXC if pending is not None and pending[2] == lasti else _YIELD
     else:
         kind = _EXC

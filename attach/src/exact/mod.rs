@@ -66,7 +66,8 @@
 //!   the opcode at `f_lasti` tells a return (`RETURN_VALUE`), a yield (`YIELD_VALUE`,
 //!   or before `YIELD_FROM` on ≤3.10) and an exit by exception apart (anything else,
 //!   or a yield at the very instruction where an exception arrived: `close()`,
-//!   `throw()`); the `exception` event gives type and message. Gaps are calls into
+//!   `throw()`, unless a line event, turned on for that, showed the frame running
+//!   on); the `exception` event gives type and message. Gaps are calls into
 //!   Python code that is not traced (C functions are not seen by `settrace`). A
 //!   program that already has a trace function keeps it and is not traced (reported).
 //! * The native accelerator (`native/tracer_native.c`) is a CPython extension module
