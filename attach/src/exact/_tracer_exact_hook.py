@@ -25,7 +25,6 @@ import sys
 import os
 import _thread
 import _socket
-import _signal
 import atexit
 from _struct import Struct
 from _collections import deque
@@ -1647,23 +1646,12 @@ def _detach():
 def _final_flush(deadline_ns):
     """At exit: everything pending goes out, waiting for the socket up to a deadline."""
     with _flush_lock:
-        _last_sender[0] = _thread.get_ident()
-        try:
-            ok = _flush()
-            _queue(_message(_MSG_BYE, _I64(_dropped)))
-            while ok and _pending() and _perf() < deadline_ns:
-                ok = _send_pending()
-                if ok and _pending():
-                    sleep(0.002)
-        finally:
-            _last_sender[0] = None
-
-
-# The thread sending an ending process's last events, under `_flush_lock`: a SIGTERM
-# handled on that thread meanwhile (`_on_sigterm`) cannot wait for the lock, and is
-# put off until they are sent (`_deferred_signal`).
-_last_sender = [None]
-_deferred_signal = [0]
+        ok = _flush()
+        _queue(_message(_MSG_BYE, _I64(_dropped)))
+        while ok and _pending() and _perf() < deadline_ns:
+            ok = _send_pending()
+            if ok and _pending():
+                sleep(0.002)
 
 
 def _at_exit():
@@ -1692,7 +1680,6 @@ def _at_exit():
         _stop_flusher()
     except Exception:
         pass
-    _end_by_deferred_signal()
 
 
 _original_exit = os._exit
@@ -1700,70 +1687,18 @@ _original_exit = os._exit
 
 def _exit(status):
     """os._exit, after sending what is pending (multiprocessing workers end so)."""
-    _send_before_dying()
-    _end_by_deferred_signal()
-    _original_exit(status)
-
-
-def _send_before_dying():
-    """Sends everything pending and the goodbye, waiting for the socket 2 s at most:
-    the process ends without running its exit hooks next."""
-    if not _active or os.getpid() != _pid:
-        return
-    try:
-        if not _flush_lock.acquire(True, 2.0):
-            return
+    if _active and os.getpid() == _pid:
         try:
-            _last_sender[0] = _thread.get_ident()
-            _flush()
-            _queue(_message(_MSG_BYE, _I64(_dropped)))
-            deadline = _perf() + 2 * 1000000000
-            while _pending() and _perf() < deadline and _send_pending():
-                if _pending():
-                    sleep(0.002)
-        finally:
-            _last_sender[0] = None
-            _flush_lock.release()
-    except Exception:
-        pass
-
-
-def _end_by_deferred_signal():
-    """Ends the process by the SIGTERM that arrived while its last events were sent."""
-    if _deferred_signal[0]:
-        os.kill(os.getpid(), _deferred_signal[0])
-
-
-def _on_sigterm(signum, frame):
-    """SIGTERM in a worker process: what is pending goes out, then the signal ends
-    the process as it would have without the hook. `multiprocessing.Pool` ends its
-    workers so (`terminate()`, which `with Pool() as pool:` calls), right after their
-    last results reached the parent: without this, the calls of their last tens of
-    milliseconds, still waiting for the flusher, were lost. Arriving while this
-    thread sends the last events already (`os._exit`, the exit hook), it waits for
-    them instead of for the lock that thread holds."""
-    try:
-        _signal.signal(signum, _signal.SIG_DFL)
-    except Exception:
-        pass
-    if _last_sender[0] == _thread.get_ident():
-        _deferred_signal[0] = signum
-        return
-    _send_before_dying()
-    os.kill(os.getpid(), signum)
-
-
-def _catch_sigterm():
-    """In a worker process (a fork child, or a process multiprocessing spawned), ends
-    a SIGTERM through `_on_sigterm`, when nothing of the program's handles it. The
-    handler is Python's, so it runs once the main thread is back in the interpreter:
-    at once for a worker waiting for its next task; after it for one in a long C
-    call."""
-    try:
-        if _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
-            _signal.signal(_signal.SIGTERM, _on_sigterm)
-    except Exception:
-        pass
+            with _flush_lock:
+                _flush()
+                _queue(_message(_MSG_BYE, _I64(_dropped)))
+                deadline = _perf() + 2 * 1000000000
+                while _pending() and _perf() < deadline and _send_pending():
+                    if _pending():
+                        sleep(0.002)
+        except Exception:
+            pass
+    _original_exit(status)
 
 
 def _connect():
@@ -1853,8 +1788,6 @@ def _after_fork_in_child():
         _start_flusher()
     except Exception:
         _detach()
-        return
-    _catch_sigterm()
 
 
 _mechanism = [""]
@@ -1943,5 +1876,3 @@ def start(boot_dir, config=None):
     os.register_at_fork(after_in_child=_fork_trampoline(_fork_handler))
     os._exit = _exit
     _start_flusher()
-    if "--multiprocessing-fork" in _argv():
-        _catch_sigterm()
