@@ -14,7 +14,7 @@ use attach::{Event, EventKind, EventSink};
 use query::arrow::array::{Array, ArrayRef, AsArray};
 use query::arrow::compute::cast;
 use query::arrow::datatypes::{DataType, Int64Type};
-use query::{Answer, QueryError, QuerySession};
+use query::{Answer, QueryError, QuerySession, OUTERMOST};
 use storage::run::{Mode, RunInfo};
 
 use crate::output::human_duration;
@@ -223,8 +223,10 @@ impl Summary {
                     _ => self.unfinished += 1,
                 }
                 let ns = e.duration_ns.unwrap_or(0);
-                if let Some(f) = self.functions.get_mut(&e.module, &e.function) {
-                    f.1 += ns;
+                if !called_by_itself(e) {
+                    if let Some(f) = self.functions.get_mut(&e.module, &e.function) {
+                        f.1 += ns;
+                    }
                 }
                 let in_tree = if e.call_id <= self.tree_max_call_id {
                     self.tree_index.get(&e.call_id).copied()
@@ -252,6 +254,19 @@ impl Summary {
             EventKind::Yield | EventKind::Resume => {}
         }
     }
+}
+
+/// Whether the call a row ends was made by the same function (recursion): its time
+/// is inside its caller's, and a function's total counts a recursion once, as
+/// `tracer query --slow` does.
+fn called_by_itself(e: &Event) -> bool {
+    let Some(caller) = e.caller.as_deref() else {
+        return false;
+    };
+    caller.len() == e.module.len() + 1 + e.function.len()
+        && caller.starts_with(&*e.module)
+        && caller.ends_with(&*e.function)
+        && caller.as_bytes()[e.module.len()] == b'.'
 }
 
 /// What the tree says after a call's duration: how it ended, when not by returning.
@@ -312,7 +327,8 @@ impl Summary {
         let functions = ask(format!(
             "SELECT module, function, \
                     SUM(CASE WHEN kind = 'call' THEN 1 ELSE 0 END) AS calls, \
-                    SUM(CASE WHEN kind <> 'call' THEN COALESCE(duration_ns, 0) ELSE 0 END) AS total \
+                    SUM(CASE WHEN kind <> 'call' AND {OUTERMOST} \
+                        THEN COALESCE(duration_ns, 0) ELSE 0 END) AS total \
              FROM events WHERE {scope} AND kind IN ('call', 'return', 'exception', 'unfinished') \
              GROUP BY module, function"
         ))?;

@@ -38,7 +38,7 @@ pub mod trace;
 pub use datafusion::arrow;
 
 pub use error::{QueryError, Result};
-pub use questions::{Filters, Question, TimeBound};
+pub use questions::{Filters, Question, TimeBound, OUTERMOST};
 pub use session::{Answer, Limits, QuerySession, Tip};
 pub use timeline::{Outcome, Span, ThreadTimeline, Timeline, UntracedCalls};
 pub use trace::{newest_trace, RunFiles};

@@ -237,3 +237,66 @@ fn a_command_without_python_says_so_and_passes_its_exit_code_on() {
         "nothing to dig into or include: {report}"
     );
 }
+
+/// A recursion's time counts once in a function's total (`--slow`, `--top` and the
+/// report), as cProfile's cumulative time: the calls a function makes to itself run
+/// inside its own.
+#[test]
+fn a_recursive_function_total_counts_each_recursion_once() {
+    let program = "def walk(n):\n    return 0 if n == 0 else 1 + walk(n - 1)\n\n\
+                   def main():\n    print(walk(40), walk(40))\n\nmain()\n";
+    for interp in matrix() {
+        let label = &interp.label;
+        let dir = temp_dir(&format!("exact-recursion-{}", label.replace('/', "_")));
+        let path = dir.join("recursion.py");
+        std::fs::write(&path, program).expect("write the program");
+        let trace = dir.join("t.parquet");
+        let out = Command::new(tracer_bin())
+            .args(["record", "--exact", "-o"])
+            .arg(&trace)
+            .arg("--")
+            .arg(&interp.path)
+            .arg(&path)
+            .output()
+            .expect("run tracer record --exact");
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let walks = ask(
+            &trace,
+            &[
+                "--sql",
+                "SELECT caller, duration_ns FROM events \
+                 WHERE function = 'walk' AND kind = 'return'",
+            ],
+        );
+        assert_eq!(walks.len(), 82, "{label}");
+        let outermost: i64 = walks
+            .iter()
+            .filter(|w| w["caller"] == "__main__.main")
+            .map(|w| w["duration_ns"].as_i64().expect("duration"))
+            .sum();
+        let every: i64 = walks
+            .iter()
+            .map(|w| w["duration_ns"].as_i64().unwrap())
+            .sum();
+        assert!(every > 10 * outermost, "{label}: {every} {outermost}");
+        for question in ["--slow", "--top"] {
+            let rows = ask(&trace, &[question]);
+            let walk = rows
+                .iter()
+                .find(|r| r["function"] == "walk")
+                .unwrap_or_else(|| panic!("{label}: no walk in {question}: {rows:?}"));
+            assert_eq!(walk["calls"], 82, "{label} {question}");
+            assert_eq!(walk["total_ns"], outermost, "{label} {question}");
+        }
+        let main = ask(&trace, &["--call", "main"]);
+        let main_ns = main[0]["duration_ns"].as_i64().expect("main's duration");
+        assert!(
+            outermost <= main_ns,
+            "{label}: walk {outermost} > main {main_ns}"
+        );
+    }
+}
