@@ -210,6 +210,9 @@ typedef struct {
     PyObject *pending_arg0;
     uint64_t gap_generation;
     uint32_t gaps_pending;
+    /* Traced calls open on this thread (starts and resumes less ends): at 0 in a
+     * worker process the top helper runs (`set_top_helper`). */
+    int32_t depth;
     /* max_calls: per open traced call, whether it was only counted. */
     uint8_t *limited;
     size_t limited_len;
@@ -229,6 +232,9 @@ static struct {
     PyObject *disable;
     PyObject *missing; /* sys.monitoring.MISSING: a CALL without arguments */
     /* Python helpers of the hook. */
+    /* Run when a thread's traced calls have all ended, in a worker process only
+     * (NULL elsewhere): it sends what is pending (`_top_returned`). */
+    PyObject *top_helper;
     PyObject *code_helper, *callee_helper, *line_helper, *thread_helper, *value_helper,
         *exception_helper;
     /* Types that tell callables apart. */
@@ -430,6 +436,7 @@ static Thread *thread_get(void)
     t->gap_generation = 0;
     t->gaps_pending = 0;
     t->limited_len = 0;
+    t->depth = 0;
     return t;
 }
 
@@ -1348,6 +1355,28 @@ static int pop_limited(Thread *t)
 /* The sys.monitoring callbacks. */
 
 /* PY_START(code, offset) */
+/* A traced call of this thread ended (a return, yield or exception). */
+static inline void left_call(Thread *t)
+{
+    if (t->depth > 0)
+        t->depth--;
+}
+
+/* The callback's result once an end was written: in a worker process, a thread
+ * whose traced calls have all ended (a pool task that returned) runs the top helper
+ * first, which sends what is pending before the worker can report its result and be
+ * terminated. */
+static PyObject *top_returned(Thread *t)
+{
+    if (t->depth == 0 && G.top_helper != NULL) {
+        PyObject *r = PyObject_CallFunctionObjArgs(G.top_helper, NULL);
+        if (r == NULL)
+            PyErr_Clear();
+        Py_DecRef(r);
+    }
+    return none();
+}
+
 static PyObject *on_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
@@ -1366,6 +1395,7 @@ static PyObject *on_start(PyObject *self, PyObject *const *args, Py_ssize_t narg
     Thread *t = thread_get();
     if (t == NULL)
         return none();
+    t->depth++;
     int32_t line;
     PyObject *arg0 = NULL; /* a reference taken over from the CALL */
     if (t->pending_code == code) {
@@ -1431,8 +1461,9 @@ static PyObject *on_end(uint8_t tag, PyObject *const *args, Py_ssize_t nargs)
     if (t == NULL)
         return none();
     clear_pending(t);
+    left_call(t);
     if (G.max_calls && pop_limited(t))
-        return none();
+        return top_returned(t);
     int32_t line = line_of((uint32_t)cid, code, args[1]);
     Buf *b = &t->scratch;
     b->len = 0;
@@ -1446,7 +1477,7 @@ static PyObject *on_end(uint8_t tag, PyObject *const *args, Py_ssize_t nargs)
             b->data[b->len++] = 'z';
     }
     if (b->len == 0)
-        return none();
+        return top_returned(t);
     flush_call_gaps(t, (uint32_t)cid);
     uint8_t *p = reserve_event(HEAD_SIZE + b->len);
     if (p != NULL) {
@@ -1454,7 +1485,7 @@ static PyObject *on_end(uint8_t tag, PyObject *const *args, Py_ssize_t nargs)
         memcpy(p, b->data, b->len);
         G.out.len += HEAD_SIZE + b->len;
     }
-    return none();
+    return top_returned(t);
 }
 
 static PyObject *on_return(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -1484,6 +1515,7 @@ static PyObject *on_resume(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (t == NULL)
         return none();
     clear_pending(t);
+    t->depth++;
     if (G.max_calls) {
         int limited = over_limit((uint32_t)cid, ts);
         push_limited(t, (uint8_t)limited);
@@ -1539,8 +1571,9 @@ static PyObject *on_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (t == NULL)
         return none();
     clear_pending(t);
+    left_call(t);
     if (G.max_calls && pop_limited(t))
-        return none();
+        return top_returned(t);
     /* The frame's line, not the offset's: the offset is that of the RERAISE that ends
      * a handler's cleanup (3.12+ gives it no line), which set the frame's instruction
      * back to the one that raised, as 3.8-3.11 report it. */
@@ -1570,7 +1603,7 @@ static PyObject *on_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nar
         memcpy(p, b->data, b->len);
         G.out.len += HEAD_SIZE + b->len;
     }
-    return none();
+    return top_returned(t);
 }
 
 /* CALL(code, offset, callable, arg0) */
@@ -1932,6 +1965,17 @@ static PyObject *wait_for_records(PyObject *self, PyObject *ms_obj)
 }
 
 /* wake(): ends the flusher's wait now (the hook is stopping). */
+/* set_top_helper(callable or None): what runs when a thread's traced calls have all
+ * ended (worker processes). */
+static PyObject *set_top_helper(PyObject *self, PyObject *helper)
+{
+    (void)self;
+    PyObject *old = G.top_helper;
+    G.top_helper = helper == Py_None ? NULL : new_ref(helper);
+    Py_DecRef(old);
+    return none();
+}
+
 static PyObject *wake(PyObject *self, PyObject *unused)
 {
     (void)self;
@@ -1993,6 +2037,8 @@ static PyMethodDef methods[] = {
     {"discard", discard, METH_NOARGS, "Forgets what is queued."},
     {"wait", wait_for_records, METH_O, "Waits up to ms for a batch's worth of records."},
     {"wake", wake, METH_NOARGS, "Ends the flusher's wait now."},
+    {"set_top_helper", set_top_helper, METH_O,
+     "What runs when a thread's traced calls have all ended (None: nothing)."},
     {"after_fork", after_fork, METH_NOARGS, "Forgets the parent's records and threads."},
     {"on_start", (PyCFunction)(void (*)(void))on_start, METH_FASTCALL, "PY_START"},
     {"on_return", (PyCFunction)(void (*)(void))on_return, METH_FASTCALL, "PY_RETURN"},
