@@ -692,53 +692,28 @@ fn methods_are_named_by_their_class_and_threads_by_their_name() {
             named(function).iter().filter(|e| e.kind == kind).count()
         };
         // Shape.scaled runs for two Squares and a Shape, under one name; size by the
-        // class that defines the one that ran.
-        assert_eq!(
-            count("Shape.scaled", EventKind::Call),
-            3,
-            "{}",
-            python.label
-        );
-        assert_eq!(
-            count("Shape.scaled", EventKind::Return),
-            3,
-            "{}",
-            python.label
-        );
-        assert_eq!(count("Square.size", EventKind::Call), 2, "{}", python.label);
-        assert_eq!(count("Shape.size", EventKind::Call), 1, "{}", python.label);
-        assert_eq!(count("Shape.make", EventKind::Call), 1, "{}", python.label);
-        assert_eq!(
-            count("Shape.__hidden", EventKind::Call),
-            1,
-            "{}",
-            python.label
-        );
-        // A generator method: its call, resumes and ends all carry the class.
-        assert_eq!(
-            count("Fetcher.fetch", EventKind::Call),
-            1,
-            "{}",
-            python.label
-        );
-        assert_eq!(
-            count("Fetcher.fetch", EventKind::Resume),
-            2,
-            "{}",
-            python.label
-        );
-        assert_eq!(
-            count("Fetcher.fetch", EventKind::Yield),
-            2,
-            "{}",
-            python.label
-        );
-        assert_eq!(
-            count("Fetcher.fetch", EventKind::Return),
-            1,
-            "{}",
-            python.label
-        );
+        // class that defines the one that ran; a generator method's call, resumes
+        // and ends all carry the class.
+        let expected = [
+            ("Shape.scaled", EventKind::Call, 3),
+            ("Shape.scaled", EventKind::Return, 3),
+            ("Square.size", EventKind::Call, 2),
+            ("Shape.size", EventKind::Call, 1),
+            ("Shape.make", EventKind::Call, 1),
+            ("Shape.__hidden", EventKind::Call, 1),
+            ("Fetcher.fetch", EventKind::Call, 1),
+            ("Fetcher.fetch", EventKind::Resume, 2),
+            ("Fetcher.fetch", EventKind::Yield, 2),
+            ("Fetcher.fetch", EventKind::Return, 1),
+        ];
+        for (function, kind, n) in expected {
+            assert_eq!(
+                count(function, kind),
+                n,
+                "{}: {function} {kind:?}",
+                python.label
+            );
+        }
         assert!(named("fetch").is_empty(), "{}", python.label);
         // Every row of the worker thread, its bootstrap's included, has its name.
         let worker = named("worker");

@@ -1026,18 +1026,26 @@ def _mon_start(code, offset):
         pass
 
 
-def _start(cid, frame):
-    """The call record of traced code `cid` starting in `frame`."""
+def _opens(cid, ts):
+    """A call or resume of traced code `cid` starts at `ts`: whether to record it
+    (not over `--max-calls`, room in the queue: else it is counted)."""
     if _worker[0]:
         _entered()
-    ts = _perf()
     if _max_calls:
         limited = _limit(cid, ts)
         _limit_stack().append(limited)
         if limited:
-            return
+            return False
     if len(_q) > _QMAX:
         _drop()
+        return False
+    return True
+
+
+def _start(cid, frame):
+    """The call record of traced code `cid` starting in `frame`."""
+    ts = _perf()
+    if not _opens(cid, ts):
         return
     _q.append(
         (_CALL, cid, _thread_index(), ts, _caller_line(frame), None if _no_args else _args(frame, cid))
@@ -1086,18 +1094,9 @@ def _mon_resume(code, offset):
         cid = _codes.get(code)
         if cid is None or cid < 0:
             return
-        if _worker[0]:
-            _entered()
         ts = _perf()
-        if _max_calls:
-            limited = _limit(cid, ts)
-            _limit_stack().append(limited)
-            if limited:
-                return
-        if len(_q) > _QMAX:
-            _drop()
-            return
-        _q.append((_RESUME, cid, _thread_index(), ts, _line(code, cid, offset)))
+        if _opens(cid, ts):
+            _q.append((_RESUME, cid, _thread_index(), ts, _line(code, cid, offset)))
     except Exception:
         pass
 
@@ -1277,8 +1276,6 @@ def _trace_call(frame, event, arg):
             if back is not None and _codes.get(back.f_code, -1) >= 0 and _first_start(frame, code):
                 _trace_gap(frame, code, back)
             return None
-        if _worker[0]:
-            _entered()
         ts = _perf()
         frame.f_trace_lines = False
         if _method_arg[cid] is not None:
@@ -1286,27 +1283,13 @@ def _trace_call(frame, event, arg):
             name = _method_arg[cid]
             if name in local:
                 cid = _variant(cid, local[name], name == "cls")
+        if not _opens(cid, ts):
+            return _trace_local
         if _first_start(frame, code):
-            if _max_calls:
-                limited = _limit(cid, ts)
-                _limit_stack().append(limited)
-                if limited:
-                    return _trace_local
-            if len(_q) > _QMAX:
-                _drop()
-                return _trace_local
             _q.append(
                 (_CALL, cid, _thread_index(), ts, _caller_line(frame), None if _no_args else _args(frame, cid))
             )
         else:
-            if _max_calls:
-                limited = _limit(cid, ts)
-                _limit_stack().append(limited)
-                if limited:
-                    return _trace_local
-            if len(_q) > _QMAX:
-                _drop()
-                return _trace_local
             _q.append((_RESUME, cid, _thread_index(), ts, frame.f_lineno))
         return _trace_local
     except RecursionError:
