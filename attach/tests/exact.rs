@@ -1277,13 +1277,25 @@ fn subprocesses_are_traced_only_when_asked() {
         values.sort();
         values.dedup();
         assert_eq!(values, ["0", "1", "16", "25", "4", "9"], "{}", python.label);
-        // Workers terminated by `with Pool` (SIGTERM): the program goes on and ends as
-        // without the hook. Their calls are not all there every time (README).
+        // Workers terminated by `with Pool` (SIGTERM) had sent each task's calls
+        // before reporting its result.
         assert!(
             stdout.contains("with spawn [0, 1, 8, 27, 64, 125]"),
             "{}: {stdout}",
             python.label
         );
+        let cubes = run.calls_of("cube");
+        assert_eq!(
+            cubes.len(),
+            12,
+            "{}: {:?}",
+            python.label,
+            run.stats.processes
+        );
+        for cube in cubes {
+            let end = run.end_of(cube.call_id).map(|e| e.kind);
+            assert_eq!(end, Some(EventKind::Return), "{}: {cube:?}", python.label);
+        }
         assert!(run.stats.processes.len() >= 6, "{}", python.label);
     }
 }

@@ -411,6 +411,8 @@ def _drop():
 
 # Worker processes (fork children, and those multiprocessing spawns): when a thread's
 # traced calls have all ended (a pool task returned), what is pending is sent at once,
+# module bodies not counted (a spawned worker runs its tasks inside the body of its
+# `-c` program, which never returns),
 # before the worker reports its result. `with Pool() as pool:` terminates its workers
 # (SIGTERM) right after their last results: the events the flusher had not sent yet
 # died with them (3.13 lost all 8 calls of a small map). That is a send per task
@@ -1026,10 +1028,10 @@ def _mon_start(code, offset):
         pass
 
 
-def _opens(cid, ts):
-    """A call or resume of traced code `cid` starts at `ts`: whether to record it
-    (not over `--max-calls`, room in the queue: else it is counted)."""
-    if _worker[0]:
+def _opens(cid, ts, code):
+    """A call or resume of traced code `cid` (`code`) starts at `ts`: whether to
+    record it (not over `--max-calls`, room in the queue: else it is counted)."""
+    if _worker[0] and code.co_name != "<module>":
         _entered()
     if _max_calls:
         limited = _limit(cid, ts)
@@ -1045,7 +1047,7 @@ def _opens(cid, ts):
 def _start(cid, frame):
     """The call record of traced code `cid` starting in `frame`."""
     ts = _perf()
-    if not _opens(cid, ts):
+    if not _opens(cid, ts, frame.f_code):
         return
     _q.append(
         (_CALL, cid, _thread_index(), ts, _caller_line(frame), None if _no_args else _args(frame, cid))
@@ -1057,7 +1059,7 @@ def _mon_end(kind, code, offset, value):
     if cid is None or cid < 0:
         return
     _end_record(kind, cid, code, offset, value)
-    if _worker[0]:
+    if _worker[0] and code.co_name != "<module>":
         _left()
 
 
@@ -1095,7 +1097,7 @@ def _mon_resume(code, offset):
         if cid is None or cid < 0:
             return
         ts = _perf()
-        if _opens(cid, ts):
+        if _opens(cid, ts, code):
             _q.append((_RESUME, cid, _thread_index(), ts, _line(code, cid, offset)))
     except Exception:
         pass
@@ -1125,7 +1127,7 @@ def _mon_unwind(code, offset, exc):
         if cid is None or cid < 0:
             return
         _unwind_record(cid, code, offset, exc)
-        if _worker[0]:
+        if _worker[0] and code.co_name != "<module>":
             _left()
     except Exception:
         pass
@@ -1283,7 +1285,7 @@ def _trace_call(frame, event, arg):
             name = _method_arg[cid]
             if name in local:
                 cid = _variant(cid, local[name], name == "cls")
-        if not _opens(cid, ts):
+        if not _opens(cid, ts, code):
             return _trace_local
         if _first_start(frame, code):
             _q.append(
@@ -1324,7 +1326,7 @@ def _trace_local(frame, event, arg):
     try:
         if event == "return":
             _trace_return(frame, arg)
-            if _worker[0]:
+            if _worker[0] and frame.f_code.co_name != "<module>":
                 _left()
         elif event == "exception":
             if arg[1] is not None:

@@ -172,6 +172,10 @@ typedef struct {
     /* The offset of the RESUME that begins its body: a PY_THROW before it is the
      * first start of a generator or coroutine that had not run. */
     long start;
+    /* A module's body (`<module>`): not counted in a thread's depth, which tells when
+     * a worker's task returned (a spawned worker runs its tasks inside the `-c`
+     * program's body, which never returns). */
+    int module_body;
 } CodeInfo;
 
 /* A call from traced code into code that is not traced, counted until the call that
@@ -459,7 +463,7 @@ static int64_t code_index(PyObject *code, int learn)
         Py_DecRef(r);
         return index;
     }
-    CodeInfo info = {-1, NULL, NULL, 0, 0, 0};
+    CodeInfo info = {-1, NULL, NULL, 0, 0, 0, 0};
     if (Py_TYPE(r) != &PyLong_Type) {
         PyObject *cid = PyTuple_GetItem(r, 0);
         PyObject *names = PyTuple_GetItem(r, 1);
@@ -489,6 +493,11 @@ static int64_t code_index(PyObject *code, int learn)
         }
         memcpy(info.secret, flags, (size_t)nflags);
         info.arg_names = new_ref(names);
+        PyObject *name = PyObject_GetAttrString(code, "co_name");
+        const char *text = name != NULL ? PyUnicode_AsUTF8AndSize(name, NULL) : NULL;
+        info.module_body = text != NULL && strcmp(text, "<module>") == 0;
+        Py_DecRef(name);
+        PyErr_Clear();
     }
     Py_DecRef(r);
     if (G.ninfos == G.cap_infos) {
@@ -1355,10 +1364,12 @@ static int pop_limited(Thread *t)
 /* The sys.monitoring callbacks. */
 
 /* PY_START(code, offset) */
+static int is_module_body(PyObject *code);
+
 /* A traced call of this thread ended (a return, yield or exception). */
-static inline void left_call(Thread *t)
+static inline void left_call(Thread *t, PyObject *code)
 {
-    if (t->depth > 0)
+    if (t->depth > 0 && !is_module_body(code))
         t->depth--;
 }
 
@@ -1395,7 +1406,8 @@ static PyObject *on_start(PyObject *self, PyObject *const *args, Py_ssize_t narg
     Thread *t = thread_get();
     if (t == NULL)
         return none();
-    t->depth++;
+    if (!G.infos[index].module_body)
+        t->depth++;
     int32_t line;
     PyObject *arg0 = NULL; /* a reference taken over from the CALL */
     if (t->pending_code == code) {
@@ -1447,6 +1459,13 @@ static int32_t traced_cid(PyObject *code)
     return index < 0 ? -1 : G.infos[index].cid;
 }
 
+/* Whether known code `code` is a module's body (see CodeInfo). */
+static int is_module_body(PyObject *code)
+{
+    int64_t index = code_index(code, 0);
+    return index >= 0 && G.infos[index].module_body;
+}
+
 /* PY_RETURN / PY_YIELD(code, offset, value) */
 static PyObject *on_end(uint8_t tag, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1461,7 +1480,7 @@ static PyObject *on_end(uint8_t tag, PyObject *const *args, Py_ssize_t nargs)
     if (t == NULL)
         return none();
     clear_pending(t);
-    left_call(t);
+    left_call(t, code);
     if (G.max_calls && pop_limited(t))
         return top_returned(t);
     int32_t line = line_of((uint32_t)cid, code, args[1]);
@@ -1571,7 +1590,7 @@ static PyObject *on_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (t == NULL)
         return none();
     clear_pending(t);
-    left_call(t);
+    left_call(t, code);
     if (G.max_calls && pop_limited(t))
         return top_returned(t);
     /* The frame's line, not the offset's: the offset is that of the RERAISE that ends
