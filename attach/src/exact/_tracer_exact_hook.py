@@ -1044,6 +1044,25 @@ def _opens(cid, ts, code):
     return True
 
 
+def _closes():
+    """A traced call ends: whether to record it (its start was not over `--max-calls`;
+    room in the queue: else it is counted)."""
+    if _max_calls:
+        stack = _limit_stack()
+        if stack and stack.pop():
+            return False
+    if len(_q) > _QMAX:
+        _drop()
+        return False
+    return True
+
+
+def _ended(code):
+    """A traced call of `code` ended: in a worker, what is pending may go out."""
+    if _worker[0] and code.co_name != "<module>":
+        _left()
+
+
 def _start(cid, frame):
     """The call record of traced code `cid` starting in `frame`."""
     ts = _perf()
@@ -1058,23 +1077,12 @@ def _mon_end(kind, code, offset, value):
     cid = _codes.get(code)
     if cid is None or cid < 0:
         return
-    _end_record(kind, cid, code, offset, value)
-    if _worker[0] and code.co_name != "<module>":
-        _left()
-
-
-def _end_record(kind, cid, code, offset, value):
     ts = _perf()
-    if _max_calls:
-        stack = _limit_stack()
-        if stack and stack.pop():
-            return
-    if len(_q) > _QMAX:
-        _drop()
-        return
-    _q.append(
-        (kind, cid, _thread_index(), ts, _line(code, cid, offset), None if _no_args else _value(value))
-    )
+    if _closes():
+        _q.append(
+            (kind, cid, _thread_index(), ts, _line(code, cid, offset), None if _no_args else _value(value))
+        )
+    _ended(code)
 
 
 def _mon_return(code, offset, value):
@@ -1127,20 +1135,14 @@ def _mon_unwind(code, offset, exc):
         if cid is None or cid < 0:
             return
         _unwind_record(cid, code, offset, exc)
-        if _worker[0] and code.co_name != "<module>":
-            _left()
+        _ended(code)
     except Exception:
         pass
 
 
 def _unwind_record(cid, code, offset, exc):
     ts = _perf()
-    if _max_calls:
-        stack = _limit_stack()
-        if stack and stack.pop():
-            return
-    if len(_q) > _QMAX:
-        _drop()
+    if not _closes():
         return
     qualified, message = _exception_text(exc)
     # The frame's line, not the offset's: the offset is that of the RERAISE that
@@ -1326,8 +1328,7 @@ def _trace_local(frame, event, arg):
     try:
         if event == "return":
             _trace_return(frame, arg)
-            if _worker[0] and frame.f_code.co_name != "<module>":
-                _left()
+            _ended(frame.f_code)
         elif event == "exception":
             if arg[1] is not None:
                 qualified, message = _exception_text(arg[1])
@@ -1362,12 +1363,7 @@ def _trace_return(frame, value):
     if cid is None or cid < 0:
         return
     pending = _pending_exc.pop(id(frame), None)
-    if _max_calls:
-        stack = _limit_stack()
-        if stack and stack.pop():
-            return
-    if len(_q) > _QMAX:
-        _drop()
+    if not _closes():
         return
     lasti = frame.f_lasti
     ops = code.co_code

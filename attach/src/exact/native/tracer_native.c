@@ -1364,12 +1364,11 @@ static int pop_limited(Thread *t)
 /* The sys.monitoring callbacks. */
 
 /* PY_START(code, offset) */
-static int is_module_body(PyObject *code);
-
-/* A traced call of this thread ended (a return, yield or exception). */
-static inline void left_call(Thread *t, PyObject *code)
+/* A traced call of this thread ended (a return, yield or exception); `module_body`
+ * is its CodeInfo's. */
+static inline void left_call(Thread *t, int module_body)
 {
-    if (t->depth > 0 && !is_module_body(code))
+    if (t->depth > 0 && !module_body)
         t->depth--;
 }
 
@@ -1452,18 +1451,20 @@ static PyObject *on_start(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return none();
 }
 
+/* The CodeInfo of the traced code of an event that is not a start, or NULL. Read
+ * what is needed from it at once: learning another code (Python may run later in
+ * the callback) can move the table. */
+static const CodeInfo *traced_info(PyObject *code)
+{
+    int64_t index = code_index(code, 0);
+    return index < 0 || G.infos[index].cid < 0 ? NULL : &G.infos[index];
+}
+
 /* The traced code of an event that is not a start, or -1. */
 static int32_t traced_cid(PyObject *code)
 {
-    int64_t index = code_index(code, 0);
-    return index < 0 ? -1 : G.infos[index].cid;
-}
-
-/* Whether known code `code` is a module's body (see CodeInfo). */
-static int is_module_body(PyObject *code)
-{
-    int64_t index = code_index(code, 0);
-    return index >= 0 && G.infos[index].module_body;
+    const CodeInfo *info = traced_info(code);
+    return info == NULL ? -1 : info->cid;
 }
 
 /* PY_RETURN / PY_YIELD(code, offset, value) */
@@ -1472,15 +1473,17 @@ static PyObject *on_end(uint8_t tag, PyObject *const *args, Py_ssize_t nargs)
     if (!G.configured || nargs < 3)
         return none();
     PyObject *code = args[0];
-    int32_t cid = traced_cid(code);
-    if (cid < 0)
+    const CodeInfo *info = traced_info(code);
+    if (info == NULL)
         return none();
+    int32_t cid = info->cid;
+    int module_body = info->module_body;
     int64_t ts = now_ns();
     Thread *t = thread_get();
     if (t == NULL)
         return none();
     clear_pending(t);
-    left_call(t, code);
+    left_call(t, module_body);
     if (G.max_calls && pop_limited(t))
         return top_returned(t);
     int32_t line = line_of((uint32_t)cid, code, args[1]);
@@ -1582,15 +1585,17 @@ static PyObject *on_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (!G.configured || nargs < 3)
         return none();
     PyObject *code = args[0];
-    int32_t cid = traced_cid(code);
-    if (cid < 0)
+    const CodeInfo *info = traced_info(code);
+    if (info == NULL)
         return none();
+    int32_t cid = info->cid;
+    int module_body = info->module_body;
     int64_t ts = now_ns();
     Thread *t = thread_get();
     if (t == NULL)
         return none();
     clear_pending(t);
-    left_call(t, code);
+    left_call(t, module_body);
     if (G.max_calls && pop_limited(t))
         return top_returned(t);
     /* The frame's line, not the offset's: the offset is that of the RERAISE that ends
