@@ -69,10 +69,16 @@ pub fn take_snapshot(
     names: &mut Names,
     opts: &SnapshotOptions,
 ) -> Result<ProcessSnapshot> {
+    retried(|| read_once(walker, names, opts))
+}
+
+/// `read` until it makes sense, at most [`ATTEMPTS`] times; errors that another read
+/// cannot mend (the process is gone, no permission) end it at once.
+fn retried<T>(mut read: impl FnMut() -> Result<T>) -> Result<T> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
-        match read_once(walker, names, opts) {
-            Ok(s) => return Ok(s),
+        match read() {
+            Ok(value) => return Ok(value),
             Err(e @ (Error::Inconsistent(_) | Error::Memory(_))) => last = Some(e),
             Err(e) => return Err(e),
         }
@@ -92,11 +98,16 @@ fn read_once(
     let mut sockets = SocketTable::default();
     let mut out = Vec::with_capacity(threads.len());
     for t in &threads {
-        let frames = walker.stack(t.tstate)?;
-        let mut frame_out = Vec::with_capacity(frames.len());
-        for f in &frames {
-            frame_out.push(frame_snapshot(walker, names, f, opts)?);
-        }
+        // Only the thread running Python changes its stack while it is read, so a read
+        // that does not make sense is retried for that thread alone: a busy process
+        // rarely lets every thread of it read cleanly in one go.
+        let frame_out = retried(|| {
+            walker
+                .stack(t.tstate)?
+                .iter()
+                .map(|f| frame_snapshot(walker, names, f, opts))
+                .collect::<Result<Vec<_>>>()
+        })?;
         let tid = t.tid.unwrap_or(0);
         let os = os_thread(pid, tid, &mut sockets);
         out.push(ThreadSnapshot {

@@ -68,6 +68,7 @@ fn thousands_of_reads_of_a_busy_target_never_show_garbage() {
                 Err(_) => errors += 1,
             }
         }
+        eprintln!("{}: {ok} of 1000 reads succeeded", interp.label);
         assert!(
             ok > 700,
             "{}: only {ok} of 1000 reads succeeded ({errors} errors)",
