@@ -297,12 +297,18 @@ fn seq_order(seq: &UInt64Array) -> UInt32Array {
 /// not seen before is looked up by text. Every `Arc` seen is held until the column
 /// is finished, so its address cannot be reused by another string meanwhile.
 struct SharedNames {
+    /// The keys of the rows before the current run.
     keys: Vec<i32>,
     nulls: NullBufferBuilder,
     /// The last name appended, by address, and its key: consecutive rows often
     /// name the same function (a call and its return, recursion, a loop), and
     /// this skips their hash lookup.
     last: Option<((usize, usize), i32)>,
+    /// Rows at the end that name `last`, not yet in `keys`: most columns name the
+    /// same text row after row (`source`, `module`, `file`, a thread's name, a
+    /// recursive function), and a run is written out at once when it ends, instead
+    /// of a key and a validity bit pushed per row.
+    run: usize,
     /// The name before the last, when it was another: calls and returns alternate
     /// in `kind`, a function and its caller in `function`.
     before_last: Option<((usize, usize), i32)>,
@@ -320,6 +326,7 @@ impl SharedNames {
             keys: Vec::with_capacity(rows),
             nulls: NullBufferBuilder::new(rows),
             last: None,
+            run: 0,
             before_last: None,
             values: Vec::new(),
             by_address: AHashMap::new(),
@@ -349,6 +356,7 @@ impl SharedNames {
         match name {
             Some(name) => self.append(name),
             None => {
+                self.end_run();
                 self.keys.push(0);
                 self.nulls.append_null();
             }
@@ -377,13 +385,31 @@ impl SharedNames {
         }
     }
 
+    #[inline]
     fn push_key(&mut self, address: (usize, usize), key: i32) {
-        if self.last.is_some_and(|(last, _)| last != address) {
-            self.before_last = self.last;
+        match self.last {
+            Some((last, _)) if last == address => {
+                self.run += 1;
+                return;
+            }
+            Some(_) => {
+                self.end_run();
+                self.before_last = self.last;
+            }
+            None => {}
         }
         self.last = Some((address, key));
-        self.keys.push(key);
-        self.nulls.append_non_null();
+        self.run = 1;
+    }
+
+    /// Writes out the rows of the current run.
+    fn end_run(&mut self) {
+        if self.run > 0 {
+            let key = self.last.map_or(0, |(_, key)| key);
+            self.keys.extend(std::iter::repeat_n(key, self.run));
+            self.nulls.append_n_non_nulls(self.run);
+            self.run = 0;
+        }
     }
 
     /// The key of `name`'s text, adding it to the dictionary if it is new.
@@ -399,6 +425,7 @@ impl SharedNames {
 
     /// The column, leaving the builder empty.
     fn finish(&mut self) -> DictionaryArray<Int32Type> {
+        self.end_run();
         let keys = PrimitiveArray::<Int32Type>::new(
             ScalarBuffer::from(std::mem::take(&mut self.keys)),
             self.nulls.finish(),
@@ -417,5 +444,51 @@ impl SharedNames {
         // as the position of its text), and a null slot holds 0, which `values`,
         // not empty, has. Checking it again costs a pass over every row's key.
         unsafe { DictionaryArray::new_unchecked(keys, Arc::new(values)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use arrow::array::AsArray;
+
+    #[test]
+    fn names_in_runs_between_nulls_and_other_names_come_back_in_order() {
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        // Another `Arc` of the same text: the same dictionary entry.
+        let a_again: Arc<str> = Arc::from("a");
+        let rows = [
+            Some(&a),
+            Some(&a),
+            None,
+            Some(&a),
+            Some(&b),
+            Some(&a_again),
+            Some(&a),
+            None,
+            None,
+            Some(&b),
+            Some(&b),
+        ];
+        let mut names = SharedNames::with_capacity(4);
+        for _ in 0..2 {
+            for row in rows {
+                names.append_option(row);
+            }
+            names.append_static("kind");
+            let column = names.finish();
+            let texts = column.values().as_string::<i32>();
+            let read: Vec<Option<&str>> = column
+                .keys()
+                .iter()
+                .map(|key| key.map(|key| texts.value(key as usize)))
+                .collect();
+            let mut expected: Vec<Option<&str>> = rows.iter().map(|r| r.map(|n| &**n)).collect();
+            expected.push(Some("kind"));
+            assert_eq!(read, expected);
+            assert_eq!(texts.len(), 3, "one entry per text");
+        }
     }
 }
