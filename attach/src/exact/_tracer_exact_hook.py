@@ -116,6 +116,8 @@ _exclude = []
 _cwd = ""
 _stdlib = []
 _venv_dirs = {}
+# (module, file name) -> whether its code is traced (`_includes`).
+_included = {}
 _MAXLEN, _DEPTH, _ITEMS = 200, 6, 32
 _secrets = ()
 
@@ -204,11 +206,16 @@ def _is_program_code(module, filename):
 
 
 def _includes(module, filename):
-    if any(_glob_matches(g, module) for g in _exclude):
-        return False
-    return any(_glob_matches(g, module) for g in _include) or _is_program_code(
-        module, filename
-    )
+    """Whether code of `module` in `filename` is traced; decided once per pair (a
+    library's module has hundreds of code objects, each asked about once)."""
+    key = (module, filename)
+    decided = _included.get(key)
+    if decided is None:
+        decided = not any(_glob_matches(g, module) for g in _exclude) and (
+            any(_glob_matches(g, module) for g in _include) or _is_program_code(module, filename)
+        )
+        _included[key] = decided
+    return decided
 
 
 # ---------------------------------------------------------------------------------
@@ -1672,6 +1679,7 @@ def _detach():
         pass
     _q.clear()
     _codes.clear()
+    _included.clear()
     _code_meta.clear()
     _argnames.clear()
     _method_arg.clear()
@@ -1790,12 +1798,17 @@ def _send_blocking(data):
 _fork_handler = [None]
 
 
+def _after_fork():
+    handler = cell[0]  # noqa: F821 (the global of the trampoline's own namespace)
+    if handler is not None:
+        handler()
+
+
 def _fork_trampoline(cell):
-    """A function whose globals are the cell alone, calling what the cell holds."""
-    namespace = {}
-    exec("def after_fork():\n    handler = cell[0]\n    if handler is not None:\n        handler()\n",
-         {"cell": cell}, namespace)
-    return namespace["after_fork"]
+    """A function whose globals are the cell alone, calling what the cell holds: the
+    code of `_after_fork` with a namespace of its own (made without `exec`, which would
+    compile at every start)."""
+    return _FunctionType(_after_fork.__code__, {"cell": cell}, "after_fork")
 
 
 def _after_fork_in_child():

@@ -22,7 +22,45 @@ def _tracer_bootstrap():
             raise
         if ours is not None:
             sys.modules["sitecustomize"] = ours
+    try:
+        _keep_compiled(os, sys, globals().get("__file__"), globals().get("__cached__"))
+    except Exception:
+        pass
+
+
+def _keep_compiled(os, sys, source, cached):
+    """Python keeps no compiled copy of this file when PYTHONDONTWRITEBYTECODE is set
+    (usual in containers), and compiles it at every start, the first compile of the
+    process (2-5 ms). The folder is the tracer's own: the copy is kept here, as Python
+    would keep it, and read by Python's import from the next start on."""
+    if not sys.dont_write_bytecode or not source or not cached:
+        return
+    import _frozen_importlib_external as bootstrap
+
+    st = os.stat(source)
+    try:
+        with open(cached, "rb") as f:
+            head = f.read(16)
+        stamp = [(int(n) & 0xFFFFFFFF).to_bytes(4, "little") for n in (st.st_mtime, st.st_size)]
+        if head[8:16] == b"".join(stamp):
+            return
+    except OSError:
+        pass
+    with open(source, "rb") as f:
+        code = compile(f.read(), source, "exec", dont_inherit=True)
+    data = bootstrap._code_to_timestamp_pyc(code, st.st_mtime, st.st_size)
+    os.makedirs(os.path.dirname(cached), mode=0o700, exist_ok=True)
+    temp = "%s.%d.tmp" % (cached, os.getpid())
+    try:
+        with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(data)
+        os.replace(temp, cached)
+    except OSError:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
 
 
 _tracer_bootstrap()
-del _tracer_bootstrap, _load_hook
+del _tracer_bootstrap, _load_hook, _keep_compiled
