@@ -766,6 +766,39 @@ fn a_recursion_error_reaches_the_program_as_without_the_hook() {
 }
 
 #[test]
+fn a_program_that_forks_gets_no_warning_the_hook_would_cause() {
+    for (python, native) in hooks() {
+        let args = [script("exact_fork.py")];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let plain = run_plain(&python, &args, None);
+        let run = run_exact(&python, &args, options(native), None);
+        assert_eq!(
+            plain.stdout, b"forked 0 0\nforked 1 2\n",
+            "{}",
+            python.label
+        );
+        assert_eq!(run.stdout, plain.stdout, "{}", python.label);
+        // 3.12+: "This process is multi-threaded, use of fork() may lead to
+        // deadlocks" when the hook's sending thread runs across the fork.
+        assert_eq!(
+            String::from_utf8_lossy(&run.stderr),
+            String::from_utf8_lossy(&plain.stderr),
+            "{}",
+            python.label
+        );
+        assert_eq!(run.status.code(), Some(0), "{}", python.label);
+        for (function, calls) in [("before", 2), ("after", 2)] {
+            assert_eq!(
+                run.calls_of(function).len(),
+                calls,
+                "{}: {function}",
+                python.label
+            );
+        }
+    }
+}
+
+#[test]
 fn program_output_argv_and_exit_status_are_unchanged() {
     let dir = scratch("identity");
     std::fs::write(

@@ -494,7 +494,11 @@ mod tests {
                 dictionary(nullable.clone(), &["MainThread", "wörker 🧵"]),
             ),
             // A nullable column without a null: its definition levels are one run.
-            ("named", true, dictionary(few.clone(), &["a", "b", "c", "d"])),
+            (
+                "named",
+                true,
+                dictionary(few.clone(), &["a", "b", "c", "d"]),
+            ),
         ]);
         assert_eq!(read[0], expected(&one, &["exact"]));
         assert_eq!(

@@ -308,3 +308,83 @@ fn a_recursive_function_total_counts_each_recursion_once() {
         );
     }
 }
+
+/// Under PYTHONDONTWRITEBYTECODE (usual in containers) Python keeps no compiled code,
+/// so the bootstrap keeps its own in the tracer's cache folder: a traced start after
+/// the first compiles neither the hook nor the bootstrap, and the program's own
+/// folder still gets no `__pycache__`.
+#[test]
+fn the_bootstrap_keeps_its_compiled_code_only_in_its_own_folder() {
+    for interp in matrix() {
+        let label = &interp.label;
+        let dir = temp_dir(&format!("exact-pyc-{}", label.replace('/', "_")));
+        let cache = dir.join("cache");
+        let program_dir = dir.join("program");
+        std::fs::create_dir_all(&program_dir).expect("program folder");
+        std::fs::write(
+            program_dir.join("helper.py"),
+            "def twice(x):\n    return 2 * x\n",
+        )
+        .expect("helper module");
+        std::fs::write(
+            program_dir.join("main.py"),
+            "import helper\nprint(helper.twice(21))\n",
+        )
+        .expect("program");
+        let run = |n: usize| {
+            let out = Command::new(tracer_bin())
+                .args(["record", "--exact", "-o"])
+                .arg(dir.join(format!("t{n}.parquet")))
+                .arg("--")
+                .arg(&interp.path)
+                .arg(program_dir.join("main.py"))
+                .env("XDG_CACHE_HOME", &cache)
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .output()
+                .expect("run tracer record --exact");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "42\n",
+                "{label}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(1);
+        let boot: Vec<_> = std::fs::read_dir(cache.join("tracer"))
+            .expect("the tracer's cache folder")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(boot.len(), 1, "{label}: {boot:?}");
+        let cached: Vec<String> = std::fs::read_dir(boot[0].join("__pycache__"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            cached
+                .iter()
+                .any(|name| name.starts_with("sitecustomize.") && name.ends_with(".pyc")),
+            "{label}: the bootstrap's compiled code is kept: {cached:?}"
+        );
+        let stamp = |name: &str| {
+            std::fs::metadata(boot[0].join("__pycache__").join(name))
+                .and_then(|m| m.modified())
+                .expect("compiled copy")
+        };
+        let first = stamp(&cached[0]);
+        run(2);
+        assert_eq!(
+            stamp(&cached[0]),
+            first,
+            "{label}: used again, not rewritten"
+        );
+        assert!(
+            !program_dir.join("__pycache__").exists(),
+            "{label}: the program's folder gets no compiled code under PYTHONDONTWRITEBYTECODE"
+        );
+    }
+}

@@ -1040,6 +1040,8 @@ def _opens(cid, ts, code):
     record it (not over `--max-calls`, room in the queue: else it is counted)."""
     if _worker[0] and code.co_name != "<module>":
         _entered()
+    if _resume_pending[0]:
+        _resume_flusher()
     if _max_calls:
         limited = _limit(cid, ts)
         _limit_stack().append(limited)
@@ -1577,6 +1579,7 @@ def _peer_closed():
 def _flusher(generation, running):
     """Sends what the callbacks record, until the hook stops; `running` is
     `_flusher_running`, taken for this thread by `_start_flusher`."""
+    _flusher_tid[0] = _thread.get_native_id()
     try:
         while True:
             if generation != _generation[0]:
@@ -1639,14 +1642,18 @@ def _start_flusher():
         raise
 
 
-def _stop_flusher():
-    """Wakes the flusher (`_exiting` is set by now) and waits until it is parked. The
-    wait is bounded, for a process stopped by a debugger; a flusher takes microseconds
-    to start and park, seconds only on a machine starved of CPU."""
+def _wake_flusher():
     if _active_native[0]:
         _native.wake()
     elif _flusher_wake.locked():
         _flusher_wake.release()
+
+
+def _stop_flusher():
+    """Wakes the flusher (`_exiting` is set by now) and waits until it is parked. The
+    wait is bounded, for a process stopped by a debugger; a flusher takes microseconds
+    to start and park, seconds only on a machine starved of CPU."""
+    _wake_flusher()
     if _flusher_running.acquire(True, 5.0):
         _flusher_running.release()
 
@@ -1661,6 +1668,8 @@ def _detach():
         return
     _active = False
     _fork_handler[0] = None
+    _fork_before[0] = None
+    _fork_parent[0] = None
     try:
         atexit.unregister(_at_exit)
         if os._exit is _exit:
@@ -1792,10 +1801,12 @@ def _send_blocking(data):
     _sock.setblocking(False)
 
 
-# The fork handler goes through a cell that `_detach` empties: `os.register_at_fork`
+# The fork handlers go through cells that `_detach` empties: `os.register_at_fork`
 # cannot be undone, and a handler holding this module would keep all of it alive after
 # the hook was removed from a running process.
 _fork_handler = [None]
+_fork_before = [None]
+_fork_parent = [None]
 
 
 def _after_fork():
@@ -1809,6 +1820,66 @@ def _fork_trampoline(cell):
     code of `_after_fork` with a namespace of its own (made without `exec`, which would
     compile at every start)."""
     return _FunctionType(_after_fork.__code__, {"cell": cell}, "after_fork")
+
+
+# The flusher's thread id (the kernel's), for `_before_fork`.
+_flusher_tid = [0]
+
+
+def _before_fork():
+    """3.12+ warns at os.fork() when the process has more than one thread (on stderr,
+    from the program's own fork), and the flusher would be one: it is ended before a
+    fork, what it holds staying queued, and started again after it
+    (`_after_fork_in_parent`, `_after_fork_in_child`). The waits are bounded: at worst
+    the program sees the warning it would see with a thread of its own."""
+    if _V < (3, 12) or not _active or _exiting[0]:
+        return
+    _generation[0] += 1
+    _wake_flusher()
+    if not _flusher_running.acquire(True, 1.0):
+        return
+    _flusher_running.release()
+    # The thread has returned; the kernel lists it until it has ended.
+    task = "/proc/self/task/%d" % _flusher_tid[0]
+    deadline = _perf() + 50 * 1000000
+    while _flusher_tid[0] and os.path.exists(task) and _perf() < deadline:
+        sleep(0.0001)
+
+
+def _after_fork_in_parent():
+    if _V < (3, 12) or not _active or _exiting[0]:
+        return
+    _resume_pending[0] = True
+    if _V < (3, 13):
+        _resume_flusher()
+        return
+    # 3.13 counts the threads after the at-fork handlers: the flusher starts at the
+    # next call of traced code, which the callbacks (native or Python) look out for.
+    if _native is not None and _active_native[0]:
+        _native.at_next_call(_resume_flusher)
+
+
+def _resume_flusher():
+    """Starts the flusher again after a fork, in the parent."""
+    if not _resume_pending[0]:
+        return
+    _resume_pending[0] = False
+    if not _active or _exiting[0]:
+        return
+    # A flusher that did not end in time still holds the lock: it ends when it next
+    # looks at the generation, and what it leaves is sent at the next fork or at exit
+    # (or dropped and counted when the queue is full). Never wait here.
+    if not _flusher_running.acquire(False):
+        return
+    _flusher_running.release()
+    try:
+        _start_flusher()
+    except Exception:
+        pass
+
+
+# Whether the flusher is to be started again after a fork (`_after_fork_in_parent`).
+_resume_pending = [False]
 
 
 def _after_fork_in_child():
@@ -1931,7 +2002,13 @@ def start(boot_dir, config=None):
         sys.settrace(_trace_call)
     atexit.register(_at_exit)
     _fork_handler[0] = _after_fork_in_child
-    os.register_at_fork(after_in_child=_fork_trampoline(_fork_handler))
+    _fork_before[0] = _before_fork
+    _fork_parent[0] = _after_fork_in_parent
+    os.register_at_fork(
+        before=_fork_trampoline(_fork_before),
+        after_in_parent=_fork_trampoline(_fork_parent),
+        after_in_child=_fork_trampoline(_fork_handler),
+    )
     os._exit = _exit
     _start_flusher()
     if "--multiprocessing-fork" in _argv():

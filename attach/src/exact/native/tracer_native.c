@@ -239,6 +239,8 @@ static struct {
     /* Run when a thread's traced calls have all ended, in a worker process only
      * (NULL elsewhere): it sends what is pending (`_top_returned`). */
     PyObject *top_helper;
+    /* Runs at the next start of traced code, once (at_next_call). */
+    PyObject *next_call_helper;
     PyObject *code_helper, *callee_helper, *line_helper, *thread_helper, *value_helper,
         *exception_helper;
     /* Types that tell callables apart. */
@@ -1401,6 +1403,15 @@ static PyObject *on_start(PyObject *self, PyObject *const *args, Py_ssize_t narg
     int32_t cid = G.infos[index].cid;
     if (cid < 0)
         return new_ref(G.disable);
+    if (G.next_call_helper != NULL) {
+        PyObject *helper = G.next_call_helper;
+        G.next_call_helper = NULL;
+        PyObject *r = PyObject_CallFunctionObjArgs(helper, NULL);
+        if (r == NULL)
+            PyErr_Clear();
+        Py_DecRef(r);
+        Py_DecRef(helper);
+    }
     int64_t ts = now_ns();
     Thread *t = thread_get();
     if (t == NULL)
@@ -2008,6 +2019,18 @@ static PyObject *wake(PyObject *self, PyObject *unused)
     return none();
 }
 
+/* at_next_call(callable): runs it at the next start of traced code, once: after the
+ * C function now running has returned (os.fork, which on 3.13+ checks the process's
+ * threads after its at-fork handlers, themselves Python code). */
+static PyObject *at_next_call(PyObject *self, PyObject *callable)
+{
+    (void)self;
+    PyObject *old = G.next_call_helper;
+    G.next_call_helper = new_ref(callable);
+    Py_DecRef(old);
+    return none();
+}
+
 /* discard(): forgets what is queued and staged (the tracer is gone). */
 static PyObject *discard(PyObject *self, PyObject *unused)
 {
@@ -2017,6 +2040,9 @@ static PyObject *discard(PyObject *self, PyObject *unused)
     queue_clear();
     pthread_mutex_unlock(&sendq_lock);
     G.staged.len = 0;
+    PyObject *helper = G.next_call_helper;
+    G.next_call_helper = NULL;
+    Py_DecRef(helper);
     return none();
 }
 
@@ -2064,6 +2090,7 @@ static PyMethodDef methods[] = {
     {"set_top_helper", set_top_helper, METH_O,
      "What runs when a thread's traced calls have all ended (None: nothing)."},
     {"after_fork", after_fork, METH_NOARGS, "Forgets the parent's records and threads."},
+    {"at_next_call", at_next_call, METH_O, "Runs a callable at the next traced call."},
     {"on_start", (PyCFunction)(void (*)(void))on_start, METH_FASTCALL, "PY_START"},
     {"on_return", (PyCFunction)(void (*)(void))on_return, METH_FASTCALL, "PY_RETURN"},
     {"on_yield", (PyCFunction)(void (*)(void))on_yield, METH_FASTCALL, "PY_YIELD"},
