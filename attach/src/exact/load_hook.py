@@ -19,17 +19,24 @@ def _load_hook(os, sys, here):
     except Exception:
         with open(source, "rb") as f:
             code = compile(f.read(), source, "exec", dont_inherit=True)
-        temp = "%s.%d.tmp" % (compiled, os.getpid())
-        try:
-            with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-                f.write(marshal.dumps(code))
-            os.replace(temp, compiled)
-        except OSError:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
+        _keep_file(os, compiled, marshal.dumps(code))
     module = type(sys)("_tracer_exact_hook")
     module.__file__ = source
     exec(code, module.__dict__)
     return module
+
+
+def _keep_file(os, path, data):
+    """Writes `data` to `path` (mode 0600) under a temporary name renamed into place,
+    so that a process starting at the same moment never reads half a file; nothing
+    when that fails."""
+    temp = "%s.%d.tmp" % (path, os.getpid())
+    try:
+        with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(data)
+        os.replace(temp, path)
+    except OSError:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass

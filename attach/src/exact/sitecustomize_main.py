@@ -50,17 +50,8 @@ def _keep_compiled(os, sys, source, cached):
         code = compile(f.read(), source, "exec", dont_inherit=True)
     data = bootstrap._code_to_timestamp_pyc(code, st.st_mtime, st.st_size)
     os.makedirs(os.path.dirname(cached), mode=0o700, exist_ok=True)
-    temp = "%s.%d.tmp" % (cached, os.getpid())
-    try:
-        with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-            f.write(data)
-        os.replace(temp, cached)
-    except OSError:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
+    _keep_file(os, cached, data)
 
 
 _tracer_bootstrap()
-del _tracer_bootstrap, _load_hook, _keep_compiled
+del _tracer_bootstrap, _load_hook, _keep_file, _keep_compiled
