@@ -766,6 +766,40 @@ fn a_recursion_error_reaches_the_program_as_without_the_hook() {
 }
 
 #[test]
+fn a_gap_belongs_to_the_call_that_made_it_in_recursion() {
+    for (python, native) in hooks() {
+        let args = [script("exact_gap_recursion.py")];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = run_exact(&python, &args, options(native), None);
+        assert_eq!(run.stdout(), "done\n", "{}", python.label);
+        for (function, callee, calls) in [("descend", "join", 4), ("through", "basename", 3)] {
+            let made = run.calls_of(function);
+            assert_eq!(made.len(), calls, "{}: calls of {function}", python.label);
+            for call in made {
+                let gaps: Vec<&Event> = run
+                    .of(EventKind::Gap)
+                    .into_iter()
+                    .filter(|g| g.parent_id == Some(call.call_id) && &*g.function == callee)
+                    .collect();
+                let count: u32 = gaps.iter().map(|g| g.count).sum();
+                let expected = if callee == "join" { 2 } else { 1 };
+                assert_eq!(
+                    count, expected,
+                    "{}: {function} call {} made {expected} calls of {callee}: {gaps:?}",
+                    python.label, call.call_id
+                );
+                assert!(
+                    gaps.iter().all(|g| g.ts_ns >= call.ts_ns),
+                    "{}: a gap of {function} call {} before its start: {gaps:?}",
+                    python.label,
+                    call.call_id
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn a_program_that_forks_gets_no_warning_the_hook_would_cause() {
     for (python, native) in hooks() {
         let args = [script("exact_fork.py")];

@@ -1415,8 +1415,12 @@ def _encode(items):
                 seen[0] += 1
             continue
         if kind in (_CALL, _RETURN, _YIELD):
-            if kind != _CALL and gaps:
-                _emit_gaps(parts, gaps, (item[2], item[1]))
+            # The gaps of this code's call that ran so far go out first: before its
+            # end, and before another call of the same code starts (recursion), so
+            # that the tracer gives them to the call that made them, the innermost
+            # open call of their code (see `_base_cid`).
+            if gaps:
+                _emit_gaps(parts, gaps, (item[2], _base_cid(item[1])))
             parts.append(_EV(kind, item[1], item[2], item[3], item[4]))
             payload = item[5]
             if kind == _CALL:
@@ -1424,10 +1428,12 @@ def _encode(items):
             else:
                 parts.append(b"z" if payload is None else payload)
         elif kind == _RESUME:
+            if gaps:
+                _emit_gaps(parts, gaps, (item[2], _base_cid(item[1])))
             parts.append(_EV(kind, item[1], item[2], item[3], item[4]))
         elif kind == _EXC:
             if gaps:
-                _emit_gaps(parts, gaps, (item[2], item[1]))
+                _emit_gaps(parts, gaps, (item[2], _base_cid(item[1])))
             parts.append(_EV(kind, item[1], item[2], item[3], item[4]))
             parts.append(_s(item[5]))
             parts.append(_s(item[6]))
@@ -1446,6 +1452,14 @@ def _encode(items):
     for key in list(gaps):
         _emit_gaps(parts, gaps, key)
     return parts
+
+
+def _base_cid(cid):
+    """The code id gaps are counted under for records of `cid`: its own, or for a
+    ≤3.10 `Class.method` variant the id of the code it names (`_variant`)."""
+    if 0 <= cid < len(_code_meta):
+        return _code_meta[cid][7]
+    return cid
 
 
 def _emit_gaps(parts, gaps, key):

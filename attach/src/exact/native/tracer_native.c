@@ -224,7 +224,13 @@ typedef struct {
     Buf scratch; /* a value or the arguments being described */
 } Thread;
 
-static __thread Thread tls;
+/* initial-exec: every callback reads this, and the default model for a shared object
+ * (general-dynamic) makes each read a call to __tls_get_addr (about 4% of the
+ * instructions of a traced fib run). The module is loaded with dlopen, which places
+ * it in glibc's static TLS surplus (hundreds of bytes; this is about 120): where
+ * that is used up the load fails and the hook runs its pure-Python callbacks, and
+ * the report says why. */
+static __thread __attribute__((tls_model("initial-exec"))) Thread tls;
 static pthread_key_t thread_key;
 
 static struct {
@@ -284,6 +290,10 @@ static struct {
     Map gap_by_key;  /* thread << 48 | cid << 24 | callee -> index into gaps */
     Map gap_by_call; /* thread << 32 | cid -> first gap of that (thread, code) */
     uint64_t gap_generation;
+    /* Gaps pending per code id, over all threads: a start or an end of code that
+     * has none (the common case) skips the lookup of its thread's gaps. */
+    uint32_t *cid_gaps;
+    size_t ncid_gaps;
     int32_t *order; /* scratch for flush_call_gaps */
     size_t cap_order;
 
@@ -657,10 +667,14 @@ static void write_gap(const Gap *g)
     G.out.len += GAP_SIZE;
 }
 
-/* Gaps of (this thread, cid) go out before the record that ends a call of cid. */
+/* Gaps of (this thread, cid) go out before the record that ends a call of cid, and
+ * before one that starts or resumes another call of cid (recursion): the tracer gives
+ * a gap to the innermost open call of its code on its thread, which is then the call
+ * that made it. */
 static void flush_call_gaps(Thread *t, uint32_t cid)
 {
-    if (t->gap_generation != G.gap_generation || t->gaps_pending == 0)
+    if (t->gap_generation != G.gap_generation || t->gaps_pending == 0 ||
+        cid >= G.ncid_gaps || G.cid_gaps[cid] == 0)
         return;
     uint64_t key = (uint64_t)t->index << 32 | cid;
     int64_t first;
@@ -687,6 +701,7 @@ static void flush_call_gaps(Thread *t, uint32_t cid)
         write_gap(g);
         g->count = 0;
         t->gaps_pending--;
+        G.cid_gaps[cid]--;
     }
 }
 
@@ -730,6 +745,19 @@ static void add_gap(Thread *t, uint32_t cid, uint32_t callee, PyObject *code,
         G.gaps = gaps;
         G.cap_gaps = cap;
     }
+    if (cid >= G.ncid_gaps) {
+        size_t cap = G.ncid_gaps ? G.ncid_gaps * 2 : 256;
+        while (cap <= cid)
+            cap *= 2;
+        uint32_t *counts = realloc(G.cid_gaps, cap * sizeof *counts);
+        if (counts == NULL) {
+            write_gap(&gap);
+            return;
+        }
+        memset(counts + G.ncid_gaps, 0, (cap - G.ncid_gaps) * sizeof *counts);
+        G.cid_gaps = counts;
+        G.ncid_gaps = cap;
+    }
     uint64_t call = (uint64_t)t->index << 32 | cid;
     int64_t first;
     if (map_get(&G.gap_by_call, call, &first))
@@ -741,6 +769,7 @@ static void add_gap(Thread *t, uint32_t cid, uint32_t callee, PyObject *code,
     }
     G.gaps[G.ngaps++] = gap;
     t->gaps_pending++;
+    G.cid_gaps[cid]++;
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -1428,6 +1457,7 @@ static PyObject *on_start(PyObject *self, PyObject *const *args, Py_ssize_t narg
         line = caller_line_by_frames();
     }
     clear_pending(t);
+    flush_call_gaps(t, (uint32_t)cid);
     if (G.max_calls) {
         int limited = over_limit((uint32_t)cid, ts);
         push_limited(t, (uint8_t)limited);
@@ -1548,6 +1578,7 @@ static PyObject *on_resume(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (t == NULL)
         return none();
     clear_pending(t);
+    flush_call_gaps(t, (uint32_t)cid);
     t->depth++;
     if (G.max_calls) {
         int limited = over_limit((uint32_t)cid, ts);
@@ -1782,16 +1813,24 @@ static PyObject *configure_values(PyObject *self, PyObject *const *args, Py_ssiz
 
 /* Writes the gaps still counted and the max_calls counts into `out`: everything
  * recorded so far then is in `out`. */
+/* Forgets every pending gap (written out, or recorded in a parent before a fork). */
+static void forget_gaps(void)
+{
+    G.ngaps = 0;
+    map_clear(&G.gap_by_key);
+    map_clear(&G.gap_by_call);
+    G.gap_generation++;
+    if (G.ncid_gaps > 0)
+        memset(G.cid_gaps, 0, G.ncid_gaps * sizeof *G.cid_gaps);
+}
+
 static void close_batch(void)
 {
     for (size_t i = 0; i < G.ngaps; i++) {
         if (G.gaps[i].count > 0)
             write_gap(&G.gaps[i]);
     }
-    G.ngaps = 0;
-    map_clear(&G.gap_by_key);
-    map_clear(&G.gap_by_call);
-    G.gap_generation++;
+    forget_gaps();
     for (size_t i = 0; i < G.nlimited; i++) {
         uint32_t cid = G.limited_codes[i];
         if (buf_reserve(&G.out, 9) < 0)
@@ -2062,10 +2101,7 @@ static PyObject *after_fork(PyObject *self, PyObject *unused)
     pthread_mutex_init(&wake_lock, NULL);
     pthread_cond_init(&wake_cond, NULL);
     flusher_woken = 0;
-    G.ngaps = 0;
-    map_clear(&G.gap_by_key);
-    map_clear(&G.gap_by_call);
-    G.gap_generation++;
+    forget_gaps();
     for (size_t i = 0; i < G.nlimited; i++)
         G.not_recorded[G.limited_codes[i]] = 0;
     G.nlimited = 0;
