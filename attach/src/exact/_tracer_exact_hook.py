@@ -270,22 +270,27 @@ def _first_arg_class(value, is_cls):
     return type(value)
 
 
-def _method_class(code, cls):
+def _method_class(code, cls, is_cls):
     """≤3.10: the class whose method `code` is, seen from `cls`: the class of `cls`'s
     MRO whose own namespace defines `code`'s function, as 3.11's `co_qualname` names
-    it (`Shape.area` when a Square runs it), or `cls` when none does (a function
-    assigned under another name). Read with type's own descriptors and exact-type
-    checks: no metaclass, descriptor or `__getattr__` of the program runs."""
+    it (`Shape.area` when a Square runs it); for a `cls` argument, then the class of
+    its metaclass's MRO (`Meta.__call__` when a class is called); None when none
+    does: a function that takes `self` without being a method of its class (a
+    module-level or nested function, a decorator's wrapper, another class's method
+    called with it), which 3.11 does not name by that class either. Read with type's
+    own descriptors and exact-type checks: no metaclass, descriptor or `__getattr__`
+    of the program runs."""
     name = code.co_name
     private = name.startswith("__") and not name.endswith("__")
-    for klass in _tmro(cls):
-        namespace = _tdict(klass)
-        found = namespace.get(name)
-        if found is None and private:
-            found = namespace.get("_" + _tname(klass).lstrip("_") + name)
-        if found is not None and _defines(found, code):
-            return klass
-    return cls
+    for owner in (cls, type(cls)) if is_cls else (cls,):
+        for klass in _tmro(owner):
+            namespace = _tdict(klass)
+            found = namespace.get(name)
+            if found is None and private:
+                found = namespace.get("_" + _tname(klass).lstrip("_") + name)
+            if found is not None and _defines(found, code):
+                return klass
+    return None
 
 
 def _defines(attribute, code):
@@ -304,9 +309,13 @@ def _defines(attribute, code):
     return False
 
 
-def _method_name(code, cls):
-    """≤3.10: `Class.method` for `code` run with a first argument of class `cls`."""
-    owner = _method_class(code, cls)
+def _method_name(code, cls, is_cls):
+    """≤3.10: `Class.method` for `code` run with a first argument of class `cls`
+    (`is_cls`: the argument is `cls`), or its bare name when no class of it defines
+    `code` (`_method_class`)."""
+    owner = _method_class(code, cls, is_cls)
+    if owner is None:
+        return code.co_name
     qualified = _tqualname(owner)
     return (qualified if type(qualified) is str else _tname(owner)) + "." + code.co_name
 
@@ -322,7 +331,10 @@ def _variant(cid, value, is_cls):
     if known is not None and known[0] is cls:
         return known[1]
     base = _code_meta[cid]
-    name = _method_name(base[8], cls)
+    name = _method_name(base[8], cls, is_cls)
+    if name == base[2]:
+        _variants[key] = (cls, cid)
+        return cid
     vid = _variant_ids.get((cid, name))
     if vid is None:
         vid = len(_code_meta)
@@ -1325,7 +1337,7 @@ def _trace_gap(frame, code, back):
             if first in local:
                 cls = _first_arg_class(local[first], first == "cls")
                 if cls is not None:
-                    name = _method_name(code, cls)
+                    name = _method_name(code, cls, first == "cls")
     callee = _callee_id(code, name, module, code.co_filename, code.co_firstlineno)
     caller = _codes[back.f_code]
     _q.append((_GAP, caller, _thread_index(), _perf(), back.f_lineno, callee))
