@@ -14,7 +14,7 @@
 #                it is given --include, --no-args and `-- CMD`, and its report on
 #                stderr gives the events, dropped events and mechanism columns
 #   PY           the interpreter (default pyenv's 3.12.1)
-#   RUNS         runs of each row (default 3)
+#   RUNS         runs of each row (default 7; the report gives the best and the median)
 #   WORKLOADS    any of fib json regex (default all)
 #   FIB_N JSON_N REGEX_N   the size of each workload (defaults 27, 10, 1000)
 #   PYTHON_HOOK  1 adds a row with the hook's pure-Python callbacks
