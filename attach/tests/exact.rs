@@ -1386,6 +1386,34 @@ fn subprocesses_are_traced_only_when_asked() {
             assert_eq!(end, Some(EventKind::Return), "{}: {cube:?}", python.label);
         }
         assert!(run.stats.processes.len() >= 6, "{}", python.label);
+
+        // With everything traced, the pools' own task loops are traced too: the
+        // tasks' calls go out when they return to the loop, before their results.
+        let run = run_exact(
+            &python,
+            &[&script("exact_children.py")],
+            ExactOptions {
+                subprocesses: true,
+                include: vec!["*".into()],
+                ..options(native)
+            },
+            None,
+        );
+        assert!(run.status.success(), "{}", python.label);
+        for function in ["square", "cube"] {
+            let calls = run.calls_of(function);
+            assert_eq!(
+                calls.len(),
+                12,
+                "{}: {function} with --include '*': {:?}",
+                python.label,
+                run.stats.processes
+            );
+            for call in calls {
+                let end = run.end_of(call.call_id).map(|e| e.kind);
+                assert_eq!(end, Some(EventKind::Return), "{}: {call:?}", python.label);
+            }
+        }
     }
 }
 

@@ -253,6 +253,8 @@ def _learn(code, globals_):
     record = (_CODE, cid, function, module, filename, code.co_firstlineno, names, cid, code)
     _code_meta.append(record)
     _argnames.append(names)
+    if (module, code.co_name) in _TASK_LOOPS:
+        _task_loops.add(cid)
     first = names[0] if names and code.co_argcount else None
     _method_arg.append(first if _V < (3, 11) and first in ("self", "cls") else None)
     _q.append(record)
@@ -439,20 +441,35 @@ def _drop():
 # would be with sends every few milliseconds, and loses nothing.
 _worker = [False]
 
+# The standard library's task loops of worker processes, as (module, function): when
+# they are traced themselves (`--include '*'`), a thread's traced calls never all end
+# while it runs tasks, so a call that returns to such a loop counts as the end of its
+# traced calls (the depth of the loop is the thread's `base`): the task's calls go
+# out before its result (and again after the result was put and the next task got).
+_TASK_LOOPS = frozenset((
+    ("multiprocessing.pool", "worker"),
+    ("concurrent.futures.process", "_process_worker"),
+))
+_task_loops = set()  # their code ids
 
-def _entered():
-    """A traced call or resume started on this thread (worker processes)."""
-    _tls.depth = getattr(_tls, "depth", 0) + 1
+
+def _entered(cid):
+    """A traced call or resume of `cid` started on this thread (worker processes)."""
+    depth = getattr(_tls, "depth", 0) + 1
+    _tls.depth = depth
+    if cid in _task_loops:
+        _tls.base = depth
 
 
 def _left():
     """A traced call ended on this thread (worker processes)."""
-    depth = getattr(_tls, "depth", 0) - 1
-    if depth > 0:
-        _tls.depth = depth
-        return
-    _tls.depth = 0
-    _top_returned()
+    depth = max(getattr(_tls, "depth", 0) - 1, 0)
+    _tls.depth = depth
+    base = getattr(_tls, "base", 0)
+    if depth < base:
+        _tls.base = base = 0  # the task loop itself ended
+    if depth <= base:
+        _top_returned()
 
 
 def _top_returned():
@@ -981,7 +998,8 @@ def _load_native(boot_dir):
 def _native_code(code):
     """PY_START (or PY_THROW) of a code object the native module has not seen: -1 when
     it is not traced, else (id, argument names, per name 1 if it is a secret word, 1
-    if it takes exactly one argument and no *args or **kwargs, `_body_start`)."""
+    if it takes exactly one argument and no *args or **kwargs, `_body_start`, 1 if it
+    is a task loop of `_TASK_LOOPS`)."""
     cid = _codes.get(code)
     if cid is None:
         cid = _learn(code, _getframe(1).f_globals)
@@ -991,7 +1009,7 @@ def _native_code(code):
     one_arg = code.co_argcount + code.co_kwonlyargcount == 1 and not code.co_flags & 0x0C
     secret = bytes(1 if _is_secret(n) else 0 for n in names)
     start = _body_start(code) if code.co_flags & _GENERATOR_FLAGS else 0
-    return (cid, names, secret, int(one_arg), start)
+    return (cid, names, secret, int(one_arg), start, int(cid in _task_loops))
 
 
 _GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200
@@ -1051,7 +1069,7 @@ def _opens(cid, ts, code):
     """A call or resume of traced code `cid` (`code`) starts at `ts`: whether to
     record it (not over `--max-calls`, room in the queue: else it is counted)."""
     if _worker[0] and code.co_name != "<module>":
-        _entered()
+        _entered(cid)
     if _resume_pending[0]:
         _resume_flusher()
     if _max_calls:
@@ -1718,6 +1736,7 @@ def _detach():
     _code_meta.clear()
     _argnames.clear()
     _method_arg.clear()
+    _task_loops.clear()
     _limited.clear()
     _pending_exc.clear()
     _backlog = bytearray()

@@ -176,6 +176,9 @@ typedef struct {
      * a worker's task returned (a spawned worker runs its tasks inside the `-c`
      * program's body, which never returns). */
     int module_body;
+    /* A task loop of a worker process (the hook's `_TASK_LOOPS`): a call that returns
+     * to it counts as the end of the thread's traced calls (Thread.base). */
+    int task_loop;
 } CodeInfo;
 
 /* A call from traced code into code that is not traced, counted until the call that
@@ -214,9 +217,11 @@ typedef struct {
     PyObject *pending_arg0;
     uint64_t gap_generation;
     uint32_t gaps_pending;
-    /* Traced calls open on this thread (starts and resumes less ends): at 0 in a
-     * worker process the top helper runs (`set_top_helper`). */
+    /* Traced calls open on this thread (starts and resumes less ends): at `base` or
+     * below in a worker process the top helper runs (`set_top_helper`); `base` is the
+     * depth of a task loop running on the thread, else 0. */
     int32_t depth;
+    int32_t base;
     /* max_calls: per open traced call, whether it was only counted. */
     uint8_t *limited;
     size_t limited_len;
@@ -453,6 +458,7 @@ static Thread *thread_get(void)
     t->gaps_pending = 0;
     t->limited_len = 0;
     t->depth = 0;
+    t->base = 0;
     return t;
 }
 
@@ -475,17 +481,19 @@ static int64_t code_index(PyObject *code, int learn)
         Py_DecRef(r);
         return index;
     }
-    CodeInfo info = {-1, NULL, NULL, 0, 0, 0, 0};
+    CodeInfo info = {-1, NULL, NULL, 0, 0, 0, 0, 0};
     if (Py_TYPE(r) != &PyLong_Type) {
         PyObject *cid = PyTuple_GetItem(r, 0);
         PyObject *names = PyTuple_GetItem(r, 1);
         PyObject *secret = PyTuple_GetItem(r, 2);
         PyObject *one_arg = PyTuple_GetItem(r, 3);
         PyObject *start = PyTuple_GetItem(r, 4);
+        PyObject *task_loop = PyTuple_GetItem(r, 5);
         char *flags;
         Py_ssize_t nflags;
         if (cid == NULL || names == NULL || secret == NULL || one_arg == NULL ||
-            start == NULL || PyBytes_AsStringAndSize(secret, &flags, &nflags) < 0) {
+            start == NULL || task_loop == NULL ||
+            PyBytes_AsStringAndSize(secret, &flags, &nflags) < 0) {
             Py_DecRef(r);
             return -2;
         }
@@ -493,6 +501,7 @@ static int64_t code_index(PyObject *code, int learn)
         info.nargs = PyTuple_Size(names);
         info.one_arg = PyLong_AsLong(one_arg) == 1 && info.nargs == 1;
         info.start = PyLong_AsLong(start);
+        info.task_loop = PyLong_AsLong(task_loop) == 1;
         if (info.nargs != nflags || info.cid < 0 || PyErr_Occurred()) {
             Py_DecRef(r);
             PyErr_SetString(PyExc_RuntimeError, "malformed code decision");
@@ -1404,12 +1413,15 @@ static inline void left_call(Thread *t, int module_body)
 }
 
 /* The callback's result once an end was written: in a worker process, a thread
- * whose traced calls have all ended (a pool task that returned) runs the top helper
+ * whose traced calls have all ended (a pool task that returned), or whose call
+ * returned to a task loop, runs the top helper
  * first, which sends what is pending before the worker can report its result and be
  * terminated. */
 static PyObject *top_returned(Thread *t)
 {
-    if (t->depth == 0 && G.top_helper != NULL) {
+    if (t->depth < t->base)
+        t->base = 0; /* the task loop itself ended */
+    if (t->depth <= t->base && G.top_helper != NULL) {
         PyObject *r = PyObject_CallFunctionObjArgs(G.top_helper, NULL);
         if (r == NULL)
             PyErr_Clear();
@@ -1447,6 +1459,8 @@ static PyObject *on_start(PyObject *self, PyObject *const *args, Py_ssize_t narg
         return none();
     if (!G.infos[index].module_body)
         t->depth++;
+    if (G.infos[index].task_loop)
+        t->base = t->depth;
     int32_t line;
     PyObject *arg0 = NULL; /* a reference taken over from the CALL */
     if (t->pending_code == code) {
