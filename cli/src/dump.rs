@@ -48,8 +48,7 @@ pub fn run(args: &DumpArgs) -> CliResult {
             &crate::trace_cmd::command_line(args.pid).join(" "),
         ),
     };
-    println!("{out}");
-    Ok(())
+    crate::output::print_stdout(&format!("{out}\n"))
 }
 
 /// One snapshot of every thread of `pid` (with locals when `locals`), values of

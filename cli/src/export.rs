@@ -101,7 +101,7 @@ pub fn run(args: &ExportArgs) -> Result<(), CliError> {
     for note in &written.notes {
         eprintln!("note: {note}");
     }
-    println!("{}", written.path.display());
+    crate::output::print_stdout(&format!("{}\n", written.path.display()))?;
     Ok(())
 }
 

@@ -45,6 +45,19 @@ impl Format {
     }
 }
 
+/// Writes `text` to stdout: a reader that stopped reading (`tracer dump | head`) ends
+/// the output quietly, as it does for other Unix tools, instead of a panic of
+/// `print!`.
+pub fn print_stdout(text: &str) -> Result<(), crate::error::CliError> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(crate::error::CliError::new(
+            format!("cannot write to stdout: {e}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Writes `answer` to `out` in `format`. Notes, the cut at a limit and (outside
 /// `table` and `json`) the tip go to `err`, so `out` holds only the answer.
 pub fn write_answer(

@@ -27,23 +27,27 @@ pub struct ReportArgs {
 /// Prints the report of every run of the path (or of `--run`) on stdout.
 pub fn run(args: &ReportArgs) -> Result<(), CliError> {
     let path = trace_path(args.path.as_deref())?;
-    print!("{}", reports(&path, args.run.as_deref())?);
-    Ok(())
+    crate::output::print_stdout(&reports(&path, args.run.as_deref())?)
 }
 
 /// The report of every run of trace path `path` (or of run `only`), one after the
 /// other.
 pub fn reports(path: &Path, only: Option<&str>) -> Result<String, CliError> {
     let session = QuerySession::open(path).map_err(|e| cli_error(e, path))?;
+    // A unique prefix names a run, as with `tracer query --run`.
+    let only = only
+        .map(|wanted| session.run_id_for(wanted))
+        .transpose()
+        .map_err(|e| cli_error(e, path))?;
     let runs: Vec<&RunFiles> = session
         .runs()
         .iter()
-        .filter(|r| only.is_none_or(|id| r.run_id() == id))
+        .filter(|r| only.as_deref().is_none_or(|id| r.run_id() == id))
         .collect();
     if runs.is_empty() {
         return Err(CliError::new(format!(
             "no run {} in {}",
-            only.unwrap_or(""),
+            only.as_deref().unwrap_or(""),
             path.display()
         ))
         .hint(format!("tracer query {} --runs", path.display())));

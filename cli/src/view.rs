@@ -67,7 +67,7 @@ pub fn run(args: &ViewArgs) -> Result<(), CliError> {
     for note in &notes {
         eprintln!("note: {note}");
     }
-    println!("{}", output.display());
+    crate::output::print_stdout(&format!("{}\n", output.display()))?;
     if args.open {
         open_in_browser(&output);
     }

@@ -241,12 +241,41 @@ impl QuerySession {
             tip: None,
             notes: self.notes(),
         };
+        if matches!(question, Question::Exceptions) {
+            answer.notes.extend(self.sampled_runs_note(&scope));
+        }
         answer.tip = match question {
             Question::Gaps => self.gaps_tip(&answer, &scope),
             Question::Top(_) => self.top_tip(&answer, &scope),
             _ => None,
         };
         Ok(answer)
+    }
+
+    /// The full id of the run `wanted` names: its id or a prefix of exactly one run's
+    /// (as `--run` takes it).
+    pub fn run_id_for(&self, wanted: &str) -> Result<String> {
+        let scope = self.scope(Some(wanted))?;
+        Ok(scope.runs[0].0.clone())
+    }
+
+    /// For `--exceptions`: the runs in scope that were sampled, whose traces have no
+    /// exception rows (a sample sees a call end, not how), so that an empty answer
+    /// is not read as "nothing was raised".
+    fn sampled_runs_note(&self, scope: &RunScope) -> Option<String> {
+        let sampled: Vec<&str> = self
+            .scoped_runs(scope)
+            .filter(|r| r.metadata.get("mode").and_then(Value::as_str) == Some("sampled"))
+            .map(RunFiles::run_id)
+            .collect();
+        (!sampled.is_empty()).then(|| {
+            format!(
+                "{} sampled (run {}): sampling sees calls end but not how, so a sampled \
+                 trace has no exception rows; `tracer record --exact` records exceptions",
+                if sampled.len() == 1 { "one run was" } else { "runs were" },
+                sampled.join(", ")
+            )
+        })
     }
 
     /// Runs one read-only query (`--sql`). Anything but a single SELECT / WITH /

@@ -356,6 +356,27 @@ fn dump_text_reads_like_py_spy_with_state_columns() {
     );
 }
 
+#[test]
+fn dump_into_a_reader_that_stops_early_ends_quietly() {
+    let interp = &matrix()[0];
+    let mut target = Target::start(&interp.path, &script("dump_target.py"), &[]);
+    target.wait_for("READY", Duration::from_secs(30));
+    for format in ["text", "json"] {
+        // `tracer dump --pid P | head -1`: the reader closes the pipe before the
+        // dump is written.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(tracer_bin())
+            .args(["dump", "--pid", &target.pid().to_string(), "--format", format])
+            .stdout(writer)
+            .output()
+            .expect("run tracer dump");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{format}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{format}: {stderr}");
+    }
+}
+
 /// py-spy's frames for each OS thread: `(name, line)`, innermost first.
 fn py_spy_frames(pid: i32) -> HashMap<i64, Vec<(String, i64)>> {
     let venv = test_venv_python();

@@ -348,6 +348,15 @@ fn every_question_answers_what_the_program_did() {
         // with an empty answer and exit 0.
         let exceptions = query(trace, &["--exceptions"]);
         assert_eq!(exceptions.status.code(), Some(0), "{label}");
+        let answer: Value = serde_json::from_slice(&exceptions.stdout).expect("json");
+        assert!(
+            answer["notes"]
+                .as_array()
+                .is_some_and(|notes| notes.iter().any(|n| n
+                    .as_str()
+                    .is_some_and(|n| n.contains("sampled") && n.contains("--exact")))),
+            "{label}: the empty answer does not say a sampled run has no exceptions: {answer}"
+        );
 
         // --runs: one completed run of the program's command line.
         let runs = rows(&ask(trace, &["--runs"]));
@@ -392,6 +401,12 @@ print(json.dumps([dict(zip(names, row)) for row in cur.fetchall()]))
 /// `tracer report` prints the report `tracer record` printed, from the trace alone
 /// (the first line's duration comes from the run's start and end, so it may differ
 /// in the last digits).
+/// The run id of a one-run trace.
+fn run_id_of(trace: &Path) -> String {
+    let runs = rows(&ask(trace, &["--runs"]));
+    runs[0]["run_id"].as_str().expect("run_id").to_string()
+}
+
 fn check_report_again(run: &Recorded) {
     let out = Command::new(tracer_bin())
         .arg("report")
@@ -404,6 +419,27 @@ fn check_report_again(run: &Recorded) {
         String::from_utf8_lossy(&out.stderr)
     );
     let again = String::from_utf8_lossy(&out.stdout);
+    // A unique prefix of the run id names the run, as with `query --run`.
+    let run_id = run_id_of(&run.trace);
+    let prefixed = Command::new(tracer_bin())
+        .arg("report")
+        .arg(&run.trace)
+        .args(["--run", &run_id[..8]])
+        .output()
+        .expect("run tracer report --run");
+    assert!(
+        prefixed.status.success(),
+        "{}: report --run {}: {}",
+        run.label,
+        &run_id[..8],
+        String::from_utf8_lossy(&prefixed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&prefixed.stdout),
+        again,
+        "{}: report --run PREFIX",
+        run.label
+    );
     let body = |text: &str| -> Vec<String> {
         let start = text.find("tracer: sampled").unwrap_or(0);
         text[start..].lines().skip(1).map(str::to_string).collect()
