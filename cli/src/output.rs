@@ -377,11 +377,13 @@ fn write_tree(answer: &Answer, out: &mut dyn Write) -> io::Result<()> {
                 None => format!("thread {}", tid[row].as_deref().unwrap_or("?")),
             };
             let mut label = function[row].clone().unwrap_or_default();
-            if kind[row].as_deref() == Some("gap") {
-                label.push_str(&format!(
+            match kind[row].as_deref() {
+                Some("gap") => label.push_str(&format!(
                     " (untraced x{})",
                     count[row].as_deref().unwrap_or("1")
-                ));
+                )),
+                Some("resume") => label.push_str(" (resumed)"),
+                _ => {}
             }
             if let Some(duration) = &durations[row] {
                 label.push_str(&format!("  {duration}"));

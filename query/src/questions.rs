@@ -393,21 +393,29 @@ pub(crate) fn question_sql(
                  FROM events {filter}ORDER BY run_id, seq LIMIT {limit}"
             )
         }
+        // In the order of time, not of `seq`: a gap row is written when the calls it
+        // counts are over (exact mode: at the end of the call that made them, or when
+        // the hook sends a batch), after the calls made later, while its `ts` is its
+        // first call's, inside its parent and outside that parent's other children.
+        // Ordered by `seq` the rows after a gap, indented by depth, read as its
+        // children. A generator's or coroutine's resume is a call of its own (exact
+        // mode), the parent of the calls made while it runs: without its row they
+        // would read as calls made by the stretch before.
         Question::Tree => format!(
             "WITH node AS (\
-               SELECT run_id, seq, tid, thread_name, call_id, depth, kind, module, function, \
-                      count, duration_ns, duration_max_ns \
-               FROM events WHERE {} ORDER BY run_id, tid, seq LIMIT {limit}) \
+               SELECT run_id, seq, ts, tid, thread_name, call_id, parent_id, depth, kind, \
+                      module, function, count, duration_ns, duration_max_ns \
+               FROM events WHERE {} ORDER BY run_id, tid, ts, seq LIMIT {limit}) \
              SELECT n.run_id, n.tid, n.thread_name, n.depth, \
                     n.module || '.' || n.function AS function, n.kind, n.count, \
                     COALESCE(e.kind, CASE WHEN n.kind = 'gap' THEN 'gap' END) AS outcome, \
                     COALESCE(e.duration_ns, n.duration_ns) AS duration_ns, \
                     COALESCE(e.duration_max_ns, n.duration_max_ns) AS duration_max_ns, \
-                    n.call_id \
+                    n.call_id, n.parent_id \
              FROM node n LEFT JOIN events e \
                ON e.run_id = n.run_id AND e.call_id = n.call_id AND e.{segment_ends} \
-             ORDER BY n.run_id, n.tid, n.seq LIMIT {limit}",
-            and_all("kind IN ('call', 'gap')", &f("")?)
+             ORDER BY n.run_id, n.tid, n.ts, n.seq LIMIT {limit}",
+            and_all("kind IN ('call', 'resume', 'gap')", &f("")?)
         ),
         // Call rows have no duration_ns (DESIGN.md), so the time needs no CASE; a
         // FILTER clause instead of CASE costs ~20% less on 10M rows. The counts are

@@ -178,6 +178,8 @@ fn exact_record_leaves_the_program_unchanged_and_records_every_call() {
             "{label}"
         );
 
+        assert_tree_nests(label, &ask(&trace, &["--tree", "--limit", "1000"]));
+
         // --top counts the generator's resumptions apart from its call.
         let top = ask(&trace, &["--top", "50"]);
         let charge_row = top.iter().find(|r| r["function"] == "charge");
@@ -186,6 +188,57 @@ fn exact_record_leaves_the_program_unchanged_and_records_every_call() {
             Some(3),
             "{label}"
         );
+    }
+}
+
+/// `--tree` reads as the calls nested: below each row, until a row as shallow, come
+/// the calls it made and its gaps.
+fn assert_tree_nests(label: &str, tree: &[Value]) {
+    assert!(
+        tree.iter().any(|r| r["kind"] == "gap"),
+        "{label}: no gaps in {tree:?}"
+    );
+    let mut open: Vec<&Value> = Vec::new();
+    for row in tree {
+        let depth = row["depth"].as_u64().expect("depth") as usize;
+        open.truncate(depth);
+        if depth > 0 {
+            let above = open
+                .last()
+                .unwrap_or_else(|| panic!("{label}: {row} has no row above"));
+            assert_eq!(
+                row["parent_id"], above["call_id"],
+                "{label}: {} is shown under {}",
+                row["function"], above["function"]
+            );
+        }
+        open.push(row);
+    }
+}
+
+#[test]
+fn the_tree_nests_calls_under_their_caller_whenever_a_gap_was_written() {
+    for interp in matrix() {
+        let label = &interp.label;
+        let dir = temp_dir(&format!("exact-tree-{}", label.replace('/', "_")));
+        let trace = dir.join("t.parquet");
+        let out = Command::new(tracer_bin())
+            .args(["record", "--exact", "-o"])
+            .arg(&trace)
+            .arg("--")
+            .arg(&interp.path)
+            .arg(script("exact_tree.py"))
+            .output()
+            .expect("run tracer record --exact");
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tree = ask(&trace, &["--tree", "--limit", "1000"]);
+        assert_tree_nests(label, &tree);
+        let steps = tree.iter().filter(|r| r["function"] == "__main__.step").count();
+        assert_eq!(steps, 20, "{label}: {tree:?}");
     }
 }
 
