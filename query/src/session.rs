@@ -272,7 +272,11 @@ impl QuerySession {
             format!(
                 "{} sampled (run {}): sampling sees calls end but not how, so a sampled \
                  trace has no exception rows; `tracer record --exact` records exceptions",
-                if sampled.len() == 1 { "one run was" } else { "runs were" },
+                if sampled.len() == 1 {
+                    "one run was"
+                } else {
+                    "runs were"
+                },
                 sampled.join(", ")
             )
         })

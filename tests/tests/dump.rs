@@ -367,7 +367,13 @@ fn dump_into_a_reader_that_stops_early_ends_quietly() {
         let (reader, writer) = std::io::pipe().expect("pipe");
         drop(reader);
         let out = Command::new(tracer_bin())
-            .args(["dump", "--pid", &target.pid().to_string(), "--format", format])
+            .args([
+                "dump",
+                "--pid",
+                &target.pid().to_string(),
+                "--format",
+                format,
+            ])
             .stdout(writer)
             .output()
             .expect("run tracer dump");

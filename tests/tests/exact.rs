@@ -237,7 +237,10 @@ fn the_tree_nests_calls_under_their_caller_whenever_a_gap_was_written() {
         );
         let tree = ask(&trace, &["--tree", "--limit", "1000"]);
         assert_tree_nests(label, &tree);
-        let steps = tree.iter().filter(|r| r["function"] == "__main__.step").count();
+        let steps = tree
+            .iter()
+            .filter(|r| r["function"] == "__main__.step")
+            .count();
         assert_eq!(steps, 20, "{label}: {tree:?}");
     }
 }
