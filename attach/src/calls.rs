@@ -23,7 +23,14 @@
 //!    variable slots changed ([`FrameState::slots`]). A frame cannot run while a call
 //!    it made is still running, so the call seen before has returned. This catches a
 //!    function called again by a loop (the loop variable changes) or from another
-//!    line of the caller;
+//!    line of the caller. A module body (or a class body) keeps its variables in its
+//!    globals dict, not in slots: there the call is new when the dict changed since
+//!    the call was first seen (its [`FrameState::globals_version`]) and the call's
+//!    arguments changed since the last sample ([`FrameState::args`]), as in
+//!    `for job in jobs: process(job)` at the top level of a script. Either alone
+//!    proves nothing: a function may bind a global name or assign its own parameter
+//!    while it runs (both, the one after the other, in one call called from a module
+//!    body is taken for a new call);
 //! 3. its own position moved back to an earlier line that no loop can explain: the
 //!    [`SourceRegions`] of its file (loops, `with` and `try` statements, decorated
 //!    definitions and statements spanning several lines are where one call can go
@@ -71,6 +78,23 @@ pub struct FrameState {
     /// A fingerprint of the frame's local variable slots (the object pointers); it
     /// changes when the frame assigns a variable, which only a running frame does.
     pub slots: u64,
+    /// The same fingerprint of its argument slots alone.
+    pub args: u64,
+    /// A module or class body: the version of its globals dict, which moves when the
+    /// body (or anything else) binds a global name; 0 for a function's frame or when
+    /// unknown. Such a body keeps its variables there, not in slots.
+    pub globals_version: u64,
+}
+
+impl FrameState {
+    /// Whether `other` is this frame as the walker read it, in the same state: all
+    /// but `globals_version`, which the sampler adds after the stack is settled.
+    pub fn same_read(&self, other: &FrameState) -> bool {
+        FrameState {
+            globals_version: other.globals_version,
+            ..*self
+        } == *other
+    }
 }
 
 /// When a thread was read: the read started at `t0` and ended at `t1` (nanoseconds
@@ -169,6 +193,9 @@ struct Gap {
 #[derive(Debug)]
 struct Tracked {
     state: FrameState,
+    /// The caller's `globals_version` in the sample that first saw this call (0: not
+    /// a module body's call, or unknown).
+    caller_version: u64,
     call_id: u64,
     facts: CodeFacts,
     /// Traced frames and gap callees: their names.
@@ -306,7 +333,7 @@ impl CallTracker {
                     if i + 1 == old.len() {
                         before.state.addr == now.addr && before.state.code == now.code
                     } else {
-                        before.state == *now
+                        before.state.same_read(now)
                     }
                 })
     }
@@ -463,9 +490,11 @@ impl CallTracker {
             parent.gaps[position].count += 1;
             gap_entry = Some(position);
         }
+        let caller_version = below.map_or(0, |b| calls.frames[b].state.globals_version);
         let parent = nearest_traced.map(|p| &calls.frames[p]);
         Tracked {
             state,
+            caller_version,
             call_id,
             facts,
             site,
@@ -654,8 +683,16 @@ fn continued_frames(old: &[Tracked], stack: &[FrameState]) -> usize {
         if kept > 0 {
             let caller_before = &old[kept - 1].state;
             let caller_now = &stack[n - kept];
+            // Against the version when the call was first seen, not in the last
+            // sample: the version is read after the frames, so a sample can pair the
+            // old call's arguments with the version of after the loop moved on.
+            let body_moved_on = caller_now.globals_version != 0
+                && before.caller_version != 0
+                && before.caller_version != caller_now.globals_version
+                && before.state.args != new.args;
             if caller_before.instr_offset != caller_now.instr_offset
                 || caller_before.slots != caller_now.slots
+                || body_moved_on
             {
                 break;
             }
@@ -942,6 +979,8 @@ mod tests {
             instr_offset: offset,
             line,
             slots,
+            args: 0,
+            globals_version: 0,
         }
     }
 
@@ -1241,6 +1280,40 @@ def main():
         run.sample(&[f(0xb0, WORK, 10, 2, 6), f(0xa0, MAIN, 10, 9, 1)]);
         run.finish();
         assert_eq!(run.names(EventKind::Call), ["main", "work", "work"]);
+    }
+
+    #[test]
+    fn a_module_body_calling_again_with_other_arguments_makes_a_new_call() {
+        // `for job in jobs: work(job)` at a script's top level: the body's variable is
+        // in its globals (the dict's version moves), the call's argument is another.
+        let module = |version| FrameState {
+            globals_version: version,
+            ..f(0xa0, MAIN, 10, 5, 1)
+        };
+        let work = |args| FrameState {
+            args,
+            ..f(0xb0, WORK, 8, 13, 7)
+        };
+        let mut run = Run::new(codes());
+        run.sample(&[work(1), module(100)]);
+        // The same call.
+        run.sample(&[work(1), module(100)]);
+        // The next job.
+        run.sample(&[work(2), module(356)]);
+        // The body's globals changed (work bound a global name) but the arguments
+        // are the same: the same call.
+        run.sample(&[work(2), module(612)]);
+        run.finish();
+        assert_eq!(run.names(EventKind::Call), ["main", "work", "work"]);
+
+        // A function's frame has no globals version: another argument alone (a
+        // parameter assigned while it runs) is the same call.
+        let mut run = Run::new(codes());
+        let main = f(0xa0, MAIN, 10, 5, 1);
+        run.sample(&[work(1), main]);
+        run.sample(&[work(2), main]);
+        run.finish();
+        assert_eq!(run.names(EventKind::Call), ["main", "work"]);
     }
 
     #[test]

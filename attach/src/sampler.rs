@@ -355,6 +355,13 @@ impl Sampler {
                     self.states.extend(self.frames.iter().map(frame_state));
                 }
             }
+            if read.is_ok() {
+                // A module body's variables are in its globals (see FrameState); one
+                // read per such frame, usually the thread's outermost alone.
+                for (state, f) in self.states.iter_mut().zip(&self.frames) {
+                    state.globals_version = self.walker.globals_version(&f.frame);
+                }
+            }
             let t1 = self.clock.now_ns();
             if let Err(e) = read {
                 if let Some(reason) = self.read_failed(e) {
@@ -468,6 +475,8 @@ fn frame_state(f: &SampledFrame) -> FrameState {
         instr_offset: f.frame.instr_offset,
         line: f.frame.line,
         slots: f.slots,
+        args: f.args,
+        globals_version: 0,
     }
 }
 

@@ -185,6 +185,9 @@ pub struct SampledFrame {
     /// A fingerprint of the object pointers in the frame's local variable slots: it
     /// changes when the frame assigns a variable, which only a running frame does.
     pub slots: u64,
+    /// The same of its argument slots alone: a function called again with other
+    /// arguments shows it (see `FrameState::args`).
+    pub args: u64,
     /// The address of the frame below, as this frame's bytes said.
     pub previous: u64,
 }
@@ -903,10 +906,12 @@ impl Walker {
                     .map_err(|e| read_error(pid, e))?;
             }
             let slots = fingerprint(&slot_bytes);
+            let args = fingerprint(&slot_bytes[..frame.code.arg_slots().min(slots_len / 8) * 8]);
             hint.next.push((addr, frame_span(&frame, header_len)));
             out.push(SampledFrame {
                 frame,
                 slots,
+                args,
                 previous,
             });
             addr = previous;
@@ -1015,9 +1020,12 @@ impl Walker {
                 };
                 let from = (frame.localsplus - frame.addr) as usize;
                 let slots = fingerprint(&bytes[from..from + slots_len]);
+                let args_len = frame.code.arg_slots().min(slots_len / 8) * 8;
+                let args = fingerprint(&bytes[from..from + args_len]);
                 out.push(SampledFrame {
                     frame,
                     slots,
+                    args,
                     previous,
                 });
             }
@@ -1028,6 +1036,17 @@ impl Walker {
         }
         out.reverse();
         Ok(Some(out))
+    }
+
+    /// The version of a module body's globals dict (`ma_version_tag`), which moves
+    /// whenever the body binds a variable; 0 for a function's frame (its variables
+    /// are in its slots) or when it cannot be read.
+    pub fn globals_version(&mut self, frame: &RawFrame) -> u64 {
+        if frame.code.flags & code_flags::OPTIMIZED != 0 || frame.globals == 0 {
+            return 0;
+        }
+        let at = frame.globals + self.process.layout.object.dict.ma_version_tag;
+        self.read_u64(at).unwrap_or(0)
     }
 
     /// The code object at `addr`, from the cache when its first line and line table

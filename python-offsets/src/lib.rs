@@ -301,6 +301,10 @@ pub struct UnicodeLayout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DictLayout {
     pub ma_used: u64,
+    /// `ma_version_tag` (u64): moves on every change of the dict (3.12+: in steps
+    /// of 256, the low bits naming its watchers); the sampler reads it from a module
+    /// body's globals, where that body keeps its variables.
+    pub ma_version_tag: u64,
     pub ma_keys: u64,
     pub ma_values: u64,
     pub keys_format: DictKeysFormat,
@@ -377,6 +381,9 @@ pub mod type_flags {
 
 /// Code flags (`co_flags`).
 pub mod code_flags {
+    /// Locals in slots: a function's code; a module or class body has it unset and
+    /// keeps its variables in a dict.
+    pub const OPTIMIZED: u32 = 0x1;
     pub const VARARGS: u32 = 0x4;
     pub const VARKEYWORDS: u32 = 0x8;
     pub const GENERATOR: u32 = 0x20;

@@ -43,6 +43,7 @@ const OBJECT_BASE: ObjectLayout = ObjectLayout {
     },
     dict: DictLayout {
         ma_used: 16,
+        ma_version_tag: 24,
         ma_keys: 32,
         ma_values: 40,
         keys_format: DictKeysFormat::Sized,

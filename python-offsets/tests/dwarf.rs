@@ -156,6 +156,7 @@ const OFFSETS: &[Row] = &[
     ("object.unicode.compact_size",     &[(8, 13, Size("PyCompactUnicodeObject"))]),
     ("object.unicode.data_any",         &[(8, 13, Member("PyUnicodeObject", "data.any"))]),
     ("object.dict.ma_used",             &[(8, 13, Member("PyDictObject", "ma_used"))]),
+    ("object.dict.ma_version_tag",      &[(8, 13, Member("PyDictObject", "ma_version_tag"))]),
     ("object.dict.ma_keys",             &[(8, 13, Member("PyDictObject", "ma_keys"))]),
     ("object.dict.ma_values",           &[(8, 13, Member("PyDictObject", "ma_values"))]),
     ("object.dict.dk_size",             &[(8, 10, Member("struct _dictkeysobject", "dk_size")),
@@ -374,6 +375,7 @@ fn layout_offsets(layout: &Layout) -> Vec<(&'static str, Option<i128>)> {
     ]);
     let DictLayout {
         ma_used,
+        ma_version_tag,
         ma_keys,
         ma_values,
         keys_format: _,
@@ -387,6 +389,7 @@ fn layout_offsets(layout: &Layout) -> Vec<(&'static str, Option<i128>)> {
     } = dict;
     all.extend([
         ("object.dict.ma_used", Some(ma_used)),
+        ("object.dict.ma_version_tag", Some(ma_version_tag)),
         ("object.dict.ma_keys", Some(ma_keys)),
         ("object.dict.ma_values", Some(ma_values)),
         ("object.dict.dk_size", Some(dk_size)),

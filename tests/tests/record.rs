@@ -187,6 +187,44 @@ fn sampled_calls_match_what_the_workload_did_on_every_interpreter() {
 }
 
 #[test]
+fn a_top_level_loop_calling_one_function_gives_a_call_per_iteration() {
+    let _serial = e2e::serial();
+    for interp in matrix() {
+        let label = &interp.label;
+        let dir = temp_dir(&format!("module-loop-{}", label.replace('/', "_")));
+        let trace = dir.join("t.parquet");
+        let out = Command::new(tracer_bin())
+            .args(["record", "-o"])
+            .arg(&trace)
+            .arg("--")
+            .arg(&interp.path)
+            .arg(script("module_loop.py"))
+            .output()
+            .expect("run tracer record");
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "done 40\n", "{label}");
+        let (rows, _) = read_trace(&trace);
+        let calls = |function: &str| -> Vec<String> {
+            rows.iter()
+                .filter(|r| r["kind"] == "call" && r["function"] == function)
+                .map(|r| args_of(r).to_string())
+                .collect()
+        };
+        let jobs: Vec<String> = (0..12).map(|j| format!("{{\"job\":\"{j}\"}}")).collect();
+        assert_eq!(calls("process"), jobs, "{label}: one call per job");
+        assert_eq!(
+            calls("touch"),
+            ["{\"rounds\":\"40\"}"],
+            "{label}: binding a global is no new call"
+        );
+    }
+}
+
+#[test]
 fn include_traces_library_code_and_exclude_drops_program_code() {
     let _serial = e2e::serial();
     let interp = &matrix()[0];
