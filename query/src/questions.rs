@@ -248,6 +248,29 @@ impl Filters {
         scope: &RunScope,
         with_module: bool,
     ) -> Result<Vec<String>> {
+        self.conditions_on(alias, scope, with_module, false)
+    }
+
+    /// The conditions, with `--since`/`--until` applied to when each row's call
+    /// started (`by_call_start`): a call row's `ts`, an end row's `ts` less its
+    /// duration. Questions that count calls from call rows and add up their time
+    /// from end rows (`--top`, `--slow`) then take both from the same calls, instead
+    /// of the calls that started in the window and the time of those that ended in it.
+    pub(crate) fn conditions_on(
+        &self,
+        alias: &str,
+        scope: &RunScope,
+        with_module: bool,
+        by_call_start: bool,
+    ) -> Result<Vec<String>> {
+        let started = format!("(CAST({alias}ts AS BIGINT) - COALESCE({alias}duration_ns, 0))");
+        let time = |operator: &str, ns: i64| {
+            if by_call_start {
+                format!("{started} {operator} {ns}")
+            } else {
+                format!("{alias}ts {operator} {}", time_literal(ns))
+            }
+        };
         let mut conditions = Vec::new();
         if scope.narrowed {
             let ids: Vec<String> = scope.runs.iter().map(|(id, _)| literal(id)).collect();
@@ -272,9 +295,7 @@ impl Filters {
         for (bound, operator) in [(self.since, ">="), (self.until, "<=")] {
             match bound {
                 None => {}
-                Some(TimeBound::At(ns)) => {
-                    conditions.push(format!("{alias}ts {operator} {}", time_literal(ns)))
-                }
+                Some(TimeBound::At(ns)) => conditions.push(time(operator, ns)),
                 Some(TimeBound::AfterStart(offset)) => {
                     let mut per_run = Vec::new();
                     for (run_id, started) in &scope.runs {
@@ -285,9 +306,9 @@ impl Filters {
                                 .to_string(),
                         })?;
                         per_run.push(format!(
-                            "({alias}run_id = {} AND {alias}ts {operator} {})",
+                            "({alias}run_id = {} AND {})",
                             literal(run_id),
-                            time_literal(started.saturating_add(offset))
+                            time(operator, started.saturating_add(offset))
                         ));
                     }
                     if per_run.is_empty() {
@@ -326,6 +347,7 @@ pub(crate) fn question_sql(
     limit: usize,
 ) -> Result<String> {
     let f = |alias: &str| filters.conditions(alias, scope, true);
+    let by_start = || filters.conditions_on("", scope, true, true);
     let ends = "kind IN ('return', 'exception', 'unfinished')";
     // What ends a call row's call_id: its end, or (exact mode) the first `yield` of a
     // generator or coroutine, whose later `resume`s open call_ids of their own.
@@ -433,7 +455,7 @@ pub(crate) fn question_sql(
              FROM events WHERE {} \
              GROUP BY module, function \
              ORDER BY calls DESC, module, function LIMIT {limit}",
-            and_all(&format!("(kind = 'call' OR {ends})"), &f("")?)
+            and_all(&format!("(kind = 'call' OR {ends})"), &by_start()?)
         ),
         Question::Slow(_) => format!(
             "SELECT module, function, COUNT(*) AS calls, \
@@ -446,7 +468,7 @@ pub(crate) fn question_sql(
              FROM events WHERE {} \
              GROUP BY module, function \
              ORDER BY total_ns DESC NULLS LAST, module, function LIMIT {limit}",
-            and_all(ends, &f("")?)
+            and_all(ends, &by_start()?)
         ),
         Question::Exceptions => format!(
             "WITH raised AS (\

@@ -217,7 +217,7 @@ fn assert_tree_nests(label: &str, tree: &[Value]) {
 }
 
 #[test]
-fn the_tree_nests_calls_under_their_caller_whenever_a_gap_was_written() {
+fn the_tree_nests_calls_and_a_time_window_takes_whole_calls() {
     for interp in matrix() {
         let label = &interp.label;
         let dir = temp_dir(&format!("exact-tree-{}", label.replace('/', "_")));
@@ -242,6 +242,33 @@ fn the_tree_nests_calls_under_their_caller_whenever_a_gap_was_written() {
             .filter(|r| r["function"] == "__main__.step")
             .count();
         assert_eq!(steps, 20, "{label}: {tree:?}");
+
+        // A time window counts the calls that started in it, and adds up the time of
+        // those same calls: --top and --slow agree with each other and with --call.
+        let window = ["--since", "0.1s", "--until", "0.2s"];
+        let of_step = |rows: Vec<Value>| {
+            rows.into_iter()
+                .find(|r| r["function"] == "step")
+                .unwrap_or_else(|| panic!("{label}: no step in the window"))
+        };
+        let top = of_step(ask(&trace, &[&["--top", "5"][..], &window[..]].concat()));
+        let slow = of_step(ask(&trace, &[&["--slow", "5"][..], &window[..]].concat()));
+        let calls = top["calls"].as_i64().expect("calls");
+        assert!(calls > 0, "{label}: {top}");
+        assert_eq!(slow["calls"].as_i64(), Some(calls), "{label}: {top} {slow}");
+        assert_eq!(slow["total_ns"], top["total_ns"], "{label}: {top} {slow}");
+        // The same calls --call lists for the window, to the nanosecond.
+        let listed = ask(&trace, &[&["--call", "step"][..], &window[..]].concat());
+        assert_eq!(listed.len() as i64, calls, "{label}: {listed:?}");
+        let listed_total: i64 = listed
+            .iter()
+            .map(|c| c["duration_ns"].as_i64().expect("duration"))
+            .sum();
+        assert_eq!(
+            top["total_ns"].as_i64(),
+            Some(listed_total),
+            "{label}: {top}"
+        );
     }
 }
 
