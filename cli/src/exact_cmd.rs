@@ -357,6 +357,16 @@ fn finish(
     run.status = status;
     run.exit_code = exit_code;
     run.dropped_events = stats.dropped_events;
+    run.limited_functions = stats
+        .limited_functions
+        .iter()
+        .map(|l| storage::LimitedFunction {
+            pid: l.pid as i32,
+            module: l.module.clone(),
+            function: l.function.clone(),
+            calls_not_recorded: l.calls_not_recorded,
+        })
+        .collect();
     run.ended_at = Some(storage::utc::rfc3339(SystemTime::now()));
     run.events = recording.summary.events;
     let path = recording
@@ -392,12 +402,6 @@ fn finish(
             "WARNING: {} events were DROPPED because the tracer could not keep up; \
              the trace is incomplete (narrow it with --include/--exclude, --no-args or --max-calls)",
             stats.dropped_events
-        ));
-    }
-    for limited in &stats.limited_functions {
-        extra.push(format!(
-            "limited by --max-calls: {}.{} in pid {}: {} calls counted, not recorded",
-            limited.module, limited.function, limited.pid, limited.calls_not_recorded
         ));
     }
     eprint!(

@@ -517,6 +517,13 @@ pub fn render(
         }
         Mode::Exact => {
             let _ = writeln!(out, "  dropped events {}", run.dropped_events);
+            for limited in &run.limited_functions {
+                let _ = writeln!(
+                    out,
+                    "  limited by --max-calls: {}.{} in pid {}: {} calls counted, not recorded",
+                    limited.module, limited.function, limited.pid, limited.calls_not_recorded
+                );
+            }
         }
     }
     if let (Some(longest), Some(rate)) = (run.max_sample_interval_ns, run.rate_hz) {

@@ -244,6 +244,9 @@ impl QuerySession {
         if matches!(question, Question::Exceptions) {
             answer.notes.extend(self.sampled_runs_note(&scope));
         }
+        if !matches!(question, Question::Threads | Question::Runs) {
+            answer.notes.extend(self.limited_calls_notes(&scope));
+        }
         answer.tip = match question {
             Question::Gaps => self.gaps_tip(&answer, &scope),
             Question::Top(_) => self.top_tip(&answer, &scope),
@@ -280,6 +283,43 @@ impl QuerySession {
                 sampled.join(", ")
             )
         })
+    }
+
+    /// For the questions about calls: the runs in scope recorded with `--max-calls`
+    /// (their `limited_functions`), whose calls past the limit were counted but have
+    /// no rows, so that the counts and times of the answer are read as those of the
+    /// calls recorded.
+    fn limited_calls_notes(&self, scope: &RunScope) -> Vec<String> {
+        const SHOWN: usize = 5;
+        self.scoped_runs(scope)
+            .filter_map(|run| {
+                let limited = run.metadata.get("limited_functions")?.as_array()?;
+                if limited.is_empty() {
+                    return None;
+                }
+                let mut named: Vec<String> = limited
+                    .iter()
+                    .take(SHOWN)
+                    .map(|l| {
+                        format!(
+                            "{}.{} {}",
+                            l["module"].as_str().unwrap_or("?"),
+                            l["function"].as_str().unwrap_or("?"),
+                            l["calls_not_recorded"].as_u64().unwrap_or(0)
+                        )
+                    })
+                    .collect();
+                if limited.len() > SHOWN {
+                    named.push(format!("and {} more", limited.len() - SHOWN));
+                }
+                Some(format!(
+                    "run {} was recorded with --max-calls: calls past the limit were counted, \
+                     not recorded, and are not in these figures: {} (`tracer report` lists them)",
+                    run.run_id(),
+                    named.join(", ")
+                ))
+            })
+            .collect()
     }
 
     /// Runs one read-only query (`--sql`). Anything but a single SELECT / WITH /

@@ -56,5 +56,5 @@ pub mod writer;
 pub use error::{Error, Result};
 pub use parquet_io::{read_run_info, trace_writer_properties};
 pub use reader::{newest_trace, repair, trace_files, Trace, TraceFiles};
-pub use run::{new_run_id, Mode, RunInfo, RunStatus};
+pub use run::{new_run_id, LimitedFunction, Mode, RunInfo, RunStatus};
 pub use writer::{TraceWriter, WriterOptions};

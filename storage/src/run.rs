@@ -142,6 +142,19 @@ pub struct RunInfo {
     /// The process id of the tracer itself.
     #[serde(default)]
     pub tracer_pid: u32,
+    /// Exact mode with `--max-calls`: the functions whose calls past the limit were
+    /// counted, not recorded, so that the trace says so after the live report.
+    #[serde(default)]
+    pub limited_functions: Vec<LimitedFunction>,
+}
+
+/// A function `--max-calls` limited: how many of its calls were counted only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitedFunction {
+    pub pid: i32,
+    pub module: String,
+    pub function: String,
+    pub calls_not_recorded: u64,
 }
 
 fn default_true() -> bool {
@@ -183,6 +196,7 @@ impl RunInfo {
             subprocesses: false,
             hostname: hostname(),
             tracer_pid: std::process::id(),
+            limited_functions: Vec::new(),
         }
     }
 

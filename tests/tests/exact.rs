@@ -300,6 +300,74 @@ fn exact_no_args_records_calls_without_values() {
 }
 
 #[test]
+fn max_calls_leaves_in_the_trace_what_it_counted_without_recording() {
+    for interp in matrix() {
+        let label = &interp.label;
+        let dir = temp_dir(&format!("exact-max-calls-{}", label.replace('/', "_")));
+        let trace = dir.join("t.parquet");
+        let out = Command::new(tracer_bin())
+            .args(["record", "--exact", "--max-calls", "5", "-o"])
+            .arg(&trace)
+            .arg("--")
+            .arg(&interp.path)
+            .arg(script("exact_tree.py"))
+            .output()
+            .expect("run tracer record --exact");
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The 20 steps take 0.3 s: within each second (at most two) the first 5 are
+        // recorded, the others counted.
+        let (rows, run) = read_trace(&trace);
+        let steps = rows
+            .iter()
+            .filter(|r| r["kind"] == "call" && r["function"] == "step")
+            .count() as u64;
+        let limited = run["limited_functions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let counted = limited
+            .iter()
+            .find(|l| l["function"] == "step")
+            .and_then(|l| l["calls_not_recorded"].as_u64())
+            .unwrap_or_else(|| panic!("{label}: step not limited: {run}"));
+        assert!((5..=10).contains(&steps), "{label}: {steps} steps recorded");
+        assert_eq!(steps + counted, 20, "{label}: {run}");
+        let report = Command::new(tracer_bin())
+            .arg("report")
+            .arg(&trace)
+            .output()
+            .expect("run tracer report");
+        let report = String::from_utf8_lossy(&report.stdout);
+        assert!(
+            report.contains(&format!(
+                "limited by --max-calls: __main__.step in pid {}: {counted} calls counted, not recorded",
+                run["pid"]
+            )),
+            "{label}: {report}"
+        );
+        let top = Command::new(tracer_bin())
+            .arg("query")
+            .arg(&trace)
+            .args(["--top", "--format", "json"])
+            .output()
+            .expect("run tracer query");
+        let answer: Value = serde_json::from_slice(&top.stdout).expect("JSON answer");
+        assert!(
+            answer["notes"]
+                .as_array()
+                .is_some_and(|notes| notes.iter().any(|n| n
+                    .as_str()
+                    .is_some_and(|n| n.contains(&format!("__main__.step {counted}"))))),
+            "{label}: {answer}"
+        );
+    }
+}
+
+#[test]
 fn a_command_without_python_says_so_and_passes_its_exit_code_on() {
     let dir = temp_dir("exact-no-python");
     let trace = dir.join("t.parquet");
