@@ -70,12 +70,24 @@ pub fn write_answer(
         writeln!(err, "note: {note}")?;
     }
     if answer.num_rows() == 0 {
-        writeln!(err, "no rows")?;
+        match (answer.question.as_str(), &answer.argument) {
+            ("call", Some(name)) => writeln!(
+                err,
+                "no rows: no call of {name} was recorded (with these filters); \
+                 `tracer query --top` lists the functions that were"
+            )?,
+            _ => writeln!(err, "no rows")?,
+        }
     } else if answer.truncated {
         if let Some(limit) = answer.limit {
+            let more = match answer.question.as_str() {
+                "top" => "--top N",
+                "slow" => "--slow N",
+                _ => "--limit N",
+            };
             writeln!(
                 err,
-                "note: showing the first {limit} rows; --limit N shows more"
+                "note: showing the first {limit} rows; {more} shows more"
             )?;
         }
     }

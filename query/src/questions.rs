@@ -447,9 +447,9 @@ pub(crate) fn question_sql(
         Question::Top(_) => format!(
             "SELECT module, function, \
              CAST(COALESCE(SUM(count) FILTER (WHERE kind = 'call'), 0) AS BIGINT) AS calls, \
-             CAST(CAST(COALESCE(SUM(count) FILTER (WHERE kind = 'call'), 0) AS BIGINT) * 10000 \
-                  / SUM(CAST(COALESCE(SUM(count) FILTER (WHERE kind = 'call'), 0) AS BIGINT)) \
-                  OVER () AS DOUBLE) / 100 AS share_pct, \
+             ROUND(CAST(COALESCE(SUM(count) FILTER (WHERE kind = 'call'), 0) AS DOUBLE) * 100 \
+                  / CAST(SUM(CAST(COALESCE(SUM(count) FILTER (WHERE kind = 'call'), 0) \
+                  AS BIGINT)) OVER () AS DOUBLE), 2) AS share_pct, \
              SUM(duration_ns) FILTER (WHERE {OUTERMOST}) AS total_ns, \
              module AS exclude \
              FROM events WHERE {} \

@@ -129,7 +129,12 @@ fn refused_statement(text: &str) -> QueryError {
         [first, ..] => first.to_ascii_uppercase(),
         [] => "empty".to_string(),
     };
-    refused(&format!("this is a {kind} statement, not a query"))
+    let article = if kind.starts_with(['A', 'E', 'I', 'O', 'U']) {
+        "an"
+    } else {
+        "a"
+    };
+    refused(&format!("this is {article} {kind} statement, not a query"))
 }
 
 /// Refuses table functions, quoted file names and `SELECT ... INTO`: every relation
