@@ -68,6 +68,21 @@ impl Run {
             .collect()
     }
 
+    /// That `function` was called `calls` times, each call ended by a return.
+    fn assert_returned(&self, function: &str, calls: usize, label: &str) {
+        let made = self.calls_of(function);
+        assert_eq!(
+            made.len(),
+            calls,
+            "{label}: calls of {function}: {:?}",
+            self.stats.processes
+        );
+        for call in made {
+            let end = self.end_of(call.call_id).map(|e| e.kind);
+            assert_eq!(end, Some(EventKind::Return), "{label}: {call:?}");
+        }
+    }
+
     /// The row that ends the call `call_id`.
     fn end_of(&self, call_id: u64) -> Option<&Event> {
         self.events.iter().find(|e| {
@@ -1373,18 +1388,7 @@ fn subprocesses_are_traced_only_when_asked() {
             "{}: {stdout}",
             python.label
         );
-        let cubes = run.calls_of("cube");
-        assert_eq!(
-            cubes.len(),
-            12,
-            "{}: {:?}",
-            python.label,
-            run.stats.processes
-        );
-        for cube in cubes {
-            let end = run.end_of(cube.call_id).map(|e| e.kind);
-            assert_eq!(end, Some(EventKind::Return), "{}: {cube:?}", python.label);
-        }
+        run.assert_returned("cube", 12, &python.label);
         assert!(run.stats.processes.len() >= 6, "{}", python.label);
 
         // With everything traced, the pools' own task loops are traced too: the
@@ -1401,18 +1405,7 @@ fn subprocesses_are_traced_only_when_asked() {
         );
         assert!(run.status.success(), "{}", python.label);
         for function in ["square", "cube"] {
-            let calls = run.calls_of(function);
-            assert_eq!(
-                calls.len(),
-                12,
-                "{}: {function} with --include '*': {:?}",
-                python.label,
-                run.stats.processes
-            );
-            for call in calls {
-                let end = run.end_of(call.call_id).map(|e| e.kind);
-                assert_eq!(end, Some(EventKind::Return), "{}: {call:?}", python.label);
-            }
+            run.assert_returned(function, 12, &format!("{} --include '*'", python.label));
         }
     }
 }

@@ -2,7 +2,7 @@
 //! as without the tracer, and the trace holds every call with its arguments, return
 //! value or exception, which `tracer query` answers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use e2e::{matrix, read_trace, script, temp_dir, tracer_bin, Interpreter};
@@ -17,16 +17,41 @@ fn run_plain(interp: &Interpreter) -> Output {
 }
 
 fn record_exact(interp: &Interpreter, trace: &Path, extra: &[&str]) -> Output {
+    record_script(interp, trace, extra, &["exact_app.py", "a", "b"])
+}
+
+/// `tracer record --exact EXTRA -o TRACE -- PYTHON tests/scripts/SCRIPT ARGS...`
+/// (`script_and_args`: the script's name, then its arguments).
+fn record_script(
+    interp: &Interpreter,
+    trace: &Path,
+    extra: &[&str],
+    script_and_args: &[&str],
+) -> Output {
     Command::new(tracer_bin())
         .args(["record", "--exact", "-o"])
         .arg(trace)
         .args(extra)
         .arg("--")
         .arg(&interp.path)
-        .arg(script("exact_app.py"))
-        .args(["a", "b"])
+        .arg(script(script_and_args[0]))
+        .args(&script_and_args[1..])
         .output()
         .expect("run tracer record --exact")
+}
+
+/// [`record_script`] into a fresh folder of its own, which must succeed: the trace.
+fn recorded(interp: &Interpreter, name: &str, extra: &[&str], script_name: &str) -> PathBuf {
+    let label = &interp.label;
+    let dir = temp_dir(&format!("{name}-{}", label.replace('/', "_")));
+    let trace = dir.join("t.parquet");
+    let out = record_script(interp, &trace, extra, &[script_name]);
+    assert!(
+        out.status.success(),
+        "{label}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    trace
 }
 
 fn ask(trace: &Path, args: &[&str]) -> Vec<Value> {
@@ -220,21 +245,7 @@ fn assert_tree_nests(label: &str, tree: &[Value]) {
 fn the_tree_nests_calls_and_a_time_window_takes_whole_calls() {
     for interp in matrix() {
         let label = &interp.label;
-        let dir = temp_dir(&format!("exact-tree-{}", label.replace('/', "_")));
-        let trace = dir.join("t.parquet");
-        let out = Command::new(tracer_bin())
-            .args(["record", "--exact", "-o"])
-            .arg(&trace)
-            .arg("--")
-            .arg(&interp.path)
-            .arg(script("exact_tree.py"))
-            .output()
-            .expect("run tracer record --exact");
-        assert!(
-            out.status.success(),
-            "{label}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let trace = recorded(&interp, "exact-tree", &[], "exact_tree.py");
         let tree = ask(&trace, &["--tree", "--limit", "1000"]);
         assert_tree_nests(label, &tree);
         let steps = tree
@@ -303,20 +314,11 @@ fn exact_no_args_records_calls_without_values() {
 fn max_calls_leaves_in_the_trace_what_it_counted_without_recording() {
     for interp in matrix() {
         let label = &interp.label;
-        let dir = temp_dir(&format!("exact-max-calls-{}", label.replace('/', "_")));
-        let trace = dir.join("t.parquet");
-        let out = Command::new(tracer_bin())
-            .args(["record", "--exact", "--max-calls", "5", "-o"])
-            .arg(&trace)
-            .arg("--")
-            .arg(&interp.path)
-            .arg(script("exact_tree.py"))
-            .output()
-            .expect("run tracer record --exact");
-        assert!(
-            out.status.success(),
-            "{label}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let trace = recorded(
+            &interp,
+            "exact-max-calls",
+            &["--max-calls", "5"],
+            "exact_tree.py",
         );
         // The 20 steps take 0.3 s: within each second (at most two) the first 5 are
         // recorded, the others counted.
