@@ -14,7 +14,7 @@ use crate::error::{CliError, CliResult};
 #[derive(Args)]
 pub struct DumpArgs {
     /// The process to read.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pid: i32,
     /// Also show every local variable of every frame.
     #[arg(long)]

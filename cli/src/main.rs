@@ -58,10 +58,20 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+        // --help and --version, and the help a bare `tracer` gets, are printed as
+        // clap writes them.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            let e = CliError::from_clap(&e, subcommand_named().as_deref());
+            e.report();
+            return ExitCode::from(e.code as u8);
         }
     };
     let result = match &cli.command {
@@ -81,6 +91,17 @@ fn main() -> ExitCode {
             ExitCode::from(e.code as u8)
         }
     }
+}
+
+/// The subcommand the command line names (its first word that is one), for the
+/// hint of a command line clap could not parse.
+fn subcommand_named() -> Option<String> {
+    let command = <Cli as clap::CommandFactory>::command();
+    std::env::args().skip(1).find(|word| {
+        command
+            .get_subcommands()
+            .any(|sub| sub.get_name() == word.as_str())
+    })
 }
 
 /// Whether stdout is a terminal (a person) rather than a pipe or file (a program).

@@ -48,11 +48,11 @@ pub struct QueryArgs {
     pub tree: bool,
 
     /// The N most called functions (default 20), with exclude suggestions
-    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = DEFAULT_TOP)]
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = DEFAULT_TOP, allow_negative_numbers = true)]
     pub top: Option<usize>,
 
     /// The N functions with the most total time (default 20), with per-call times
-    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = DEFAULT_TOP)]
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = DEFAULT_TOP, allow_negative_numbers = true)]
     pub slow: Option<usize>,
 
     /// Every exception: type, message, where it was raised or passed through
@@ -104,7 +104,7 @@ pub struct FilterArgs {
 
     /// At most N rows (each question has its own default; --sql and export have
     /// none; view draws 20000 calls)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub limit: Option<usize>,
 
     /// Only this run of a folder: its id or a unique prefix
@@ -118,8 +118,12 @@ impl FilterArgs {
         let bound = |flag: &str, text: &Option<String>| -> Result<Option<TimeBound>, CliError> {
             text.as_deref()
                 .map(|t| {
-                    t.parse::<TimeBound>()
-                        .map_err(|e| CliError::usage(format!("{flag}: {e}")))
+                    t.parse::<TimeBound>().map_err(|e| match e {
+                        QueryError::BadArgument { what, message } => {
+                            CliError::usage(format!("{flag}: cannot read the {what}")).hint(message)
+                        }
+                        other => CliError::usage(format!("{flag}: {other}")),
+                    })
                 })
                 .transpose()
         };
@@ -138,11 +142,21 @@ impl FilterArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct EngineArgs {
     /// Stop a query that runs longer than SECS seconds
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30.0,
+        allow_negative_numbers = true
+    )]
     pub timeout: f64,
 
     /// Memory a query may use, in MiB (nothing spills to disk)
-    #[arg(long, value_name = "MIB", default_value_t = 4096)]
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = 4096,
+        allow_negative_numbers = true
+    )]
     pub memory_limit: usize,
 }
 

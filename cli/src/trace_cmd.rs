@@ -37,7 +37,12 @@ pub struct TraceOptions {
     #[arg(long)]
     pub(crate) force: bool,
     /// Samples per second.
-    #[arg(long, default_value_t = 1000, value_name = "HZ")]
+    #[arg(
+        long,
+        default_value_t = 1000,
+        value_name = "HZ",
+        allow_negative_numbers = true
+    )]
     pub(crate) rate: u32,
     /// Trace modules matching this glob (repeatable; `'*'` is everything). Default: the
     /// program's own code (__main__ and files under its working directory that are not
@@ -64,7 +69,12 @@ pub struct TraceOptions {
     pub(crate) exact: bool,
     /// With --exact: keep full detail for the first N calls of each function per
     /// second and only count the rest.
-    #[arg(long, value_name = "N", requires = "exact")]
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "exact",
+        allow_negative_numbers = true
+    )]
     pub(crate) max_calls: Option<u32>,
 }
 
@@ -73,7 +83,7 @@ pub struct RecordArgs {
     #[command(flatten)]
     pub(crate) trace: TraceOptions,
     /// Stop the command after this many seconds, printing where every thread was.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub(crate) timeout: Option<f64>,
     /// The command to run, e.g. `python app.py` or `pytest -x`.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -83,10 +93,10 @@ pub struct RecordArgs {
 #[derive(Args)]
 pub struct AttachArgs {
     /// The process to trace.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub(crate) pid: i32,
     /// Stop after this many seconds (default: until Ctrl-C or the process exits).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub(crate) duration: Option<f64>,
     #[command(flatten)]
     pub(crate) trace: TraceOptions,

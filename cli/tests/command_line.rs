@@ -39,6 +39,32 @@ fn a_missing_subcommand_is_a_usage_error() {
 }
 
 #[test]
+fn a_command_line_clap_cannot_parse_is_one_error_and_a_hint() {
+    let stderr = assert_error_and_hint(&tracer(&["attach", "--pid", "abc"]), 2);
+    assert!(stderr.contains("'abc'"), "{stderr}");
+    assert!(stderr.contains("tracer attach --help"), "{stderr}");
+    let stderr = assert_error_and_hint(&tracer(&["query", "--top", "-1"]), 2);
+    assert!(stderr.contains("'-1'"), "{stderr}");
+    assert!(stderr.contains("tracer query --help"), "{stderr}");
+    let stderr = assert_error_and_hint(&tracer(&["record"]), 2);
+    assert!(stderr.contains("<CMD>"), "{stderr}");
+    let stderr = assert_error_and_hint(&tracer(&["frobnicate"]), 2);
+    assert!(stderr.contains("tracer --help"), "{stderr}");
+    let stderr = assert_error_and_hint(
+        &tracer(&[
+            "query",
+            "/nonexistent/trace.parquet",
+            "--top",
+            "--since",
+            "banana",
+        ]),
+        2,
+    );
+    assert!(stderr.contains("\"banana\""), "{stderr}");
+    assert!(stderr.contains("hint: give a duration"), "{stderr}");
+}
+
+#[test]
 fn a_missing_trace_gives_error_and_hint() {
     let out = tracer(&["query", "/nonexistent/trace.parquet", "--top"]);
     assert_eq!(out.status.code(), Some(1));
