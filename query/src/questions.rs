@@ -368,7 +368,7 @@ pub(crate) fn question_sql(
             format!(
                 "WITH called AS (\
                    SELECT run_id, call_id, seq, ts, tid, thread_name, module, function, \
-                          args, caller, caller_line, source \
+                          kind, args, caller, caller_line, source \
                    FROM events WHERE {calls} ORDER BY run_id, seq LIMIT {limit}), \
                  ended AS (\
                    SELECT run_id, call_id, kind AS outcome, value, exception, \
@@ -389,14 +389,17 @@ pub(crate) fn question_sql(
                           string_agg(callee, ', ' ORDER BY first_seq) AS calls_made \
                    FROM children GROUP BY run_id, parent_id) \
                  SELECT c.ts, c.tid, c.thread_name, \
-                        c.module || '.' || c.function AS function, c.args, \
+                        c.module || '.' || c.function AS function, c.kind, c.args, \
                         e.outcome, e.value, e.exception, e.duration_ns, e.duration_max_ns, \
                         c.source, c.caller, c.caller_line, m.calls_made, c.run_id, c.call_id \
                  FROM called c \
                  LEFT JOIN ended e ON e.run_id = c.run_id AND e.call_id = c.call_id \
                  LEFT JOIN made m ON m.run_id = c.run_id AND m.parent_id = c.call_id \
                  ORDER BY c.run_id, c.seq LIMIT {limit}",
-                calls = and_all(&format!("kind = 'call' AND {name_match}"), &f("")?),
+                calls = and_all(
+                    &format!("kind IN ('call', 'resume') AND {name_match}"),
+                    &f("")?
+                ),
             )
         }
         Question::Flow => {

@@ -169,12 +169,32 @@ fn exact_record_leaves_the_program_unchanged_and_records_every_call() {
             "{label}: the return value's repr"
         );
 
-        // A generator's call ends at its first yield: --call shows that, not a call
-        // without an end.
+        // A generator's call ends at its first yield, and each resume is a row of
+        // its own up to the next yield or the return: --call shows every stretch,
+        // the argument on the call, the values yielded, and the return at the end.
         let squares = ask(&trace, &["--call", "squares"]);
-        assert_eq!(squares.len(), 1, "{label}: {squares:?}");
-        assert_eq!(squares[0]["outcome"], "yield", "{label}: {squares:?}");
-        assert_eq!(squares[0]["value"], "0", "{label}: the first value yielded");
+        let stretches: Vec<(&str, &str, &str)> = squares
+            .iter()
+            .map(|s| {
+                (
+                    s["kind"].as_str().unwrap_or(""),
+                    s["outcome"].as_str().unwrap_or(""),
+                    s["value"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            stretches,
+            [
+                ("call", "yield", "0"),
+                ("resume", "yield", "1"),
+                ("resume", "yield", "4"),
+                ("resume", "return", "None"),
+            ],
+            "{label}: {squares:?}"
+        );
+        assert_eq!(squares[0]["args"], r#"{"n":"3"}"#, "{label}");
+        assert!(squares[1..].iter().all(|s| s["args"].is_null()), "{label}");
 
         // --exceptions: the one raised in charge (its caller caught it), then the
         // SystemExit of sys.exit(3) passing through main and the module.
