@@ -216,11 +216,14 @@ impl Summary {
                     });
                 }
             }
-            EventKind::Return | EventKind::Exception | EventKind::Unfinished => {
+            // A yield ends a stretch of a generator or coroutine (exact mode): its
+            // time is the function's, as the later stretches' are.
+            EventKind::Return | EventKind::Exception | EventKind::Unfinished | EventKind::Yield => {
                 match e.kind {
                     EventKind::Return => self.returns += 1,
                     EventKind::Exception => self.exceptions += 1,
-                    _ => self.unfinished += 1,
+                    EventKind::Unfinished => self.unfinished += 1,
+                    _ => {}
                 }
                 let ns = e.duration_ns.unwrap_or(0);
                 if !called_by_itself(e) {
@@ -251,7 +254,7 @@ impl Summary {
                 gap.0 += u64::from(e.count);
                 gap.1 &= e.file.is_empty();
             }
-            EventKind::Yield | EventKind::Resume => {}
+            EventKind::Resume => {}
         }
     }
 }
@@ -274,6 +277,7 @@ fn end_note(kind: &str) -> &'static str {
     match kind {
         "exception" => " raised",
         "unfinished" => " unfinished",
+        "yield" => " yielded",
         _ => "",
     }
 }
@@ -329,7 +333,8 @@ impl Summary {
                     SUM(CASE WHEN kind = 'call' THEN 1 ELSE 0 END) AS calls, \
                     SUM(CASE WHEN kind <> 'call' AND {OUTERMOST} \
                         THEN COALESCE(duration_ns, 0) ELSE 0 END) AS total \
-             FROM events WHERE {scope} AND kind IN ('call', 'return', 'exception', 'unfinished') \
+             FROM events WHERE {scope} \
+                AND kind IN ('call', 'return', 'exception', 'unfinished', 'yield') \
              GROUP BY module, function"
         ))?;
         let modules = text_values(&functions, "module");
@@ -349,7 +354,7 @@ impl Summary {
              FROM (SELECT pid, tid, thread_name, call_id, parent_id, seq, function, args FROM events \
                    WHERE {scope} AND kind = 'call' ORDER BY seq LIMIT {TREE_CALLS}) c \
              LEFT JOIN (SELECT pid, call_id, kind, duration_ns, duration_max_ns FROM events \
-                        WHERE {scope} AND kind IN ('return', 'exception', 'unfinished')) e \
+                        WHERE {scope} AND kind IN ('return', 'exception', 'unfinished', 'yield')) e \
              ON c.pid = e.pid AND c.call_id = e.call_id \
              ORDER BY c.seq"
         ))?;

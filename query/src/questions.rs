@@ -348,9 +348,9 @@ pub(crate) fn question_sql(
 ) -> Result<String> {
     let f = |alias: &str| filters.conditions(alias, scope, true);
     let by_start = || filters.conditions_on("", scope, true, true);
-    let ends = "kind IN ('return', 'exception', 'unfinished')";
-    // What ends a call row's call_id: its end, or (exact mode) the first `yield` of a
-    // generator or coroutine, whose later `resume`s open call_ids of their own.
+    // What ends a call row's call_id, with the time it ran: its end, or (exact mode)
+    // the `yield` of a generator or coroutine, whose later `resume`s open call_ids of
+    // their own. The time of a generator is the sum of its stretches.
     let segment_ends = "kind IN ('return', 'exception', 'unfinished', 'yield')";
     Ok(match question {
         Question::Gaps => format!(
@@ -458,12 +458,17 @@ pub(crate) fn question_sql(
              FROM events WHERE {} \
              GROUP BY module, function \
              ORDER BY calls DESC, module, function LIMIT {limit}",
-            and_all(&format!("(kind = 'call' OR {ends})"), &by_start()?)
+            and_all(&format!("(kind = 'call' OR {segment_ends})"), &by_start()?)
         ),
+        // Calls are counted on their `call` rows and timed on the rows that end a
+        // stretch of running: a generator's or coroutine's time is the sum of its
+        // stretches (exact mode), and its longest is its `max_ns`.
         Question::Slow(_) => format!(
-            "SELECT module, function, COUNT(*) AS calls, \
+            "SELECT module, function, \
+             CAST(COALESCE(SUM(count) FILTER (WHERE kind = 'call'), 0) AS BIGINT) AS calls, \
              SUM(duration_ns) FILTER (WHERE {OUTERMOST}) AS total_ns, \
-             SUM(duration_ns) / COUNT(*) AS mean_ns, \
+             SUM(duration_ns) / NULLIF(CAST(COALESCE(SUM(count) FILTER (WHERE kind = 'call'), 0) \
+                 AS BIGINT), 0) AS mean_ns, \
              MAX(duration_ns) AS max_ns, \
              SUM(duration_max_ns) FILTER (WHERE {OUTERMOST}) AS total_max_ns, \
              SUM(CASE WHEN kind = 'exception' THEN 1 ELSE 0 END) AS exceptions, \
@@ -471,7 +476,7 @@ pub(crate) fn question_sql(
              FROM events WHERE {} \
              GROUP BY module, function \
              ORDER BY total_ns DESC NULLS LAST, module, function LIMIT {limit}",
-            and_all(ends, &by_start()?)
+            and_all(&format!("(kind = 'call' OR {segment_ends})"), &by_start()?)
         ),
         Question::Exceptions => format!(
             "WITH raised AS (\

@@ -482,6 +482,74 @@ fn a_recursive_function_total_counts_each_recursion_once() {
     }
 }
 
+/// A generator that works before each of its yields: its time is the sum of its
+/// stretches (call to first yield, each resume to the next yield or its return), in
+/// `--slow`, `--top` and the report, not only its last stretch.
+#[test]
+fn a_generator_s_time_is_the_sum_of_its_stretches() {
+    let program = "import time\n\ndef slow_gen():\n    for i in range(3):\n        \
+                   time.sleep(0.05)\n        yield i\n\ndef main():\n    \
+                   print(list(slow_gen()))\n\nmain()\n";
+    for interp in matrix() {
+        let label = &interp.label;
+        let dir = temp_dir(&format!("exact-gen-time-{}", label.replace('/', "_")));
+        let path = dir.join("slow_gen.py");
+        std::fs::write(&path, program).expect("write the program");
+        let trace = dir.join("t.parquet");
+        let out = Command::new(tracer_bin())
+            .args(["record", "--exact", "-o"])
+            .arg(&trace)
+            .arg("--")
+            .arg(&interp.path)
+            .arg(&path)
+            .output()
+            .expect("run tracer record --exact");
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stretches = ask(
+            &trace,
+            &[
+                "--sql",
+                "SELECT kind, duration_ns FROM events \
+                 WHERE function = 'slow_gen' AND kind IN ('yield', 'return') ORDER BY seq",
+            ],
+        );
+        let kinds: Vec<&str> = stretches
+            .iter()
+            .map(|r| r["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["yield", "yield", "yield", "return"], "{label}");
+        let sum: i64 = stretches
+            .iter()
+            .map(|r| r["duration_ns"].as_i64().expect("duration"))
+            .sum();
+        assert!(sum >= 150_000_000, "{label}: three sleeps of 50 ms: {sum}");
+        for question in ["--slow", "--top"] {
+            let rows = ask(&trace, &[question]);
+            let row = rows
+                .iter()
+                .find(|r| r["function"] == "slow_gen")
+                .unwrap_or_else(|| panic!("{label}: no slow_gen in {question}: {rows:?}"));
+            assert_eq!(row["calls"], 1, "{label} {question}");
+            assert_eq!(row["total_ns"], sum, "{label} {question}");
+        }
+        let report = Command::new(tracer_bin())
+            .arg("report")
+            .arg(&trace)
+            .output()
+            .expect("run tracer report");
+        let text = String::from_utf8_lossy(&report.stdout);
+        let tree_line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("slow_gen("))
+            .unwrap_or_else(|| panic!("{label}: no slow_gen in the report's tree:\n{text}"));
+        assert!(tree_line.ends_with(" yielded"), "{label}: {tree_line}");
+    }
+}
+
 /// Under PYTHONDONTWRITEBYTECODE (usual in containers) Python keeps no compiled code,
 /// so the bootstrap keeps its own in the tracer's cache folder: a traced start after
 /// the first compiles neither the hook nor the bootstrap, and the program's own
