@@ -211,7 +211,7 @@ pub fn run(args: &QueryArgs) -> Result<(), CliError> {
     let session = QuerySession::open_with_limits(&path, args.engine.limits()?)
         .map_err(|e| cli_error(e, &path))?;
     let answer = match &args.sql {
-        Some(sql) => session.sql(sql, filters.limit),
+        Some(sql) => session.sql_with_filters(sql, &filters),
         None => session.ask(&args.question(), &filters),
     }
     .map_err(|e| cli_error(e, &path))?;

@@ -2,8 +2,9 @@
 //! `runs`, and the filters they share.
 //!
 //! Filters (all optional): `--module` is a glob over the `module` column (`*` any
-//! text, `?` one character; `myapp.*` is every submodule of `myapp`, not `myapp`
-//! itself); `--thread` is an OS thread id or a Python thread name; `--since` and
+//! text, `?` one character; `myapp.*` is `myapp` and every module in it, as with
+//! `record --include`); `--thread` is an OS thread id or a Python thread name (a
+//! number matches either); `--since` and
 //! `--until` are either absolute times (RFC 3339, `2024-05-01T12:00:00.5Z`, or
 //! `2024-05-01 12:00:00`, read as UTC) or durations since each run's start
 //! (`tracer.run.started_at`): `1.5s`, `250ms`, `40us`, `900ns`, `2m`, `1h`, or a bare
@@ -277,19 +278,36 @@ impl Filters {
             conditions.push(format!("{alias}run_id IN ({})", ids.join(", ")));
         }
         if let (Some(glob), true) = (&self.module, with_module) {
-            if glob.contains(['*', '?']) {
-                conditions.push(format!(
+            let glob = glob.trim();
+            let mut matches = if glob.contains(['*', '?']) {
+                format!(
                     "{alias}module LIKE {} ESCAPE '\\'",
                     literal(&like_pattern(glob))
-                ));
+                )
             } else {
-                conditions.push(format!("{alias}module = {}", literal(glob)));
+                format!("{alias}module = {}", literal(glob))
+            };
+            // As `record --include` has it: `pkg.*` is the package and what is in it.
+            if let Some(package) = glob.strip_suffix(".*") {
+                let package = if package.contains(['*', '?']) {
+                    format!(
+                        "{alias}module LIKE {} ESCAPE '\\'",
+                        literal(&like_pattern(package))
+                    )
+                } else {
+                    format!("{alias}module = {}", literal(package))
+                };
+                matches = format!("({matches} OR {package})");
             }
+            conditions.push(matches);
         }
         if let Some(thread) = &self.thread {
-            match thread.trim().parse::<i64>() {
-                Ok(tid) => conditions.push(format!("{alias}tid = {tid}")),
-                Err(_) => conditions.push(format!("{alias}thread_name = {}", literal(thread))),
+            // A number is an OS thread id, or the name of a thread named so.
+            let thread = thread.trim();
+            let by_name = format!("{alias}thread_name = {}", literal(thread));
+            match thread.parse::<i64>() {
+                Ok(tid) => conditions.push(format!("({alias}tid = {tid} OR {by_name})")),
+                Err(_) => conditions.push(by_name),
             }
         }
         for (bound, operator) in [(self.since, ">="), (self.until, "<=")] {

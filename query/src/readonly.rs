@@ -10,8 +10,10 @@
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
+use datafusion::catalog::cte_worktable::CteWorkTable;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::{LogicalPlan, TableScan};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{
     ObjectName, ObjectNamePart, Query, Select, Statement, TableFactor, Visit, Visitor,
@@ -61,7 +63,9 @@ pub fn check_plan(plan: &LogicalPlan) -> Result<()> {
             LogicalPlan::Statement(statement) => {
                 Some(format!("{} is not a query", statement.name()))
             }
-            LogicalPlan::TableScan(scan) if !TABLES.contains(&scan.table_name.table()) => {
+            LogicalPlan::TableScan(scan)
+                if !TABLES.contains(&scan.table_name.table()) && !is_recursion_work_table(scan) =>
+            {
                 Some(format!(
                     "it reads {}, which is not one of the tables events and runs",
                     scan.table_name
@@ -82,6 +86,13 @@ pub fn check_plan(plan: &LogicalPlan) -> Result<()> {
         Some(problem) => Err(refused(&problem)),
         None => Ok(()),
     }
+}
+
+/// Whether `scan` reads the rows a `WITH RECURSIVE` query has made so far (its work
+/// table, named as the recursive `WITH`): memory of the query itself, not a table.
+fn is_recursion_work_table(scan: &TableScan) -> bool {
+    source_as_provider(&scan.source)
+        .is_ok_and(|provider| (provider.as_ref() as &dyn std::any::Any).is::<CteWorkTable>())
 }
 
 fn refused(reason: &str) -> QueryError {

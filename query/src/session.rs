@@ -13,7 +13,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::datasource::MemTable;
+use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -21,7 +21,7 @@ use datafusion::prelude::{col, SessionConfig, SessionContext};
 
 use crate::dictionary_groups::GroupByDictionaryIds;
 use crate::error::{QueryError, Result};
-use crate::questions::{question_sql, Filters, Question, RunScope};
+use crate::questions::{literal, question_sql, Filters, Question, RunScope};
 use crate::readonly;
 use crate::runs::{run_time, runs_batch, shell_join, shell_quote};
 use crate::trace::{locate, RunFiles};
@@ -326,7 +326,28 @@ impl QuerySession {
     /// EXPLAIN over `events` and `runs` is refused before it runs. `limit` caps the
     /// rows kept.
     pub fn sql(&self, sql: &str, limit: Option<usize>) -> Result<Answer> {
-        let (schema, batches) = self.execute(sql, limit.map(|n| n.saturating_add(1)))?;
+        self.sql_with_filters(
+            sql,
+            &Filters {
+                limit,
+                ..Filters::default()
+            },
+        )
+    }
+
+    /// [`QuerySession::sql`] with `tracer query`'s filters: `filters.limit` caps the
+    /// rows kept; the others narrow what the query sees: `events` holds only the rows
+    /// they keep (as every named question's), and `runs` only the run `--run` names.
+    pub fn sql_with_filters(&self, sql: &str, filters: &Filters) -> Result<Answer> {
+        let limit = filters.limit;
+        let scope = self.scope(filters.run.as_deref())?;
+        let conditions = filters.conditions("", &scope, true)?;
+        let run = || self.execute(sql, limit.map(|n| n.saturating_add(1)));
+        let (schema, batches) = if conditions.is_empty() {
+            run()?
+        } else {
+            self.with_filtered_tables(&conditions, &scope, run)?
+        };
         let (batches, truncated) = match limit {
             Some(limit) => cut(batches, limit),
             None => (batches, false),
@@ -342,6 +363,57 @@ impl QuerySession {
             tip: None,
             notes: self.notes(),
         })
+    }
+
+    /// Runs `query` with `events` as a view of its rows that meet `conditions`, and
+    /// `runs` as one of the runs `scope` names when `--run` narrowed it; then puts
+    /// the tables back.
+    fn with_filtered_tables<T>(
+        &self,
+        conditions: &[String],
+        scope: &RunScope,
+        query: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let engine_error = |e| QueryError::from_engine(e, self.limits.memory_limit_mib);
+        let view = |sql: String| {
+            self.runtime()
+                .block_on(self.context.sql(&sql))
+                .map(|frame| frame.into_view())
+        };
+        let events = view(format!(
+            "SELECT * FROM events WHERE {}",
+            conditions.join(" AND ")
+        ))
+        .map_err(engine_error)?;
+        let runs = if scope.narrowed {
+            let ids: Vec<String> = scope.runs.iter().map(|(id, _)| literal(id)).collect();
+            Some(
+                view(format!(
+                    "SELECT * FROM runs WHERE run_id IN ({})",
+                    ids.join(", ")
+                ))
+                .map_err(engine_error)?,
+            )
+        } else {
+            None
+        };
+        let swap = |name: &str, table: Arc<dyn TableProvider>| {
+            let old = self.context.deregister_table(name)?;
+            self.context.register_table(name, table)?;
+            Ok::<_, datafusion::error::DataFusionError>(old)
+        };
+        let old_events = swap("events", events).map_err(engine_error)?;
+        let old_runs = match runs {
+            Some(runs) => swap("runs", runs).map_err(engine_error)?,
+            None => None,
+        };
+        let result = query();
+        if let Some(old) = old_runs {
+            swap("runs", old).map_err(engine_error)?;
+        }
+        swap("events", self.events.row_filters.clone()).map_err(engine_error)?;
+        drop(old_events);
+        result
     }
 
     /// Runs `query` with `events` read through `table`, then puts the default back.

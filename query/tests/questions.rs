@@ -437,6 +437,61 @@ fn filters_narrow_by_module_thread_and_time() {
     assert!(early.num_rows() > 0 && early.num_rows() < all.num_rows());
 }
 
+/// `--module 'pkg.*'` takes the package itself too, as `record --include 'pkg.*'`
+/// traces it, and `--thread 777` a thread named `777` as well as OS thread 777.
+#[test]
+fn a_package_glob_takes_the_package_and_a_number_takes_a_thread_so_named() {
+    let dir = TempDir::new("package-thread");
+    let path = dir.path().join("t.parquet");
+    let mut t = support::TraceBuilder::exact(support::run_metadata(
+        "00000000000package03",
+        &["python3", "app.py"],
+        "exact",
+        "completed",
+    ));
+    t.thread(101, "MainThread");
+    t.thread(102, "777");
+    let main = t.call(101, "__main__", "main", 1, 0, "{}");
+    t.advance(1_000);
+    let package = t.call(101, "json", "dumps", 10, 5, "{}");
+    t.advance(1_000);
+    t.ret(101, package, "'{}'");
+    let inner = t.call(101, "json.encoder", "encode", 20, 12, "{}");
+    t.advance(1_000);
+    t.ret(101, inner, "'{}'");
+    let other = t.call(101, "jsonschema", "validate", 30, 3, "{}");
+    t.advance(1_000);
+    t.ret(101, other, "None");
+    let worker = t.call(102, "__main__", "work", 40, 0, "{}");
+    t.advance(1_000);
+    t.ret(102, worker, "None");
+    t.ret(101, main, "None");
+    t.write(&path);
+
+    let top = ask(
+        &path,
+        Question::Top(50),
+        Filters {
+            module: Some("json.*".into()),
+            ..Filters::default()
+        },
+    );
+    let mut modules: Vec<String> = texts(&top, "module").into_iter().flatten().collect();
+    modules.sort();
+    assert_eq!(modules, ["json", "json.encoder"]);
+
+    let named = ask(
+        &path,
+        Question::Flow,
+        Filters {
+            thread: Some("777".into()),
+            ..Filters::default()
+        },
+    );
+    assert_eq!(named.num_rows(), 2, "work's call and return");
+    assert!(ints(&named, "tid").iter().all(|t| *t == Some(102)));
+}
+
 fn two_run_folder() -> TempDir {
     let dir = TempDir::new("folder");
     billing_run(BILLING).write(&dir.path().join("20240501-120000-app.py-4242.parquet"));

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use query::arrow::util::display::{ArrayFormatter, FormatOptions};
-use query::{Limits, QueryError, QuerySession};
+use query::{Filters, Limits, QueryError, QuerySession, Question};
 use support::{billing_run, TempDir};
 
 fn billing_trace() -> (TempDir, PathBuf) {
@@ -163,6 +163,85 @@ fn with_and_explain_queries_are_allowed() {
         )
         .expect("explain");
     assert!(explain.num_rows() > 0);
+}
+
+/// Walking up the callers of a call through `parent_id` needs `WITH RECURSIVE`,
+/// whose recursion reads its own rows so far: allowed, and equal to DuckDB's answer.
+#[test]
+fn a_recursive_with_query_walks_the_callers_as_duckdb_does() {
+    let (_dir, path) = billing_trace();
+    let session = QuerySession::open(&path).expect("open");
+    let sql = "WITH RECURSIVE up AS (\
+                 SELECT call_id, parent_id, function, 0 AS level FROM events \
+                 WHERE kind = 'call' AND function = 'multiply' AND call_id = \
+                   (SELECT MIN(call_id) FROM events WHERE function = 'multiply') \
+                 UNION ALL \
+                 SELECT e.call_id, e.parent_id, e.function, up.level + 1 FROM events e \
+                 JOIN up ON e.call_id = up.parent_id WHERE e.kind = 'call') \
+               SELECT function FROM up ORDER BY level";
+    let ours = engine_rows(&session, sql);
+    let names: Vec<&str> = ours
+        .iter()
+        .flatten()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(names, ["multiply", "Order.total", "main", "<module>"]);
+    assert_eq!(ours, duckdb_rows(&[&path], sql));
+}
+
+/// `tracer query --run/--thread/--module/--since/--until --sql`: the query sees the
+/// rows the filters keep, as a named question does, and `runs` the chosen run.
+#[test]
+fn filters_narrow_what_a_sql_query_reads() {
+    let dir = TempDir::new("sql-filters");
+    billing_run("0000000000billing01").write(&dir.path().join("a.parquet"));
+    billing_run("0000000000billing02").write(&dir.path().join("b.parquet"));
+    let session = QuerySession::open(dir.path()).expect("open the folder");
+    let count = |sql: &str, filters: &Filters| -> String {
+        let answer = session
+            .sql_with_filters(sql, filters)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let column = answer.batches[0].column(0);
+        let formatter =
+            ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default()).expect("formatter");
+        formatter.value(0).to_string()
+    };
+    let all = Filters::default();
+    let one_run = Filters {
+        run: Some("0000000000billing02".into()),
+        ..Filters::default()
+    };
+    let runs_sql = "SELECT COUNT(DISTINCT run_id) FROM events";
+    assert_eq!(count(runs_sql, &all), "2");
+    assert_eq!(count(runs_sql, &one_run), "1");
+    assert_eq!(count("SELECT COUNT(*) FROM runs", &one_run), "1");
+    let worker = Filters {
+        thread: Some("worker-1".into()),
+        ..one_run.clone()
+    };
+    assert_eq!(
+        count("SELECT COUNT(DISTINCT thread_name) FROM events", &worker),
+        "1"
+    );
+    let billing = Filters {
+        module: Some("myapp.*".into()),
+        ..one_run.clone()
+    };
+    let modules = count(
+        "SELECT COUNT(*) FROM events WHERE module NOT LIKE 'myapp.%'",
+        &billing,
+    );
+    assert_eq!(modules, "0");
+    // The answer is the same as the named question's over the same filters.
+    let calls = count(
+        "SELECT COUNT(*) FROM events WHERE kind = 'call' AND function = 'multiply'",
+        &one_run,
+    );
+    let asked = session
+        .ask(&Question::Call("multiply".into()), &one_run)
+        .expect("--call");
+    assert_eq!(calls, asked.num_rows().to_string());
 }
 
 #[test]
