@@ -16,7 +16,7 @@ const TRACES_DIR: &str = "traces";
 const DEFAULT_TOP: &str = "20";
 
 /// Arguments of `tracer query`. One question at a time; with none, `--runs`.
-/// Put PATH before a question whose value is optional (`tracer query T.parquet --top`).
+/// PATH may come before or after the question (`tracer query --top T.parquet`).
 #[derive(Debug, Clone, clap::Args)]
 #[command(group(
     ArgGroup::new("question")
@@ -49,11 +49,11 @@ pub struct QueryArgs {
 
     /// The N most called functions (default 20), with exclude suggestions
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = DEFAULT_TOP, allow_negative_numbers = true)]
-    pub top: Option<usize>,
+    pub top: Option<CountOrPath>,
 
     /// The N functions with the most total time (default 20), with per-call times
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = DEFAULT_TOP, allow_negative_numbers = true)]
-    pub slow: Option<usize>,
+    pub slow: Option<CountOrPath>,
 
     /// Every exception: type, message, where it was raised or passed through
     #[arg(long)]
@@ -178,9 +178,57 @@ impl EngineArgs {
     }
 }
 
+/// The word after `--top` or `--slow`, whose N is optional: a count, or the trace's
+/// path when it was written after the question (`tracer query --top T.parquet`),
+/// which clap cannot tell from N.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CountOrPath {
+    Count(usize),
+    Path(PathBuf),
+}
+
+impl std::str::FromStr for CountOrPath {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<CountOrPath, String> {
+        if let Ok(n) = text.parse::<usize>() {
+            return Ok(CountOrPath::Count(n));
+        }
+        if text.parse::<f64>().is_ok() {
+            return Err(format!(
+                "N must be a whole number of rows, 0 or more: {text}"
+            ));
+        }
+        Ok(CountOrPath::Path(PathBuf::from(text)))
+    }
+}
+
 impl QueryArgs {
+    /// The trace path given, also when it came after `--top` or `--slow`.
+    fn trace_arg(&self) -> Result<Option<PathBuf>, CliError> {
+        let after_question = [("--top", &self.top), ("--slow", &self.slow)]
+            .into_iter()
+            .find_map(|(flag, value)| match value {
+                Some(CountOrPath::Path(path)) => Some((flag, path)),
+                _ => None,
+            });
+        match (&self.path, after_question) {
+            (path, None) => Ok(path.clone()),
+            (None, Some((_, path))) => Ok(Some(path.clone())),
+            (Some(_), Some((flag, value))) => Err(CliError::usage(format!(
+                "{flag} takes a number of rows, not {}",
+                value.display()
+            ))
+            .hint(format!("tracer query PATH {flag} 20"))),
+        }
+    }
+
     /// The question asked, `--runs` when none is.
     fn question(&self) -> Question {
+        let count = |value: &CountOrPath| match value {
+            CountOrPath::Count(n) => *n,
+            CountOrPath::Path(_) => DEFAULT_TOP.parse().expect("a number"),
+        };
         if self.gaps {
             Question::Gaps
         } else if let Some(name) = &self.call {
@@ -189,10 +237,10 @@ impl QueryArgs {
             Question::Flow
         } else if self.tree {
             Question::Tree
-        } else if let Some(n) = self.top {
-            Question::Top(n)
-        } else if let Some(n) = self.slow {
-            Question::Slow(n)
+        } else if let Some(n) = &self.top {
+            Question::Top(count(n))
+        } else if let Some(n) = &self.slow {
+            Question::Slow(count(n))
         } else if self.exceptions {
             Question::Exceptions
         } else if self.threads {
@@ -206,7 +254,7 @@ impl QueryArgs {
 /// Runs `tracer query`: opens the trace, asks, prints. An empty answer is a
 /// success that says "no rows" on stderr.
 pub fn run(args: &QueryArgs) -> Result<(), CliError> {
-    let path = trace_path(args.path.as_deref())?;
+    let path = trace_path(args.trace_arg()?.as_deref())?;
     let filters = args.filters.filters()?;
     let session = QuerySession::open_with_limits(&path, args.engine.limits()?)
         .map_err(|e| cli_error(e, &path))?;

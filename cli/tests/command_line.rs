@@ -86,6 +86,26 @@ fn assert_error_and_hint(out: &Output, code: i32) -> String {
     stderr
 }
 
+/// `--top` and `--slow` take an optional N: a path written after them is the trace.
+#[test]
+fn a_path_after_top_or_slow_is_the_trace() {
+    for flag in ["--top", "--slow"] {
+        let stderr = assert_error_and_hint(&tracer(&["query", flag, "/nonexistent/t.parquet"]), 1);
+        assert!(
+            stderr.contains("no trace at /nonexistent/t.parquet"),
+            "{stderr}"
+        );
+    }
+    let stderr = assert_error_and_hint(
+        &tracer(&["query", "/nonexistent/t.parquet", "--top", "x.parquet"]),
+        2,
+    );
+    assert!(
+        stderr.contains("--top takes a number of rows, not x.parquet"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_corrupt_trace_gives_error_and_hint() {
     let dir = std::env::temp_dir().join(format!("tracer-cli-errors-{}", std::process::id()));
