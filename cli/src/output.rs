@@ -344,8 +344,63 @@ fn readable_batch(batch: &RecordBatch) -> RecordBatch {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap_or_else(|_| batch.clone())
 }
 
+/// `text` with its control characters written as escapes (`\n`, `\r`, `\t`,
+/// `\x1b`, ...), keeping line breaks when `keep_newlines`. Traces hold text the
+/// traced program chose (exception messages, thread names): printed raw, an escape
+/// sequence in it could clear the terminal or rewrite the lines above it.
+pub fn escape_controls(text: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && !(keep_newlines && c == '\n');
+    if !text.chars().any(escaped) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            _ if !escaped(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A batch whose text cells have their control characters escaped, for a terminal.
+fn escaped_batch(batch: &RecordBatch) -> RecordBatch {
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|column| {
+            let is_text = matches!(column.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+                || matches!(column.data_type(), DataType::Dictionary(_, value) if matches!(**value, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View));
+            if !is_text {
+                return column.clone();
+            }
+            let texts: Vec<Option<String>> = display_texts(column)
+                .into_iter()
+                .map(|text| text.map(|t| escape_controls(&t, false).into_owned()))
+                .collect();
+            Arc::new(StringArray::from(texts)) as ArrayRef
+        })
+        .collect();
+    let fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(&columns)
+        .map(|(field, column)| Field::new(field.name(), column.data_type().clone(), true))
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap_or_else(|_| batch.clone())
+}
+
 fn write_table(answer: &Answer, out: &mut dyn Write) -> io::Result<()> {
-    let batches: Vec<RecordBatch> = answer.batches.iter().map(readable_batch).collect();
+    let batches: Vec<RecordBatch> = answer
+        .batches
+        .iter()
+        .map(|batch| escaped_batch(&readable_batch(batch)))
+        .collect();
     let table = pretty_format_batches(&batches).map_err(io::Error::other)?;
     writeln!(out, "{table}")
 }
@@ -407,6 +462,8 @@ fn write_tree(answer: &Answer, out: &mut dyn Write) -> io::Result<()> {
                 None => label.push_str("  (no end recorded)"),
                 _ => {}
             }
+            let label = escape_controls(&label, false).into_owned();
+            let thread_label = escape_controls(&thread_label, false);
             lines.push(TreeLine {
                 group: format!("run {}, {thread_label}", run[row].as_deref().unwrap_or("?")),
                 level: depth[row]
@@ -509,6 +566,23 @@ mod tests {
         assert_eq!(human_duration(12_340), "12.3 µs");
         assert_eq!(human_duration(4_560_000), "4.56 ms");
         assert_eq!(human_duration(1_234_000_000), "1.234 s");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_for_the_terminal() {
+        let hostile = "fake\x1b[2J: all \r\tgood\nnext\u{7f}\u{9b}";
+        assert_eq!(
+            escape_controls(hostile, false),
+            "fake\\x1b[2J: all \\r\\tgood\\nnext\\x7f\\x9b"
+        );
+        assert_eq!(
+            escape_controls(hostile, true),
+            "fake\\x1b[2J: all \\r\\tgood\nnext\\x7f\\x9b"
+        );
+        assert!(matches!(
+            escape_controls("plain ünïcode", false),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

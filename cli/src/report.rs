@@ -648,7 +648,7 @@ pub fn render(
             shell_quote(function)
         );
     }
-    out
+    crate::output::escape_controls(&out, true).into_owned()
 }
 
 #[cfg(test)]
