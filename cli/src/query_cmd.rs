@@ -310,11 +310,20 @@ pub fn cli_error(error: QueryError, path: &Path) -> CliError {
             "--memory-limit {} allows more memory, or narrow the query with --run, --since or a WHERE",
             limit_mib.saturating_mul(2)
         ),
-        QueryError::NotParquet { .. } => format!(
-            "traces are written by `tracer record`; a recording killed before it finished \
-             keeps its events in {shown}.parts/ (tracer query {shown} reads them when the \
-             file is absent)"
-        ),
+        // The file that is not Parquet: the path given, or one in the folder given.
+        QueryError::NotParquet { path: file, .. } => {
+            let file = file.display();
+            let folder_hint = if path.is_dir() {
+                format!("; move it out of {shown} to read the other traces")
+            } else {
+                String::new()
+            };
+            format!(
+                "traces are written by `tracer record`; a recording killed before it \
+                 finished keeps its events in {file}.parts/ (tracer query {file} reads them \
+                 when the file is absent){folder_hint}"
+            )
+        }
         QueryError::NotATrace { .. } => {
             "tracer query reads traces written by `tracer record`; read other Parquet files \
              with DuckDB or pyarrow"

@@ -115,5 +115,9 @@ fn a_corrupt_trace_gives_error_and_hint() {
     let garbage = garbage.to_string_lossy().into_owned();
     let stderr = assert_error_and_hint(&tracer(&["query", &garbage, "--top"]), 1);
     assert!(stderr.contains("not a readable Parquet file"), "{stderr}");
+    // Asked through its folder, the hint names the file, not the folder.
+    let folder = dir.to_string_lossy().into_owned();
+    let stderr = assert_error_and_hint(&tracer(&["query", &folder, "--top"]), 1);
+    assert!(stderr.contains(&format!("{garbage}.parts/")), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
