@@ -398,11 +398,8 @@ impl TracerTools {
         Parameters(p): Parameters<RecordParams>,
     ) -> Result<CallToolResult, ErrorData> {
         blocking(move || {
-            if !(p.timeout.is_finite() && p.timeout > 0.0) {
-                return Err(CliError::usage(
-                    "timeout must be a positive number of seconds",
-                ));
-            }
+            crate::trace_cmd::check_seconds(p.timeout)
+                .map_err(|e| CliError::usage(format!("timeout: {e}")))?;
             let args = RecordArgs {
                 trace: p.sampling.options(&p.output),
                 timeout: Some(p.timeout),
@@ -423,11 +420,8 @@ impl TracerTools {
         Parameters(p): Parameters<AttachParams>,
     ) -> Result<CallToolResult, ErrorData> {
         blocking(move || {
-            if !(p.duration.is_finite() && p.duration > 0.0) {
-                return Err(CliError::usage(
-                    "duration must be a positive number of seconds",
-                ));
-            }
+            crate::trace_cmd::check_seconds(p.duration)
+                .map_err(|e| CliError::usage(format!("duration: {e}")))?;
             let args = AttachArgs {
                 pid: p.pid,
                 duration: Some(p.duration),

@@ -163,11 +163,8 @@ pub struct EngineArgs {
 impl EngineArgs {
     /// The query crate's limits; a zero or negative value is a usage error.
     pub fn limits(&self) -> Result<Limits, CliError> {
-        if !(self.timeout.is_finite() && self.timeout > 0.0) {
-            return Err(CliError::usage(
-                "--timeout must be a positive number of seconds",
-            ));
-        }
+        crate::trace_cmd::check_seconds(self.timeout)
+            .map_err(|e| CliError::usage(format!("--timeout: {e}")))?;
         if self.memory_limit == 0 {
             return Err(CliError::usage("--memory-limit must be at least 1 MiB"));
         }

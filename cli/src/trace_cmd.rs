@@ -78,12 +78,35 @@ pub struct TraceOptions {
     pub(crate) max_calls: Option<u32>,
 }
 
+/// The longest `--duration` or `--timeout`: a hundred years, so that the time it
+/// ends at is a time the clock can hold.
+const MAX_SECONDS: f64 = 100.0 * 365.25 * 24.0 * 3600.0;
+
+/// A number of seconds given as `--duration` or `--timeout`: more than zero, and a
+/// number (`inf`, `nan` and `1e30` are not).
+pub(crate) fn seconds(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    check_seconds(value)
+}
+
+/// [`seconds`] for a number given as such (the MCP tools' arguments).
+pub(crate) fn check_seconds(value: f64) -> Result<f64, String> {
+    if value.is_finite() && value > 0.0 && value <= MAX_SECONDS {
+        Ok(value)
+    } else {
+        Err("give a number of seconds more than 0 and at most 100 years".to_string())
+    }
+}
+
 #[derive(Args)]
 pub struct RecordArgs {
     #[command(flatten)]
     pub(crate) trace: TraceOptions,
     /// Stop the command after this many seconds, printing where every thread was.
-    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = seconds)]
     pub(crate) timeout: Option<f64>,
     /// The command to run, e.g. `python app.py` or `pytest -x`.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -96,7 +119,7 @@ pub struct AttachArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub(crate) pid: i32,
     /// Stop after this many seconds (default: until Ctrl-C or the process exits).
-    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = seconds)]
     pub(crate) duration: Option<f64>,
     #[command(flatten)]
     pub(crate) trace: TraceOptions,

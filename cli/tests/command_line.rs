@@ -48,6 +48,22 @@ fn a_command_line_clap_cannot_parse_is_one_error_and_a_hint() {
     assert!(stderr.contains("tracer query --help"), "{stderr}");
     let stderr = assert_error_and_hint(&tracer(&["record"]), 2);
     assert!(stderr.contains("<CMD>"), "{stderr}");
+    // Seconds that are not a time the clock can count to (a panic once).
+    for (command, flag) in [("attach", "--duration"), ("record", "--timeout")] {
+        for value in ["inf", "1e30", "nan", "0", "-1"] {
+            let mut args = vec![command, flag, value];
+            args.extend(if command == "attach" {
+                ["--pid", "1"]
+            } else {
+                ["--", "true"]
+            });
+            let stderr = assert_error_and_hint(&tracer(&args), 2);
+            assert!(
+                stderr.contains("give a number of seconds"),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
     let stderr = assert_error_and_hint(&tracer(&["frobnicate"]), 2);
     assert!(stderr.contains("tracer --help"), "{stderr}");
     let stderr = assert_error_and_hint(
