@@ -866,6 +866,58 @@ fn a_program_that_forks_gets_no_warning_the_hook_would_cause() {
                 python.label
             );
         }
+
+        // With everything included and the children traced, the hook's own work
+        // around a fork and in its os._exit stays out of the trace: the program's
+        // module calls its functions only (the hook's at-fork handler called
+        // os.path.exists, which showed as a call of the program's), and os._exit,
+        // which the hook wraps, is a gap into posix._exit from the module (in each
+        // child).
+        let everything = ExactOptions {
+            include: vec!["*".into()],
+            subprocesses: true,
+            ..options(native)
+        };
+        let run = run_exact(&python, &args, everything, None);
+        assert_eq!(run.stdout, plain.stdout, "{}", python.label);
+        let mut called: Vec<&str> = run
+            .of(EventKind::Call)
+            .iter()
+            .filter(|e| e.caller.as_deref() == Some("__main__.<module>"))
+            .map(|e| &*e.function)
+            .collect();
+        called.sort();
+        called.dedup();
+        assert_eq!(
+            called,
+            ["after", "before"],
+            "{}: calls made by the program's module",
+            python.label
+        );
+        assert_eq!(run.calls_of("in_child").len(), 2, "{}", python.label);
+        let hook_rows: Vec<&Event> = run
+            .events
+            .iter()
+            .filter(|e| e.module.contains("tracer") || e.file.contains("/tracer/exact-"))
+            .collect();
+        assert!(hook_rows.is_empty(), "{}: {hook_rows:?}", python.label);
+        let gaps = run.of(EventKind::Gap);
+        assert!(
+            gaps.iter().all(|g| !g.module.contains("tracer")),
+            "{}: {gaps:?}",
+            python.label
+        );
+        let exits: Vec<&&Event> = gaps.iter().filter(|g| &*g.function == "_exit").collect();
+        assert_eq!(exits.len(), 2, "{}: {gaps:?}", python.label);
+        for exit in exits {
+            assert_eq!(&*exit.module, "posix", "{}", python.label);
+            assert_eq!(
+                exit.caller.as_deref(),
+                Some("__main__.<module>"),
+                "{}",
+                python.label
+            );
+        }
     }
 }
 

@@ -886,6 +886,16 @@ def _callee_id(key, function, module, filename, line):
     return cid
 
 
+def _hook_gap(code):
+    """The callee id of a call into the hook's own code: the function it stands in
+    for (`os._exit`, which the hook wraps), or None: the hook is never a callee."""
+    stands_for = _STANDS_FOR.get(code)
+    if stands_for is None:
+        return None
+    name, module = stands_for
+    return _callee_id((name, module), name, module, "", 0)
+
+
 def _gap_callee(callee):
     """The callee id of a call from traced code, or None when it is traced itself."""
     t = type(callee)
@@ -894,6 +904,8 @@ def _gap_callee(callee):
         t = type(callee)
     if t is _FunctionType:
         code = callee.__code__
+        if _boot and code.co_filename.startswith(_boot):
+            return _hook_gap(code)
         cid = _codes.get(code)
         if cid is None:
             cid = _learn(code, callee.__globals__)
@@ -1024,7 +1036,11 @@ def _native_callee(callee):
         return cid
     if type(callee) is _PyMethod:
         callee = callee.__func__
-    if type(callee) is _FunctionType and not callee.__code__.co_flags & _GENERATOR_FLAGS:
+    if (
+        type(callee) is _FunctionType
+        and not callee.__code__.co_flags & _GENERATOR_FLAGS
+        and not (_boot and callee.__code__.co_filename.startswith(_boot))
+    ):
         return -2
     return -3
 
@@ -1344,6 +1360,11 @@ def _trace_call(frame, event, arg):
 
 
 def _trace_gap(frame, code, back):
+    if _boot and code.co_filename.startswith(_boot):
+        callee = _hook_gap(code)
+        if callee is not None:
+            _q.append((_GAP, _codes[back.f_code], _thread_index(), _perf(), back.f_lineno, callee))
+        return
     module = _module_of(frame.f_globals, code.co_filename)
     if _V >= (3, 11):
         name = code.co_qualname
@@ -1807,6 +1828,11 @@ def _exit(status):
     _original_exit(status)
 
 
+# The hook's functions that a program calls in place of its own: a call of one is a
+# gap into what it stands for, (name, module).
+_STANDS_FOR = {_exit.__code__: ("_exit", getattr(_original_exit, "__module__", None) or "posix")}
+
+
 def _connect():
     global _sock
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -1887,8 +1913,22 @@ def _before_fork():
     # The thread has returned; the kernel lists it until it has ended.
     task = "/proc/self/task/%d" % _flusher_tid[0]
     deadline = _perf() + 50 * 1000000
-    while _flusher_tid[0] and os.path.exists(task) and _perf() < deadline:
+    while _flusher_tid[0] and _exists(task) and _perf() < deadline:
         sleep(0.0001)
+
+
+def _exists(path):
+    """os.path.exists without its Python frame: code the hook runs outside its
+    callbacks (an at-fork handler) is traced like the program's when it calls Python
+    functions, and would show in the trace as the program's calls."""
+    try:
+        _stat(path)
+    except OSError:
+        return False
+    return True
+
+
+_stat = os.stat
 
 
 def _after_fork_in_parent():
