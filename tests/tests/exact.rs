@@ -550,6 +550,43 @@ fn a_generator_s_time_is_the_sum_of_its_stretches() {
     }
 }
 
+/// A call still running when `--timeout` stops the program ends as `unfinished`
+/// with the time it ran until then, not at the last record the program sent (a
+/// sleep of 5 s stopped after 1 s showed 0 ns).
+#[test]
+fn a_call_stopped_by_the_timeout_is_unfinished_with_the_time_it_ran() {
+    let program = "import time\n\ndef work():\n    time.sleep(5)\n\nwork()\n";
+    for interp in matrix() {
+        let label = &interp.label;
+        let dir = temp_dir(&format!("exact-timeout-{}", label.replace('/', "_")));
+        let path = dir.join("hangs.py");
+        std::fs::write(&path, program).expect("write the program");
+        let trace = dir.join("t.parquet");
+        let out = Command::new(tracer_bin())
+            .args(["record", "--exact", "--timeout", "1", "-o"])
+            .arg(&trace)
+            .arg("--")
+            .arg(&interp.path)
+            .arg(&path)
+            .output()
+            .expect("run tracer record --exact --timeout");
+        assert_eq!(
+            out.status.code(),
+            Some(124),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let work = ask(&trace, &["--call", "work"]);
+        assert_eq!(work.len(), 1, "{label}: {work:?}");
+        assert_eq!(work[0]["outcome"], "unfinished", "{label}");
+        let ran = work[0]["duration_ns"].as_i64().expect("a duration");
+        assert!(
+            (900_000_000..5_000_000_000).contains(&ran),
+            "{label}: work ran about 1 s before the timeout, not {ran} ns"
+        );
+    }
+}
+
 /// Under PYTHONDONTWRITEBYTECODE (usual in containers) Python keeps no compiled code,
 /// so the bootstrap keeps its own in the tracer's cache folder: a traced start after
 /// the first compiles neither the hook nor the bootstrap, and the program's own

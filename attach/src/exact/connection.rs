@@ -476,13 +476,20 @@ impl Connection {
     }
 
     /// Ends every call still open (the process ended or recording stopped) with an
-    /// `unfinished` row at the last time the process was heard from.
+    /// `unfinished` row now: a call is known to have run until the connection
+    /// ended (a `time.sleep(5)` stopped by `--timeout 1` ran 1 s, not until the last
+    /// record the process sent before it), so that its duration is what it ran so
+    /// far. The connection ends when its process exits, is killed or is detached
+    /// from, and is read to its end within milliseconds of it.
     pub fn finish(
         &mut self,
         counters: &mut Counters,
         sink: &mut dyn EventSink,
     ) -> Result<(), SinkError> {
-        let ts = self.last_ts;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        let ts = self.last_ts.max(now);
         let mut ids: Vec<u32> = self.threads.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
