@@ -839,8 +839,7 @@ def _exception_text(exc):
                 str_impl = found
                 break
         args = _exc_args(exc)
-        simple = all(type(a) in (str, bytes, int, float, bool, type(None)) for a in args)
-        if type(str_impl) is _SlotWrapper and simple:
+        if type(str_impl) is _SlotWrapper and _plain(args, [_PLAIN_ITEMS]):
             message = str_impl(exc)
         elif len(args) == 0:
             message = ""
@@ -851,6 +850,29 @@ def _exception_text(exc):
     except BaseException as err:
         message = "<repr failed: " + _tname(type(err)) + ">"
     return qualified, message
+
+
+# The most items of builtin containers an exception's arguments may hold for its
+# message to be Python's own str() of it.
+_PLAIN_ITEMS = 200
+_SCALARS = (str, bytes, int, float, bool, type(None))
+
+
+def _plain(value, budget):
+    """Whether `value` is made of builtin scalars and builtin containers only (at
+    most `budget[0]` items in all), so that str() of an exception holding it runs
+    C code alone: no class's own __repr__, nothing that could change the program."""
+    t = type(value)
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
+    if t in _SCALARS:
+        return True
+    if t in (tuple, list, set, frozenset):
+        return all(_plain(item, budget) for item in value)
+    if t is dict:
+        return all(_plain(k, budget) and _plain(v, budget) for k, v in dict.items(value))
+    return False
 
 
 def _text_of(value):

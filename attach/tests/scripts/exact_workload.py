@@ -49,6 +49,10 @@ def level4(key):
     raise KeyError(key)
 
 
+def rejects(items):
+    raise ValueError("bad items", items, {"at": 2})
+
+
 def level3(key):
     return level4(key) + 1
 
@@ -103,6 +107,11 @@ def main():
     note(function="level1", args={"key": repr("missing")}, result=repr(result))
     for name in ("level4", "level3", "level2"):
         note(function=name, exception="KeyError", message=str(KeyError("missing")))
+    # An exception of builtin containers: its message is Python's own str() of it.
+    try:
+        rejects([1, (2, "x")])
+    except ValueError as e:
+        note(function="rejects", args={"items": repr([1, (2, "x")])}, exception="ValueError", message=str(e))
     result = variadic(1, 2, 3, flag=False, x=1, y=2)
     note(
         function="variadic",
