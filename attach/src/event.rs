@@ -100,6 +100,11 @@ pub trait EventSink {
     fn tick(&mut self, _now: std::time::Instant) -> Result<(), SinkError> {
         Ok(())
     }
+
+    /// Called when a traced process says which Python it runs (exact mode: its
+    /// hook's greeting), before its events: a sink that writes the run down as it
+    /// goes can have it from then on, not only when the run ends.
+    fn python_identified(&mut self, _pid: u32, _python_version: &str) {}
 }
 
 impl EventSink for Vec<Event> {

@@ -459,6 +459,10 @@ impl<W: EventSink> EventSink for Recording<W> {
     fn tick(&mut self, now: std::time::Instant) -> Result<(), attach::event::SinkError> {
         self.writer.tick(now)
     }
+
+    fn python_identified(&mut self, pid: u32, python_version: &str) {
+        self.writer.python_identified(pid, python_version);
+    }
 }
 
 /// The `--include` pattern that traces a module and its submodules.

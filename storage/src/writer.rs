@@ -357,6 +357,14 @@ impl EventSink for TraceWriter {
     fn tick(&mut self, now: Instant) -> Result<(), SinkError> {
         self.flush_if_due(now).map_err(|e| Box::new(e) as SinkError)
     }
+
+    /// The first process to say its Python gives the run's version, which every
+    /// later segment carries (a killed recording's segments are all it leaves).
+    fn python_identified(&mut self, _pid: u32, python_version: &str) {
+        if self.run.python_version.is_none() {
+            self.run.python_version = Some(python_version.to_string());
+        }
+    }
 }
 
 impl Drop for TraceWriter {

@@ -587,6 +587,45 @@ fn a_call_stopped_by_the_timeout_is_unfinished_with_the_time_it_ran() {
     }
 }
 
+/// A recording killed with SIGKILL leaves only its segments: they carry the Python
+/// version the hook gave (they said "Python ?" until the run was finished).
+#[test]
+fn a_killed_exact_recording_keeps_the_python_version() {
+    let interps = matrix();
+    for interp in [&interps[0], &interps[interps.len() - 1]] {
+        let label = &interp.label;
+        let dir = temp_dir(&format!("exact-killed-{}", label.replace('/', "_")));
+        let trace = dir.join("t.parquet");
+        let long = script("long_workload.py");
+        let mut tracer = Command::new(tracer_bin())
+            .args(["record", "--exact", "-o"])
+            .arg(&trace)
+            .arg("--")
+            .arg(&interp.path)
+            .arg(&long)
+            .arg("6")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start tracer record --exact");
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        let _ = tracer.kill();
+        let _ = tracer.wait();
+        let runs = ask(&dir.join("t.parquet.parts"), &["--runs"]);
+        assert_eq!(runs.len(), 1, "{label}: {runs:?}");
+        assert_eq!(runs[0]["status"], "unfinished", "{label}");
+        let version = runs[0]["python_version"].as_str().unwrap_or("");
+        assert!(
+            version.starts_with(&format!("3.{}.", interp.minor)),
+            "{label}: python_version {version:?}"
+        );
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(long.to_str().unwrap())
+            .status();
+    }
+}
+
 /// Under PYTHONDONTWRITEBYTECODE (usual in containers) Python keeps no compiled code,
 /// so the bootstrap keeps its own in the tracer's cache folder: a traced start after
 /// the first compiles neither the hook nor the bootstrap, and the program's own

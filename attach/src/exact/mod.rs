@@ -836,6 +836,7 @@ impl Receiver<'_> {
             if hello.token != self.session.token {
                 return Err(WireError(format!("pid {} presented a wrong token", hello.pid)).into());
             }
+            sink.python_identified(hello.pid, &hello.python_version);
             self.stats.processes.push(ProcessStats {
                 pid: hello.pid,
                 ppid: hello.ppid,
