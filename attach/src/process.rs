@@ -80,6 +80,10 @@ pub struct PythonProcess {
     pub runtime: u64,
     /// Address of `PyCode_Type`, to tell code objects from other executables (3.13).
     pub code_type: Option<u64>,
+    /// Whether `version.micro` was read from the process. Before 3.11 the micro is
+    /// read from the buffer `Py_GetVersion` fills while the interpreter starts; a
+    /// process opened before that has only its binary's name to go by (micro 0).
+    pub micro_known: bool,
 }
 
 impl PythonProcess {
@@ -102,11 +106,12 @@ impl PythonProcess {
                 exe: executable.clone(),
                 detail: "no _PyRuntime symbol".into(),
             })?;
-        let version = detect_version(&mem, &binary, &name).ok_or_else(|| Error::NotPython {
-            pid,
-            exe: executable.clone(),
-            detail: "cannot tell the Python version".into(),
-        })?;
+        let (version, micro_known) =
+            detect_version(&mem, &binary, &name).ok_or_else(|| Error::NotPython {
+                pid,
+                exe: executable.clone(),
+                detail: "cannot tell the Python version".into(),
+            })?;
         let mut layout = Layout::for_version(version).ok_or_else(|| Error::UnsupportedVersion {
             pid,
             version: version.to_string(),
@@ -134,6 +139,7 @@ impl PythonProcess {
             executable,
             runtime,
             code_type: binary.symbol("PyCode_Type"),
+            micro_known,
         })
     }
 
@@ -225,13 +231,14 @@ pub(crate) fn find_python_binary(
 }
 
 /// The version from `Py_Version` (3.11+), else from the binary's name for the minor
-/// and its `PY_VERSION` string for the micro.
-fn detect_version(mem: &RemoteMemory, binary: &BinaryInfo, name: &str) -> Option<Version> {
+/// and its `PY_VERSION` string for the micro; and whether the micro was found (not
+/// when only the name gave the version).
+fn detect_version(mem: &RemoteMemory, binary: &BinaryInfo, name: &str) -> Option<(Version, bool)> {
     if let Some(addr) = binary.symbol("Py_Version") {
         if let Ok(hex) = mem.read_u32(addr) {
             let v = Version::from_hex(hex);
             if v.major == 3 {
-                return Some(v);
+                return Some((v, true));
             }
         }
     }
@@ -263,9 +270,9 @@ fn detect_version(mem: &RemoteMemory, binary: &BinaryInfo, name: &str) -> Option
             strings
                 .into_iter()
                 .find(|s| s.minor == v.minor)
-                .unwrap_or(v),
+                .map_or((v, false), |s| (s, true)),
         ),
-        None if strings.len() == 1 => strings.first().copied(),
+        None if strings.len() == 1 => strings.first().map(|&s| (s, true)),
         None => None,
     }
 }

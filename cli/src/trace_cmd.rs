@@ -757,6 +757,9 @@ pub(crate) fn looks_like_python(arg: &str) -> bool {
 /// interpreter can be read.
 fn find_python(child_pid: i32, child: &mut Child) -> Option<PythonProcess> {
     let until = Instant::now() + FIND_PYTHON_FOR;
+    // An interpreter found before it wrote its version string (3.8-3.10) is looked
+    // at again for a moment, so that the run says 3.9.18, not the 3.9.0 of its name.
+    let mut settled_by: Option<Instant> = None;
     while Instant::now() < until {
         if let Ok(Some(_)) = child.try_wait() {
             return None;
@@ -764,7 +767,11 @@ fn find_python(child_pid: i32, child: &mut Child) -> Option<PythonProcess> {
         for pid in std::iter::once(child_pid).chain(descendants(child_pid)) {
             if let Ok(process) = PythonProcess::open(pid) {
                 if process.interpreter().is_ok() {
-                    return Some(process);
+                    let settled_by =
+                        *settled_by.get_or_insert_with(|| Instant::now() + VERSION_SETTLES_IN);
+                    if process.micro_known || Instant::now() >= settled_by {
+                        return Some(process);
+                    }
                 }
             }
         }
@@ -772,6 +779,10 @@ fn find_python(child_pid: i32, child: &mut Child) -> Option<PythonProcess> {
     }
     None
 }
+
+/// How long after its interpreter appears a started Python is given to write its
+/// version string (it does while it starts, within milliseconds).
+const VERSION_SETTLES_IN: Duration = Duration::from_millis(300);
 
 /// Every descendant of `pid`, by scanning `/proc/*/stat` for parent ids.
 pub(crate) fn descendants(pid: i32) -> Vec<i32> {
