@@ -80,9 +80,10 @@ pub struct PythonProcess {
     pub runtime: u64,
     /// Address of `PyCode_Type`, to tell code objects from other executables (3.13).
     pub code_type: Option<u64>,
-    /// Whether `version.micro` was read from the process. Before 3.11 the micro is
-    /// read from the buffer `Py_GetVersion` fills while the interpreter starts; a
+    /// False while `version.micro` is still to be read: before 3.11 the micro is read
+    /// from the buffer `Py_GetVersion` fills while the interpreter starts, and a
     /// process opened before that has only its binary's name to go by (micro 0).
+    /// True once read, or when the binary has no such buffer to wait for.
     pub micro_known: bool,
 }
 
@@ -231,8 +232,8 @@ pub(crate) fn find_python_binary(
 }
 
 /// The version from `Py_Version` (3.11+), else from the binary's name for the minor
-/// and its `PY_VERSION` string for the micro; and whether the micro was found (not
-/// when only the name gave the version).
+/// and its `PY_VERSION` string for the micro; and whether the micro is settled: found,
+/// or not to be found later (no version buffer that the interpreter fills).
 fn detect_version(mem: &RemoteMemory, binary: &BinaryInfo, name: &str) -> Option<(Version, bool)> {
     if let Some(addr) = binary.symbol("Py_Version") {
         if let Ok(hex) = mem.read_u32(addr) {
@@ -265,12 +266,16 @@ fn detect_version(mem: &RemoteMemory, binary: &BinaryInfo, name: &str) -> Option
             .iter()
             .filter_map(|s| Version::parse_prefix(s)),
     );
+    let will_be_written = binary
+        .symbols
+        .keys()
+        .any(|name| crate::elf::is_version_buffer(name));
     match from_name {
         Some(v) => Some(
             strings
                 .into_iter()
                 .find(|s| s.minor == v.minor)
-                .map_or((v, false), |s| (s, true)),
+                .map_or((v, !will_be_written), |s| (s, true)),
         ),
         None if strings.len() == 1 => strings.first().map(|&s| (s, true)),
         None => None,
