@@ -19,6 +19,9 @@ pub enum ThreadState {
     Idle,
     /// Waiting in a system call for something else: I/O, a socket, a lock, a child.
     Blocked,
+    /// Stopped by a signal (`SIGSTOP`, Ctrl-Z) or held by a debugger (kernel state
+    /// `T` or `t`): it runs no further until it is continued, whatever it was doing.
+    Stopped,
 }
 
 /// The system call a thread waits in.
@@ -53,10 +56,22 @@ pub fn os_thread(pid: i32, tid: i64, sockets: &mut SocketTable) -> OsThread {
             syscall: None,
         };
     }
+    let stopped = matches!(kernel_state, 'T' | 't');
     let raw =
         std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).unwrap_or_default();
     let mut fields = raw.split_whitespace();
-    let Some(nr) = fields.next().and_then(|n| n.parse::<i64>().ok()) else {
+    // -1: in the kernel but not in a system call (stopped outside one, a page fault).
+    let nr = fields
+        .next()
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|&nr| nr >= 0);
+    let Some(nr) = nr else {
+        if stopped {
+            return OsThread {
+                state: ThreadState::Stopped,
+                syscall: None,
+            };
+        }
         return OsThread {
             state: if raw.starts_with("running") {
                 ThreadState::Running
@@ -88,7 +103,9 @@ pub fn os_thread(pid: i32, tid: i64, sockets: &mut SocketTable) -> OsThread {
         .and_then(|fd| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok())
         .map(|link| sockets.describe(pid, &link.to_string_lossy()));
     OsThread {
-        state: if info.sleeps {
+        state: if stopped {
+            ThreadState::Stopped
+        } else if info.sleeps {
             ThreadState::Idle
         } else {
             ThreadState::Blocked

@@ -356,6 +356,41 @@ fn dump_text_reads_like_py_spy_with_state_columns() {
     );
 }
 
+/// A process stopped with SIGSTOP (or Ctrl-Z) is `stopped` in every thread (a thread
+/// stopped outside a system call read as `blocked` in a call named `syscall_-1`);
+/// continued, it reads as before.
+#[test]
+fn a_stopped_process_reads_as_stopped() {
+    for interp in [&matrix()[0], &matrix()[matrix().len() - 1]] {
+        let label = &interp.label;
+        let mut target = Target::start(&interp.path, &script("dump_target.py"), &[]);
+        target.wait_for("READY", Duration::from_secs(30));
+        let pid = target.pid().to_string();
+        let signal = |name: &str| {
+            Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .expect("kill");
+        };
+        signal("-STOP");
+        std::thread::sleep(Duration::from_millis(100));
+        let dump = dump_json(target.pid(), &[], label);
+        signal("-CONT");
+        let threads = dump["threads"].as_array().expect("threads");
+        assert!(!threads.is_empty(), "{label}");
+        // A thread stopped in a system call keeps it (what it was waiting in);
+        // one stopped outside any has none.
+        for t in threads {
+            assert_eq!(t["state"], "stopped", "{label}: {t:#}");
+            let call = t["syscall"]["name"].as_str().unwrap_or("");
+            assert!(!call.starts_with("syscall_-"), "{label}: {t:#}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let dump = dump_json(target.pid(), &[], label);
+        assert_eq!(dump["threads"][0]["state"], "idle", "{label}: continued");
+    }
+}
+
 #[test]
 fn dump_into_a_reader_that_stops_early_ends_quietly() {
     let interp = &matrix()[0];
