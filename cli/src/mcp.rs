@@ -373,7 +373,7 @@ impl TracerTools {
     #[tool(
         description = "Every thread's stack of a running Python process, now, without stopping it \
         (as `tracer dump --pid PID --format json`): pid, python_version, and per thread its \
-        name, state (running/idle/blocked), GIL, system call and frames with argument values."
+        name, state (running/idle/blocked/stopped), GIL, system call and frames with argument values."
     )]
     async fn dump(
         &self,
