@@ -294,6 +294,56 @@ fn a_killed_tracer_leaves_a_serving_process_without_its_hook() {
     }
 }
 
+/// A coroutine that started before the hook came in is seen from its next wake-up
+/// on: each wake-up is a `resume` of it, and the calls it makes have it as their
+/// parent (they had no parent and the coroutine no rows at all).
+#[test]
+fn a_coroutine_running_before_the_attach_gets_its_resumes() {
+    let _serial = e2e::serial();
+    for interp in interpreters() {
+        let label = &interp.label;
+        let mut target = Target::start(&interp.path, &script("attach_coroutine.py"), &[]);
+        target.wait_for("READY", Duration::from_secs(20));
+        let dir = temp_dir(&format!("attach-coroutine-{}", label.replace('/', "_")));
+        let trace = dir.join("t.parquet");
+        let out = attach_exact(target.pid(), &trace, "1");
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (rows, _) = read_trace(&trace);
+        let of = |function: &str, kind: &str| -> Vec<&Value> {
+            rows.iter()
+                .filter(|r| r["function"] == function && r["kind"] == kind)
+                .collect()
+        };
+        let resumes = of("worker", "resume");
+        let handles = of("handle", "call");
+        assert!(
+            handles.len() >= 10,
+            "{label}: {} calls of handle",
+            handles.len()
+        );
+        assert!(
+            resumes.len() + 1 >= handles.len(),
+            "{label}: {} resumes of worker for {} calls of handle",
+            resumes.len(),
+            handles.len()
+        );
+        let resume_ids: Vec<&Value> = resumes.iter().map(|r| &r["call_id"]).collect();
+        let orphans = handles
+            .iter()
+            .filter(|h| !resume_ids.contains(&&h["parent_id"]))
+            .count();
+        assert!(
+            orphans <= 1,
+            "{label}: {orphans} of {} calls of handle not made by a resume of worker",
+            handles.len()
+        );
+    }
+}
+
 #[test]
 fn a_main_thread_that_never_reaches_a_safe_point_is_given_up_on_cleanly() {
     let _serial = e2e::serial();

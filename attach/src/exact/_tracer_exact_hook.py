@@ -1179,8 +1179,12 @@ def _mon_yield(code, offset, value):
 def _mon_resume(code, offset):
     try:
         cid = _codes.get(code)
-        if cid is None or cid < 0:
-            return
+        if cid is None:
+            # A generator or coroutine that started before the hook was placed into
+            # the running process (whose PY_RESUME is then global).
+            cid = _learn(code, _getframe(1).f_globals)
+        if cid < 0:
+            return _DISABLE
         ts = _perf()
         if _opens(cid, ts, code):
             _q.append((_RESUME, cid, _thread_index(), ts, _line(code, cid, offset)))
@@ -1289,8 +1293,14 @@ def _start_monitoring():
             _native_why = "native did not configure: %s: %s" % (_tname(type(exc)), exc)
     for event, callback in zip(_EVENTS, callbacks):
         mon.register_callback(_tool, event, callback)
-    # PY_THROW and PY_UNWIND cannot be set per code object.
-    mon.set_events(_tool, ev.PY_START | ev.PY_THROW | ev.PY_UNWIND)
+    # PY_THROW and PY_UNWIND cannot be set per code object. A hook placed into a
+    # running process takes every PY_RESUME until each code is decided, so that the
+    # generators and coroutines already running are learnt when they next resume
+    # (their PY_START came before the hook).
+    events = ev.PY_START | ev.PY_THROW | ev.PY_UNWIND
+    if _attached[0]:
+        events |= ev.PY_RESUME
+    mon.set_events(_tool, events)
     return None
 
 
@@ -2027,6 +2037,9 @@ def _after_fork_in_child():
 
 
 _mechanism = [""]
+# Whether the hook was placed into a running process (`tracer attach --exact`), not
+# loaded as the program started.
+_attached = [False]
 # Whether the native callbacks are the ones registered.
 _active_native = [False]
 
@@ -2054,6 +2067,7 @@ def start(boot_dir, config=None):
     if not text:
         return
     _cfg = _parse_config(text)
+    _attached[0] = config is not None
     if config is None:
         _clean_environment()
     _boot = boot_dir.rstrip("/") + "/"

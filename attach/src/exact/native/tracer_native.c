@@ -1578,15 +1578,24 @@ static PyObject *on_yield(PyObject *self, PyObject *const *args, Py_ssize_t narg
 }
 
 /* PY_RESUME(code, offset) */
+/* PY_RESUME(code, offset). A hook placed into a running process also takes it for
+ * every code object (`_start_monitoring`), so that a generator or coroutine that
+ * started before is learnt at its first resume: traced, it gets resume rows from then
+ * on (the calls it makes have it as their parent); else its PY_RESUME is turned off. */
 static PyObject *on_resume(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
     if (!G.configured || nargs < 2)
         return none();
     PyObject *code = args[0];
-    int32_t cid = traced_cid(code);
-    if (cid < 0)
+    int64_t index = code_index(code, 1);
+    if (index < 0) {
+        PyErr_Clear();
         return none();
+    }
+    int32_t cid = G.infos[index].cid;
+    if (cid < 0)
+        return new_ref(G.disable);
     int64_t ts = now_ns();
     Thread *t = thread_get();
     if (t == NULL)
