@@ -424,10 +424,16 @@ impl CallTracker {
             if let (true, Some(site)) = (frame.facts.traced, frame.site.clone()) {
                 let args = info.args(index);
                 let caller_line = frame.nearest_traced.map(|p| calls.frames[p].state.line);
+                // At the end of the read that first saw it: with its duration (from
+                // there to the start of the last read that saw it) the call row spans
+                // the time the call was certainly running, which for a call seen
+                // inside another lies inside the other's span (from the start of the
+                // read, a child could seem to outlast its parent by the difference of
+                // their first reads' lengths).
                 let row = self.row(
                     &calls.label,
                     EventKind::Call,
-                    window.t0,
+                    window.t1,
                     &frame,
                     &site,
                     site.first_line,
@@ -1033,6 +1039,8 @@ mod tests {
         info: Table,
         events: Vec<Event>,
         t: i64,
+        /// How long the next reads take.
+        read_ns: i64,
     }
 
     impl Run {
@@ -1042,11 +1050,12 @@ mod tests {
                 info,
                 events: Vec::new(),
                 t: 0,
+                read_ns: 10,
             }
         }
 
         /// One sample of thread 1 (innermost first), 1000 ns after the previous one,
-        /// each read taking 10 ns.
+        /// each read taking `read_ns` (10 ns unless a test says otherwise).
         fn sample(&mut self, stack: &[FrameState]) {
             self.sample_threads(&[(1, stack)]);
         }
@@ -1066,7 +1075,7 @@ mod tests {
                 };
                 let window = Window {
                     t0: self.t,
-                    t1: self.t + 10,
+                    t1: self.t + self.read_ns,
                 };
                 self.tracker
                     .observe(&label, window, stack, &mut self.info, &mut self.events)
@@ -1106,6 +1115,44 @@ mod tests {
         ])
     }
 
+    /// A call seen inside another spans, from its call row's `ts` for its
+    /// `duration_ns`, a time inside the other's, however long the reads that first
+    /// saw each took (exports draw calls so, and clipped a child that outlasted its
+    /// parent by the difference).
+    #[test]
+    fn a_child_s_span_lies_inside_its_parent_s() {
+        let mut run = Run::new(codes());
+        let main = f(0xa0, MAIN, 10, 5, 1);
+        run.read_ns = 400;
+        run.sample(&[f(0xb0, WORK, 4, 12, 7), main]);
+        run.read_ns = 5;
+        run.sample(&[f(0xc0, LEAF, 2, 21, 9), f(0xb0, WORK, 8, 13, 7), main]);
+        run.sample(&[f(0xc0, LEAF, 6, 22, 9), f(0xb0, WORK, 8, 13, 7), main]);
+        run.sample(&[main]);
+        run.finish();
+        let span = |name: &str| {
+            let call = run
+                .of(EventKind::Call)
+                .into_iter()
+                .find(|e| &*e.function == name);
+            let call = call.expect("a call row");
+            let end = run
+                .events
+                .iter()
+                .find(|e| e.call_id == call.call_id && e.kind != EventKind::Call)
+                .expect("an end row");
+            (
+                call.ts_ns,
+                call.ts_ns + end.duration_ns.expect("a duration"),
+            )
+        };
+        let (work, leaf) = (span("work"), span("leaf"));
+        assert!(
+            work.0 <= leaf.0 && leaf.1 <= work.1,
+            "leaf {leaf:?} outside work {work:?}"
+        );
+    }
+
     #[test]
     fn calls_and_returns_with_bounds_parents_and_depths() {
         let mut run = Run::new(codes());
@@ -1137,7 +1184,9 @@ mod tests {
             work_call.line, WORK as i32,
             "call rows carry the first line"
         );
-        assert_eq!(work_call.ts_ns, 2000);
+        // Reads take 10 ns here: a call row is stamped with the end of the read
+        // that first saw it.
+        assert_eq!(work_call.ts_ns, 2010);
         assert_eq!(leaf_call.depth, 2);
         assert_eq!(leaf_call.parent_id, Some(work_call.call_id));
         assert_eq!(leaf_call.caller_line, Some(13));
