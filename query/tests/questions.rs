@@ -453,15 +453,15 @@ fn a_package_glob_takes_the_package_and_a_number_takes_a_thread_so_named() {
     t.thread(102, "777");
     let main = t.call(101, "__main__", "main", 1, 0, "{}");
     t.advance(1_000);
-    let package = t.call(101, "json", "dumps", 10, 5, "{}");
-    t.advance(1_000);
-    t.ret(101, package, "'{}'");
-    let inner = t.call(101, "json.encoder", "encode", 20, 12, "{}");
-    t.advance(1_000);
-    t.ret(101, inner, "'{}'");
-    let other = t.call(101, "jsonschema", "validate", 30, 3, "{}");
-    t.advance(1_000);
-    t.ret(101, other, "None");
+    for (module, function, line) in [
+        ("json", "dumps", 10),
+        ("json.encoder", "encode", 20),
+        ("jsonschema", "validate", 30),
+    ] {
+        let call = t.call(101, module, function, line, 5, "{}");
+        t.advance(1_000);
+        t.ret(101, call, "None");
+    }
     let worker = t.call(102, "__main__", "work", 40, 0, "{}");
     t.advance(1_000);
     t.ret(102, worker, "None");

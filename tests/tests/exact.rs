@@ -54,6 +54,30 @@ fn recorded(interp: &Interpreter, name: &str, extra: &[&str], script_name: &str)
     trace
 }
 
+/// Writes `program` as `NAME.py` into a folder of its own and records it in exact
+/// mode with `extra` options; returns the trace's path and the tracer's output.
+fn record_program(
+    interp: &Interpreter,
+    name: &str,
+    program: &str,
+    extra: &[&str],
+) -> (PathBuf, Output) {
+    let dir = temp_dir(&format!("exact-{name}-{}", interp.label.replace('/', "_")));
+    let path = dir.join(format!("{name}.py"));
+    std::fs::write(&path, program).expect("write the program");
+    let trace = dir.join("t.parquet");
+    let out = Command::new(tracer_bin())
+        .args(["record", "--exact", "-o"])
+        .arg(&trace)
+        .args(extra)
+        .arg("--")
+        .arg(&interp.path)
+        .arg(&path)
+        .output()
+        .expect("run tracer record --exact");
+    (trace, out)
+}
+
 fn ask(trace: &Path, args: &[&str]) -> Vec<Value> {
     let out = Command::new(tracer_bin())
         .arg("query")
@@ -420,18 +444,7 @@ fn a_recursive_function_total_counts_each_recursion_once() {
                    def main():\n    print(walk(40), walk(40))\n\nmain()\n";
     for interp in matrix() {
         let label = &interp.label;
-        let dir = temp_dir(&format!("exact-recursion-{}", label.replace('/', "_")));
-        let path = dir.join("recursion.py");
-        std::fs::write(&path, program).expect("write the program");
-        let trace = dir.join("t.parquet");
-        let out = Command::new(tracer_bin())
-            .args(["record", "--exact", "-o"])
-            .arg(&trace)
-            .arg("--")
-            .arg(&interp.path)
-            .arg(&path)
-            .output()
-            .expect("run tracer record --exact");
+        let (trace, out) = record_program(&interp, "recursion", program, &[]);
         assert!(
             out.status.success(),
             "{label}: {}",
@@ -492,18 +505,7 @@ fn a_generator_s_time_is_the_sum_of_its_stretches() {
                    print(list(slow_gen()))\n\nmain()\n";
     for interp in matrix() {
         let label = &interp.label;
-        let dir = temp_dir(&format!("exact-gen-time-{}", label.replace('/', "_")));
-        let path = dir.join("slow_gen.py");
-        std::fs::write(&path, program).expect("write the program");
-        let trace = dir.join("t.parquet");
-        let out = Command::new(tracer_bin())
-            .args(["record", "--exact", "-o"])
-            .arg(&trace)
-            .arg("--")
-            .arg(&interp.path)
-            .arg(&path)
-            .output()
-            .expect("run tracer record --exact");
+        let (trace, out) = record_program(&interp, "slow_gen", program, &[]);
         assert!(
             out.status.success(),
             "{label}: {}",
@@ -558,18 +560,7 @@ fn a_call_stopped_by_the_timeout_is_unfinished_with_the_time_it_ran() {
     let program = "import time\n\ndef work():\n    time.sleep(5)\n\nwork()\n";
     for interp in matrix() {
         let label = &interp.label;
-        let dir = temp_dir(&format!("exact-timeout-{}", label.replace('/', "_")));
-        let path = dir.join("hangs.py");
-        std::fs::write(&path, program).expect("write the program");
-        let trace = dir.join("t.parquet");
-        let out = Command::new(tracer_bin())
-            .args(["record", "--exact", "--timeout", "1", "-o"])
-            .arg(&trace)
-            .arg("--")
-            .arg(&interp.path)
-            .arg(&path)
-            .output()
-            .expect("run tracer record --exact --timeout");
+        let (trace, out) = record_program(&interp, "hangs", program, &["--timeout", "1"]);
         assert_eq!(
             out.status.code(),
             Some(124),
