@@ -106,7 +106,8 @@ impl ProgramScope {
     /// prefix (`PREFIX/bin/python3.X` → `PREFIX/lib/python3.X`).
     pub fn of_process(walker: &Walker) -> Result<ProgramScope> {
         let process = &walker.process;
-        let pid = process.pid;
+        // Through the task the process is read by (its main thread may have ended).
+        let pid = process.mem.pid();
         let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map_err(|e| proc_error(pid, e))?;
         let mut stdlib = Vec::new();
         if let Some(os_file) = module_file(walker, "os") {

@@ -81,6 +81,8 @@ impl RemoteMemory {
         RemoteMemory { pid }
     }
 
+    /// The task whose address space is read (a process id, or a thread's when the
+    /// main thread has exited).
     pub fn pid(&self) -> i32 {
         self.pid
     }

@@ -46,6 +46,29 @@ fn parse_map_line(line: &str) -> Option<MapEntry> {
     })
 }
 
+/// `pid`, or when its main thread has ended (a zombie while the process runs on) the
+/// first of its threads that has not.
+fn live_task(pid: i32) -> i32 {
+    let ended = |path: String| {
+        std::fs::read_to_string(path).is_ok_and(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("State:"))
+                .is_some_and(|state| state.trim_start().starts_with(['Z', 'X']))
+        })
+    };
+    if !ended(format!("/proc/{pid}/status")) {
+        return pid;
+    }
+    let mut tasks = crate::walker::task_ids(pid);
+    tasks.sort_unstable();
+    tasks
+        .into_iter()
+        .filter_map(|tid| i32::try_from(tid).ok())
+        .find(|&tid| tid != pid && !ended(format!("/proc/{pid}/task/{tid}/status")))
+        .unwrap_or(pid)
+}
+
 /// Turns an error of reading `/proc/PID/...` into the user's words.
 pub(crate) fn proc_error(pid: i32, e: std::io::Error) -> Error {
     match e.kind() {
@@ -93,13 +116,29 @@ impl PythonProcess {
         if pid <= 0 || !Path::new(&format!("/proc/{pid}")).exists() {
             return Err(Error::NoSuchProcess(pid));
         }
-        let executable = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .map_err(|e| proc_error(pid, e))?
-            .to_string_lossy()
-            .into_owned();
-        let maps = read_maps(pid)?;
-        let (binary, name) = find_python_binary(pid, &maps, &executable)?;
-        let mem = RemoteMemory::new(pid);
+        // Read through a live thread: a process whose main thread has ended (it
+        // called pthread_exit) runs on, but its own id no longer has an address space.
+        let reader = live_task(pid);
+        let executable = match std::fs::read_link(format!("/proc/{reader}/exe")) {
+            Ok(path) => path.to_string_lossy().into_owned(),
+            // A kernel thread has no executable, and lives on.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && !crate::sampler::target_gone(reader) =>
+            {
+                let comm =
+                    std::fs::read_to_string(format!("/proc/{reader}/comm")).unwrap_or_default();
+                return Err(Error::NotPython {
+                    pid,
+                    exe: format!("[{}]", comm.trim()),
+                    detail: "it has no executable (a kernel thread)".into(),
+                });
+            }
+            Err(e) => return Err(proc_error(pid, e)),
+        };
+        let maps = read_maps(reader)?;
+        let (binary, name) = find_python_binary(reader, &maps, &executable)?;
+        let mem = RemoteMemory::new(reader);
         let runtime = binary
             .symbol("_PyRuntime")
             .ok_or_else(|| Error::NotPython {

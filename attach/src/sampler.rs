@@ -399,7 +399,7 @@ impl Sampler {
 
     /// Counts a failed read, or tells that the target has exited.
     fn read_failed(&mut self, error: Error) -> Option<StopReason> {
-        let pid = self.walker.process.pid;
+        let pid = self.walker.process.mem.pid();
         if matches!(error, Error::Exited(_) | Error::NoSuchProcess(_)) || target_gone(pid) {
             return Some(StopReason::TargetExited);
         }
@@ -607,7 +607,7 @@ impl Describer<'_> {
     /// through the target's root and still has the code's definition at its first
     /// line.
     fn regions(&mut self, code: &CodeInfo) -> Option<Arc<SourceRegions>> {
-        let pid = self.walker.process.pid;
+        let pid = self.walker.process.mem.pid();
         let regions = self
             .codes
             .sources

@@ -786,7 +786,7 @@ impl Walker {
             hint.prefetched = true;
         }
         // A failed batch only means that this tick reads one by one.
-        if prefetch.read(self.process.pid).is_err() {
+        if prefetch.read(self.process.mem.pid()).is_err() {
             prefetch.got.clear();
         }
         prefetch.thread_list_fresh = true;
@@ -826,7 +826,7 @@ impl Walker {
         let top_field = top_field(&layout)?;
         let cframe_field = layout.thread.cframe_current_frame.unwrap_or(0);
         let header_len = self.frame_header_len();
-        let pid = self.process.pid;
+        let pid = self.process.mem.pid();
         let prefetched = std::mem::replace(&mut hint.prefetched, false);
         let owner = if prefetched { tstate } else { 0 };
         let batched_top = self
@@ -992,7 +992,7 @@ impl Walker {
     /// batched read; `None` when some of that memory no longer holds a frame.
     fn reread_frames(&mut self, frames: &[SampledFrame]) -> Result<Option<Vec<SampledFrame>>> {
         let header_len = self.frame_header_len();
-        let pid = self.process.pid;
+        let pid = self.process.mem.pid();
         let mut remote = Vec::with_capacity(frames.len());
         let mut spans = Vec::with_capacity(frames.len());
         let mut total = 0;

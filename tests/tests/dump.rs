@@ -391,6 +391,47 @@ fn a_stopped_process_reads_as_stopped() {
     }
 }
 
+/// A process whose main thread has ended (pthread_exit) while another works on is
+/// still a live Python process: dump shows the worker's stack, and sampling records
+/// its calls (both said the process had exited).
+#[test]
+fn a_process_whose_main_thread_ended_is_read_through_another_thread() {
+    for interp in [&matrix()[0], &matrix()[matrix().len() - 1]] {
+        let label = &interp.label;
+        let mut target = Target::start(&interp.path, &script("main_thread_exits.py"), &[]);
+        target.wait_for("READY", Duration::from_secs(30));
+        let dump = dump_json(target.pid(), &[], label);
+        let survivor = thread(&dump, "survivor");
+        let names: Vec<String> = frames(survivor).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(names[..2], ["work", "worker"], "{label}: {names:?}");
+        let trace =
+            e2e::temp_dir(&format!("main-exited-{}", label.replace('/', "_"))).join("t.parquet");
+        let out = Command::new(tracer_bin())
+            .args([
+                "attach",
+                "--pid",
+                &target.pid().to_string(),
+                "--duration",
+                "0.5",
+                "-o",
+            ])
+            .arg(&trace)
+            .output()
+            .expect("run tracer attach");
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (rows, _) = e2e::read_trace(&trace);
+        let works = rows
+            .iter()
+            .filter(|r| r["function"] == "work" && r["kind"] == "call")
+            .count();
+        assert!(works >= 5, "{label}: {works} calls of work in 0.5 s");
+    }
+}
+
 #[test]
 fn dump_into_a_reader_that_stops_early_ends_quietly() {
     let interp = &matrix()[0];
