@@ -217,8 +217,14 @@ struct Tracked {
 }
 
 impl Tracked {
+    /// `duration_ns` and `duration_max_ns`. A call is "seen" when the read that saw
+    /// it started: from its call row's `ts` (the first read's start) its duration
+    /// reaches the start of the last read that saw it, so a call seen inside another
+    /// spans a time inside the other's (measured from the first read's end, a child
+    /// could outlast its parent by the difference of their first reads' lengths, or,
+    /// seen once, start after its parent's end).
     fn bounds(&self, end: i64) -> (i64, Option<i64>) {
-        let min = (self.last_seen.t0 - self.first_seen.t1).max(0);
+        let min = (self.last_seen.t0 - self.first_seen.t0).max(0);
         let max = self.before_first.map(|before| (end - before).max(min));
         (min, max)
     }
@@ -424,16 +430,10 @@ impl CallTracker {
             if let (true, Some(site)) = (frame.facts.traced, frame.site.clone()) {
                 let args = info.args(index);
                 let caller_line = frame.nearest_traced.map(|p| calls.frames[p].state.line);
-                // At the end of the read that first saw it: with its duration (from
-                // there to the start of the last read that saw it) the call row spans
-                // the time the call was certainly running, which for a call seen
-                // inside another lies inside the other's span (from the start of the
-                // read, a child could seem to outlast its parent by the difference of
-                // their first reads' lengths).
                 let row = self.row(
                     &calls.label,
                     EventKind::Call,
-                    window.t1,
+                    window.t0,
                     &frame,
                     &site,
                     site.first_line,
@@ -1128,29 +1128,36 @@ mod tests {
         run.read_ns = 5;
         run.sample(&[f(0xc0, LEAF, 2, 21, 9), f(0xb0, WORK, 8, 13, 7), main]);
         run.sample(&[f(0xc0, LEAF, 6, 22, 9), f(0xb0, WORK, 8, 13, 7), main]);
+        // A call seen by one read only, the last read of its parent.
+        run.read_ns = 300;
+        run.sample(&[f(0xd0, LEAF, 2, 21, 9), f(0xb0, WORK, 8, 13, 7), main]);
         run.sample(&[main]);
         run.finish();
-        let span = |name: &str| {
-            let call = run
-                .of(EventKind::Call)
+        let spans = |name: &str| -> Vec<(i64, i64)> {
+            run.of(EventKind::Call)
                 .into_iter()
-                .find(|e| &*e.function == name);
-            let call = call.expect("a call row");
-            let end = run
-                .events
-                .iter()
-                .find(|e| e.call_id == call.call_id && e.kind != EventKind::Call)
-                .expect("an end row");
-            (
-                call.ts_ns,
-                call.ts_ns + end.duration_ns.expect("a duration"),
-            )
+                .filter(|e| &*e.function == name)
+                .map(|call| {
+                    let end = run
+                        .events
+                        .iter()
+                        .find(|e| e.call_id == call.call_id && e.kind != EventKind::Call)
+                        .expect("an end row");
+                    (
+                        call.ts_ns,
+                        call.ts_ns + end.duration_ns.expect("a duration"),
+                    )
+                })
+                .collect()
         };
-        let (work, leaf) = (span("work"), span("leaf"));
-        assert!(
-            work.0 <= leaf.0 && leaf.1 <= work.1,
-            "leaf {leaf:?} outside work {work:?}"
-        );
+        let work = spans("work")[0];
+        for leaf in spans("leaf") {
+            assert!(
+                work.0 <= leaf.0 && leaf.1 <= work.1,
+                "leaf {leaf:?} outside work {work:?}"
+            );
+        }
+        assert_eq!(spans("leaf").len(), 2);
     }
 
     #[test]
@@ -1184,9 +1191,7 @@ mod tests {
             work_call.line, WORK as i32,
             "call rows carry the first line"
         );
-        // Reads take 10 ns here: a call row is stamped with the end of the read
-        // that first saw it.
-        assert_eq!(work_call.ts_ns, 2010);
+        assert_eq!(work_call.ts_ns, 2000);
         assert_eq!(leaf_call.depth, 2);
         assert_eq!(leaf_call.parent_id, Some(work_call.call_id));
         assert_eq!(leaf_call.caller_line, Some(13));
@@ -1201,17 +1206,18 @@ mod tests {
             "a return is stamped with the first sample without the call"
         );
         assert_eq!(leaf_ret.line, 22, "the last line seen");
-        // Seen at 3000 and 4000 (reads of 10 ns): at least 4000 - 3010, at most 5010 - 2000.
-        assert_eq!(leaf_ret.duration_ns, Some(990));
+        // Seen by the reads at 3000 and 4000 (of 10 ns): at least 4000 - 3000, at
+        // most 5010 - 2000.
+        assert_eq!(leaf_ret.duration_ns, Some(1000));
         assert_eq!(leaf_ret.duration_max_ns, Some(3010));
-        assert_eq!(work_ret.duration_ns, Some(5000 - 2010));
+        assert_eq!(work_ret.duration_ns, Some(5000 - 2000));
         assert_eq!(work_ret.duration_max_ns, Some(6010 - 1000));
         assert_eq!(work_ret.caller.as_deref(), Some("app.main"));
 
         let unfinished = run.of(EventKind::Unfinished);
         assert_eq!(unfinished.len(), 1);
         assert_eq!(unfinished[0].call_id, main_call.call_id);
-        assert_eq!(unfinished[0].duration_ns, Some(6000 - 1010));
+        assert_eq!(unfinished[0].duration_ns, Some(6000 - 1000));
         assert_eq!(
             unfinished[0].duration_max_ns, None,
             "running before the first sample"
@@ -1438,7 +1444,7 @@ def main():
         assert_eq!(gap.depth, 2);
         assert_eq!(gap.ts_ns, 2000);
         // First dumps seen at 2000 and 3000, the second at 4000 and 5000.
-        assert_eq!(gap.duration_ns, Some(990 + 990));
+        assert_eq!(gap.duration_ns, Some(1000 + 1000));
         assert_eq!(gap.duration_max_ns, Some((4010 - 1000) + (6010 - 3000)));
         let work_return = run
             .events
