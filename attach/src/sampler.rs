@@ -340,10 +340,12 @@ impl Sampler {
         self.tracker
             .threads_listed(listed_at, &self.keys, sink)
             .map_err(SamplerError::Sink)?;
+        let mut named_again = false;
         for t in &threads {
             let Some(label) = self.labels.get(&t.tstate) else {
                 continue;
             };
+            let mut label = label.clone();
             let t0 = self.clock.now_ns();
             let mut read = self.walker.sample_stack(t.tstate, &mut self.frames);
             if read.is_ok() {
@@ -370,6 +372,18 @@ impl Sampler {
                 continue;
             }
             let new_frames = self.frames.len() - self.tracker.continued(label.key, &self.states);
+            if label.name.is_none() && new_frames > 0 && !named_again && self.is_newcomer(t.ident) {
+                // Names were read before these frames: a new thread that has begun
+                // its target since has registered its name (Python does so first),
+                // and its first calls are to carry it. Once a sample at the most.
+                named_again = true;
+                self.names_read_at = None;
+                self.refresh_thread_names(&threads);
+                if let Some(name) = self.thread_names.get(&t.ident) {
+                    label.name = Some(name.clone());
+                    self.labels.insert(t.tstate, label.clone());
+                }
+            }
             let mut info = Describer {
                 walker: &mut self.walker,
                 names: &mut self.names,
@@ -391,7 +405,7 @@ impl Sampler {
                 continue;
             }
             self.tracker
-                .observe(label, Window { t0, t1 }, &self.states, &mut info, sink)
+                .observe(&label, Window { t0, t1 }, &self.states, &mut info, sink)
                 .map_err(SamplerError::Sink)?;
         }
         Ok(None)
@@ -405,6 +419,13 @@ impl Sampler {
         }
         self.sample_errors += 1;
         None
+    }
+
+    /// Whether the thread `ident` appeared less than [`THREAD_NAMES_REFRESH`] ago.
+    fn is_newcomer(&self, ident: u64) -> bool {
+        self.thread_appeared
+            .get(&ident)
+            .is_some_and(|appeared| appeared.elapsed() < THREAD_NAMES_REFRESH)
     }
 
     /// Reads Python's thread names every [`THREAD_NAMES_REFRESH`], and every

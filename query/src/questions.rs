@@ -302,9 +302,15 @@ impl Filters {
             conditions.push(matches);
         }
         if let Some(thread) = &self.thread {
-            // A number is an OS thread id, or the name of a thread named so.
+            // A number is an OS thread id, or the name of a thread named so. A row
+            // without a name (a sampled thread's first rows, read before the thread
+            // registered its name) belongs to the thread whose id has that name.
             let thread = thread.trim();
-            let by_name = format!("{alias}thread_name = {}", literal(thread));
+            let named = literal(thread);
+            let by_name = format!(
+                "({alias}thread_name = {named} OR ({alias}thread_name IS NULL AND {alias}tid IN \
+                 (SELECT DISTINCT tid FROM events WHERE thread_name = {named})))"
+            );
             match thread.parse::<i64>() {
                 Ok(tid) => conditions.push(format!("({alias}tid = {tid} OR {by_name})")),
                 Err(_) => conditions.push(by_name),

@@ -438,7 +438,8 @@ fn filters_narrow_by_module_thread_and_time() {
 }
 
 /// `--module 'pkg.*'` takes the package itself too, as `record --include 'pkg.*'`
-/// traces it, and `--thread 777` a thread named `777` as well as OS thread 777.
+/// traces it; `--thread 777` a thread named `777` as well as OS thread 777, and
+/// `--thread NAME` the rows of that thread written before its name was known.
 #[test]
 fn a_package_glob_takes_the_package_and_a_number_takes_a_thread_so_named() {
     let dir = TempDir::new("package-thread");
@@ -465,6 +466,11 @@ fn a_package_glob_takes_the_package_and_a_number_takes_a_thread_so_named() {
     let worker = t.call(102, "__main__", "work", 40, 0, "{}");
     t.advance(1_000);
     t.ret(102, worker, "None");
+    // A sampled thread's first rows can come before its name was read.
+    let early = t.call(103, "__main__", "serve", 50, 0, "{}");
+    t.thread(103, "server");
+    t.advance(1_000);
+    t.ret(103, early, "None");
     t.ret(101, main, "None");
     t.write(&path);
 
@@ -490,6 +496,20 @@ fn a_package_glob_takes_the_package_and_a_number_takes_a_thread_so_named() {
     );
     assert_eq!(named.num_rows(), 2, "work's call and return");
     assert!(ints(&named, "tid").iter().all(|t| *t == Some(102)));
+
+    let server = ask(
+        &path,
+        Question::Call("serve".into()),
+        Filters {
+            thread: Some("server".into()),
+            ..Filters::default()
+        },
+    );
+    assert_eq!(
+        server.num_rows(),
+        1,
+        "the call row without the thread's name"
+    );
 }
 
 fn two_run_folder() -> TempDir {

@@ -383,6 +383,48 @@ fn a_run_names_the_python_version_the_program_ran() {
     }
 }
 
+/// Every row of a named thread carries its name, the first call included (it was
+/// read up to 50 ms after the thread started, and `--thread NAME` missed the calls
+/// seen before).
+#[test]
+fn every_row_of_a_named_thread_carries_its_name() {
+    for interp in matrix() {
+        let label = &interp.label;
+        let dir = temp_dir(&format!("named-threads-{}", label.replace('/', "_")));
+        let trace = dir.join("t.parquet");
+        let out = Command::new(tracer_bin())
+            .arg("record")
+            .arg("-o")
+            .arg(&trace)
+            .arg("--")
+            .arg(&interp.path)
+            .arg(script("named_threads.py"))
+            .output()
+            .expect("run tracer record");
+        assert!(out.status.success(), "{label}");
+        let (rows, _) = read_trace(&trace);
+        let workers: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["function"] == "worker" && r["kind"] == "call")
+            .collect();
+        assert_eq!(workers.len(), 4, "{label}: {workers:?}");
+        let mut names: Vec<&str> = workers
+            .iter()
+            .map(|r| r["thread_name"].as_str().unwrap_or("(none)"))
+            .collect();
+        names.sort();
+        assert_eq!(names, ["w0", "w1", "w2", "w3"], "{label}");
+        let unnamed = rows
+            .iter()
+            .filter(|r| r["function"] == "leaf" && r["thread_name"].is_null())
+            .count();
+        assert_eq!(
+            unnamed, 0,
+            "{label}: rows of leaf without their thread's name"
+        );
+    }
+}
+
 #[test]
 fn a_child_that_exits_non_zero_gives_its_exit_code_and_status_failed() {
     let _serial = e2e::serial();
