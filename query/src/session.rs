@@ -131,6 +131,10 @@ pub struct QuerySession {
     limits: Limits,
 }
 
+/// The most rows an answer may be asked for: a larger `--limit` (up to 2^64 - 1)
+/// is read as this, which SQL's signed 64-bit LIMIT (and a probe row more) can hold.
+pub const MAX_ROWS: usize = 1 << 62;
+
 impl QuerySession {
     /// Opens a trace file, a killed run's segments, or a folder of runs, with the
     /// default [`Limits`].
@@ -221,7 +225,10 @@ impl QuerySession {
     /// Answers a named question.
     pub fn ask(&self, question: &Question, filters: &Filters) -> Result<Answer> {
         let scope = self.scope(filters.run.as_deref())?;
-        let limit = filters.limit.unwrap_or_else(|| question.default_limit());
+        let limit = filters
+            .limit
+            .unwrap_or_else(|| question.default_limit())
+            .min(MAX_ROWS);
         let sql = question_sql(question, filters, &scope, limit)?;
         let probe = question_sql(question, filters, &scope, limit.saturating_add(1))?;
         let (schema, batches) = if question.keeps_most_rows() {
@@ -339,7 +346,7 @@ impl QuerySession {
     /// rows kept; the others narrow what the query sees: `events` holds only the rows
     /// they keep (as every named question's), and `runs` only the run `--run` names.
     pub fn sql_with_filters(&self, sql: &str, filters: &Filters) -> Result<Answer> {
-        let limit = filters.limit;
+        let limit = filters.limit.map(|n| n.min(MAX_ROWS));
         let scope = self.scope(filters.run.as_deref())?;
         let conditions = filters.conditions("", &scope, true)?;
         let run = || self.execute(sql, limit.map(|n| n.saturating_add(1)));

@@ -192,8 +192,9 @@ impl QuerySession {
     /// per-thread timelines.
     pub fn timeline(&self, filters: &Filters) -> Result<Timeline> {
         let scope = self.scope(filters.run.as_deref())?;
-        let sql = timeline_sql(filters, &scope, filters.limit)?;
-        let probe = match filters.limit {
+        let limit = filters.limit.map(|n| n.min(crate::session::MAX_ROWS));
+        let sql = timeline_sql(filters, &scope, limit)?;
+        let probe = match limit {
             Some(limit) => timeline_sql(filters, &scope, Some(limit.saturating_add(1)))?,
             None => sql.clone(),
         };
@@ -202,8 +203,8 @@ impl QuerySession {
         for batch in &batches {
             read_rows(batch, &mut rows);
         }
-        let truncated = filters.limit.is_some_and(|limit| rows.len() > limit);
-        if let Some(limit) = filters.limit {
+        let truncated = limit.is_some_and(|limit| rows.len() > limit);
+        if let Some(limit) = limit {
             rows.truncate(limit);
         }
         let starts = scope.runs.iter().filter_map(|(_, started)| *started).min();

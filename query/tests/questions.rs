@@ -512,6 +512,33 @@ fn a_package_glob_takes_the_package_and_a_number_takes_a_thread_so_named() {
     );
 }
 
+/// A limit too large for SQL (up to 2^64 - 1, which the MCP tools' schema allows)
+/// reads as "all the rows", not as an Arrow cast error.
+#[test]
+fn a_limit_too_large_for_sql_means_every_row() {
+    let (_dir, path) = billing_trace();
+    let huge = Filters {
+        limit: Some(usize::MAX),
+        ..Filters::default()
+    };
+    let all = ask(&path, Question::Flow, Filters::default());
+    let session = QuerySession::open(&path).expect("open");
+    for question in [Question::Top(usize::MAX), Question::Flow] {
+        let answer = session
+            .ask(&question, &huge)
+            .unwrap_or_else(|e| panic!("{question:?}: {e}"));
+        assert!(!answer.truncated, "{question:?}");
+    }
+    let flow = session.ask(&Question::Flow, &huge).expect("--flow");
+    assert!(flow.num_rows() >= all.num_rows());
+    let sql = session
+        .sql_with_filters("SELECT COUNT(*) FROM events", &huge)
+        .expect("--sql");
+    assert_eq!(sql.num_rows(), 1);
+    let timeline = session.timeline(&huge).expect("the timeline");
+    assert!(!timeline.truncated);
+}
+
 fn two_run_folder() -> TempDir {
     let dir = TempDir::new("folder");
     billing_run(BILLING).write(&dir.path().join("20240501-120000-app.py-4242.parquet"));
