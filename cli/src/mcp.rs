@@ -70,9 +70,15 @@ pub fn run(_args: &McpArgs) -> Result<(), CliError> {
             .map_err(|e| format!("the MCP session failed: {e}"))?;
         Ok::<(), String>(())
     });
-    runtime.shutdown_background();
+    // The client has gone: a recording in progress stops its command and finishes
+    // its trace (a few seconds at most) before the server exits.
+    crate::trace_cmd::end_tool_calls();
+    runtime.shutdown_timeout(TOOL_CALLS_END_WITHIN);
     served.map_err(CliError::new)
 }
+
+/// How long a closing server waits for its tool calls in progress to end.
+const TOOL_CALLS_END_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Stdin and stdout as tokio files (copies of the descriptors).
 fn stdio() -> std::io::Result<(tokio::fs::File, tokio::fs::File)> {

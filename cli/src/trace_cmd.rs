@@ -180,6 +180,19 @@ impl Traced {
     }
 }
 
+/// Set when the MCP server's client has gone: recordings in progress stop their
+/// command (SIGTERM, as a timeout does) and finish their trace.
+static TOOL_CALLS_ENDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ends the recordings of tool calls in progress (the MCP server is closing).
+pub fn end_tool_calls() {
+    TOOL_CALLS_ENDED.store(true, Ordering::SeqCst);
+}
+
+fn tool_calls_ended() -> bool {
+    TOOL_CALLS_ENDED.load(Ordering::SeqCst)
+}
+
 /// How much of a launched command's output a tool call keeps (its end).
 const CAPTURED_BYTES: usize = 64 * 1024;
 
@@ -261,6 +274,21 @@ pub fn record_run(args: &RecordArgs, caller: Caller) -> CliResult<Traced> {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // A server that goes away (its client closed stdin, or SIGTERM, for which a
+        // tool call installs no handler) takes the command with it instead of
+        // leaving it running past its timeout. The signal comes when the thread
+        // that started the command ends, which is this tool call's, and it waits
+        // for the command before it returns.
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; it only marks the child process.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     let mut child = command.spawn().map_err(|e| {
         CliError::new(format!("cannot start {program}: {e}"))
@@ -316,6 +344,13 @@ pub fn record_run(args: &RecordArgs, caller: Caller) -> CliResult<Traced> {
         }
         if let Ok(Some(exit)) = child.try_wait() {
             exit_code = exit_code_of(exit);
+            break;
+        }
+        if caller == Caller::Tool && tool_calls_ended() {
+            session.stop_sampling();
+            status = Some(RunStatus::Interrupted);
+            forward(child_pid, libc::SIGTERM);
+            exit_code = wait_child(&mut child, Some(Instant::now() + Duration::from_secs(2)));
             break;
         }
         session.trace_new_subprocesses(child_pid);
@@ -388,7 +423,7 @@ pub fn attach_run(args: &AttachArgs, caller: Caller) -> CliResult<Traced> {
         .duration
         .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
     let status = loop {
-        if signals::take().is_some() {
+        if signals::take().is_some() || (caller == Caller::Tool && tool_calls_ended()) {
             break RunStatus::Interrupted;
         }
         if session.first_sampler_done() {

@@ -322,3 +322,81 @@ fn mcp_tools_answer_as_the_command_line_does() {
         );
     }
 }
+
+/// A client that goes away while a `record` runs: the server stops the command (as
+/// its timeout would), finishes the trace, then exits (it left the command running
+/// past its timeout and the trace unfinished).
+#[test]
+fn a_recording_in_progress_ends_with_the_client() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+
+    let python = pyenv_interpreter(12).expect("CPython 3.12 is missing: pyenv install 3.12");
+    let dir = target_dir().join("mcp-client-gone");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    let trace = dir.join("t.parquet");
+    let marker = format!("client-gone-{}", std::process::id());
+    let mut server = Command::new(tracer_bin())
+        .arg("mcp")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tracer mcp");
+    let mut stdin = server.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(server.stdout.take().expect("stdout"));
+    let mut send = |message: Value| {
+        writeln!(stdin, "{message}").expect("write to the server");
+        stdin.flush().expect("flush");
+    };
+    send(
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"}}}),
+    );
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("the server's answer");
+    assert!(line.contains("\"result\""), "{line}");
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    let program = format!("import time\ntime.sleep(60)  # {marker}");
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "record", "arguments": {
+            "command": [python.path.to_str().unwrap(), "-c", program],
+            "output": trace.to_str().unwrap(), "timeout": 30}}}),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(send);
+    drop(stdin);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = server.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the server is still running 20 s after its client went away"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let left = Command::new("pgrep")
+        .args(["-f", &marker])
+        .output()
+        .expect("pgrep");
+    assert!(
+        left.stdout.is_empty(),
+        "the recorded command runs on: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    assert!(trace.is_file(), "the trace was not finished");
+    let runs = tracer_json(&[
+        "query",
+        trace.to_str().unwrap(),
+        "--runs",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(runs["rows"][0]["status"], "interrupted", "{runs}");
+}
