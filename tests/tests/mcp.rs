@@ -367,7 +367,6 @@ fn a_recording_in_progress_ends_with_the_client() {
             "output": trace.to_str().unwrap(), "timeout": 30}}}),
     );
     std::thread::sleep(Duration::from_millis(1500));
-    drop(send);
     drop(stdin);
     let started = std::time::Instant::now();
     let status = loop {
