@@ -1334,7 +1334,7 @@ fn no_args_max_calls_include_and_exclude() {
             .filter(|e| &*e.module == "json")
             .count();
         assert_eq!(
-            dumps, 21,
+            dumps, 22,
             "{}: json.dumps traced once per note",
             python.label
         );

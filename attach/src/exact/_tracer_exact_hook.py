@@ -30,6 +30,7 @@ from _struct import Struct
 from _collections import deque
 from gc import get_referents as _referents
 from time import perf_counter_ns, time_ns, sleep
+from itertools import islice as _islice
 
 _V = sys.version_info[:2]
 _MONITORING = _V >= (3, 12)
@@ -886,10 +887,32 @@ def _text_of(value):
     return _text_of_repr(value)
 
 
-def _text_of_repr(value):
+def _text_of_repr(value, depth=0):
+    """repr() of builtin scalars and containers (their first `_ITEMS` items, `_DEPTH`
+    levels), `<Class object at 0x...>` of anything else: no class's code runs."""
     t = type(value)
-    if t in (str, bytes, int, float, bool, type(None)):
+    if t in _SCALARS:
         return repr(value)
+    if t in (list, tuple, set, frozenset, dict) and depth < _DEPTH:
+        if t is dict:
+            items = [
+                _text_of_repr(k, depth + 1) + ": " + _text_of_repr(v, depth + 1)
+                for k, v in _islice(dict.items(value), _ITEMS)
+            ]
+        else:
+            items = [_text_of_repr(x, depth + 1) for x in _islice(value, _ITEMS)]
+        if len(value) > _ITEMS:
+            items.append("...")
+        inner = ", ".join(items)
+        if t is list:
+            return "[" + inner + "]"
+        if t is tuple:
+            return "(" + inner + ("," if len(value) == 1 else "") + ")"
+        if t is dict:
+            return "{" + inner + "}"
+        if not value:
+            return t.__name__ + "()"
+        return ("{" + inner + "}") if t is set else ("frozenset({" + inner + "})")
     return "<" + _kind(t)[3] + " object at " + hex(id(value)) + ">"
 
 

@@ -53,6 +53,15 @@ def rejects(items):
     raise ValueError("bad items", items, {"at": 2})
 
 
+class Refused(Exception):
+    def __str__(self):
+        return "refused (a __str__ of the program's, which the tracer does not run)"
+
+
+def refuses(items):
+    raise Refused("no", items)
+
+
 def level3(key):
     return level4(key) + 1
 
@@ -112,6 +121,11 @@ def main():
         rejects([1, (2, "x")])
     except ValueError as e:
         note(function="rejects", args={"items": repr([1, (2, "x")])}, exception="ValueError", message=str(e))
+    # One with a __str__ of its own: its arguments, as repr() shows builtin values.
+    try:
+        refuses([1, {"k": (2,)}])
+    except Refused as e:
+        note(function="refuses", args={"items": repr([1, {"k": (2,)}])}, exception="__main__.Refused", message=repr(e.args))
     result = variadic(1, 2, 3, flag=False, x=1, y=2)
     note(
         function="variadic",
