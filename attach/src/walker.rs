@@ -300,7 +300,14 @@ impl Prefetch {
     fn copy_out(&self, part: Part, owner: u64, addr: u64, dest: &mut [u8]) -> bool {
         let len = dest.len() as u64;
         for &(p, o, start, range_len, at) in self.got.iter().rev() {
-            if p == part && o == owner && addr >= start && addr + len <= start + range_len as u64 {
+            // An address read from a torn frame can be anything: near the top of the
+            // address space, `addr + len` does not fit in 64 bits.
+            let inside = addr >= start
+                && addr
+                    .checked_add(len)
+                    .zip(start.checked_add(range_len as u64))
+                    .is_some_and(|(end, range_end)| end <= range_end);
+            if p == part && o == owner && inside {
                 let from = at + (addr - start) as usize;
                 dest.copy_from_slice(&self.buf[from..from + dest.len()]);
                 return true;
@@ -1300,4 +1307,27 @@ fn read_code(process: &PythonProcess, addr: u64) -> Result<Option<CodeInfo>> {
         first_traceable: cl.firsttraceable.map(|off| i64::from(i32_at(off)) * 2),
         linetable_ptr,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame pointer read while the frame changed can be any number: one near the
+    /// top of the address space is not in any prefetched range (its end overflowed,
+    /// and the sampler thread panicked in a debug build).
+    #[test]
+    fn an_address_at_the_top_of_the_address_space_is_in_no_range() {
+        let prefetch = Prefetch {
+            buf: vec![7; 64],
+            got: vec![(Part::Frames, 1, 0x1000, 64, 0)],
+            ..Prefetch::default()
+        };
+        let mut word = [0u8; 8];
+        assert!(prefetch.copy_out(Part::Frames, 1, 0x1008, &mut word));
+        assert_eq!(word, [7; 8]);
+        assert!(!prefetch.copy_out(Part::Frames, 1, u64::MAX - 3, &mut word));
+        assert!(!prefetch.copy_out(Part::Frames, 1, 0x1040, &mut word));
+        assert_eq!(prefetch.word(Part::Frames, 1, u64::MAX), None);
+    }
 }
