@@ -342,7 +342,7 @@ mod markers;
 pub use markers::line_markers;
 
 mod trace_rows;
-pub use trace_rows::read_trace;
+pub use trace_rows::{read_trace, read_traces};
 
 pub mod browser;
 

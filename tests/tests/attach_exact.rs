@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{pyenv_interpreter, read_trace, script, temp_dir, tracer_bin, Interpreter, Target};
+use e2e::{
+    pyenv_interpreter, read_trace, read_traces, script, temp_dir, tracer_bin, Interpreter, Target,
+};
 use serde_json::Value;
 
 fn interpreters() -> Vec<Interpreter> {
@@ -143,95 +145,111 @@ fn attach_exact_repeatedly_leaves_a_loaded_server_as_it_was() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(50);
-    for interp in interpreters() {
-        let label = &interp.label;
-        let (mut server, port) = start_server(&interp);
-        let pid = server.pid();
-        let load = Load::start(port);
-        std::thread::sleep(Duration::from_millis(500));
-        let (rss_before, threads_before) = rss_kib_and_threads(pid);
-        let dir = temp_dir(&format!("attach-exact-{}", label.replace('/', "_")));
-        let mut rss_after_first = 0;
-        for i in 0..repeats {
-            let trace = dir.join(format!("t{i}.parquet"));
-            let out = attach_exact(pid, &trace, "2");
-            assert!(
-                out.status.success(),
-                "{label}: attach {i}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let (rows, run) = read_trace(&trace);
-            assert_eq!(run["mode"], "exact", "{label}");
-            assert_eq!(run["status"], "duration_reached", "{label}");
-            let renders: Vec<&Value> = rows
-                .iter()
-                .filter(|r| r["kind"] == "call" && r["function"] == "render")
-                .collect();
-            assert!(
-                !renders.is_empty(),
-                "{label}: attach {i} saw no render call"
-            );
-            for call in &renders {
-                let args: Value =
-                    serde_json::from_str(call["args"].as_str().unwrap_or("{}")).unwrap();
-                assert!(
-                    args["path"]
-                        .as_str()
-                        .is_some_and(|p| p.starts_with("'/item/")),
-                    "{label}: render's arguments: {args}"
-                );
-                assert!(args["served"].as_str().is_some(), "{label}: {args}");
-            }
-            if i == 0 {
-                rss_after_first = rss_kib_and_threads(pid).0;
-            }
+    // One server per interpreter, soaked side by side: each attach mostly waits out
+    // its 2 s, so the two take the time of one (a failed check in either fails the
+    // test when the scope joins it).
+    std::thread::scope(|scope| {
+        for interp in interpreters() {
+            scope.spawn(move || soak(&interp, repeats));
         }
-        // The hook is gone: its thread ended (within a second of the detach).
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while rss_kib_and_threads(pid).1 != threads_before && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+    });
+}
+
+/// Attaches to a loaded server `repeats` times and checks the server and every trace.
+fn soak(interp: &Interpreter, repeats: usize) {
+    let label = &interp.label;
+    let (mut server, port) = start_server(interp);
+    let pid = server.pid();
+    let load = Load::start(port);
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss_before, threads_before) = rss_kib_and_threads(pid);
+    let dir = temp_dir(&format!("attach-exact-{}", label.replace('/', "_")));
+    let mut rss_after_first = 0;
+    let mut traces = Vec::with_capacity(repeats);
+    for i in 0..repeats {
+        let trace = dir.join(format!("t{i}.parquet"));
+        let out = attach_exact(pid, &trace, "2");
+        assert!(
+            out.status.success(),
+            "{label}: attach {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        traces.push(trace);
+        if i == 0 {
+            rss_after_first = rss_kib_and_threads(pid).0;
         }
-        let (rss_after, threads_after) = rss_kib_and_threads(pid);
-        assert_eq!(
-            threads_after, threads_before,
-            "{label}: thread count back to baseline"
-        );
-        // Memory back near the baseline and not growing with each attach.
-        assert!(
-            rss_after < rss_before + 16 * 1024,
-            "{label}: RSS {rss_before} KiB before, {rss_after} KiB after {repeats} attaches"
-        );
-        assert!(
-            rss_after < rss_after_first + 4 * 1024,
-            "{label}: RSS grows with each attach: {rss_after_first} KiB after the first, {rss_after} KiB after {repeats}"
-        );
-        let (ok, failures) = load.finish();
-        assert!(
-            failures.is_empty(),
-            "{label}: failed requests: {failures:?}"
-        );
-        assert!(ok > 0, "{label}: the load made no request");
-        // The server's own output: its READY line, then only its counter lines.
-        unsafe {
-            libc::kill(pid, libc::SIGINT);
-        }
-        let status = server.child.wait().expect("server exits");
-        assert_eq!(status.code(), Some(0), "{label}: server exit");
-        let mut stderr = String::new();
-        if let Some(mut err) = server.child.stderr.take() {
-            let _ = err.read_to_string(&mut stderr);
-        }
-        assert!(
-            stderr.is_empty(),
-            "{label}: the server printed on stderr: {stderr}"
-        );
-        let mut rest = String::new();
-        let _ = server.read_rest(&mut rest);
-        assert!(
-            rest.lines().all(|l| l.starts_with("served ")),
-            "{label}: the server's own output changed: {rest}"
-        );
     }
+    // The hook is gone: its thread ended (within a second of the detach).
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while rss_kib_and_threads(pid).1 != threads_before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (rss_after, threads_after) = rss_kib_and_threads(pid);
+    assert_eq!(
+        threads_after, threads_before,
+        "{label}: thread count back to baseline"
+    );
+    // Memory back near the baseline and not growing with each attach.
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "{label}: RSS {rss_before} KiB before, {rss_after} KiB after {repeats} attaches"
+    );
+    assert!(
+        rss_after < rss_after_first + 4 * 1024,
+        "{label}: RSS grows with each attach: {rss_after_first} KiB after the first, {rss_after} KiB after {repeats}"
+    );
+    let (ok, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{label}: failed requests: {failures:?}"
+    );
+    assert!(ok > 0, "{label}: the load made no request");
+    // Every trace holds the handler's calls with their arguments.
+    for (i, (rows, run)) in read_traces(&traces).into_iter().enumerate() {
+        assert_eq!(run["mode"], "exact", "{label}: attach {i}");
+        assert_eq!(run["status"], "duration_reached", "{label}: attach {i}");
+        let renders: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["kind"] == "call" && r["function"] == "render")
+            .collect();
+        assert!(
+            !renders.is_empty(),
+            "{label}: attach {i} saw no render call"
+        );
+        for call in &renders {
+            let args: Value = serde_json::from_str(call["args"].as_str().unwrap_or("{}")).unwrap();
+            assert!(
+                args["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("'/item/")),
+                "{label}: attach {i}: render's arguments: {args}"
+            );
+            assert!(
+                args["served"].as_str().is_some(),
+                "{label}: attach {i}: {args}"
+            );
+        }
+    }
+    // The server's own output: its READY line, then only its counter lines.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let status = server.child.wait().expect("server exits");
+    assert_eq!(status.code(), Some(0), "{label}: server exit");
+    let mut stderr = String::new();
+    if let Some(mut err) = server.child.stderr.take() {
+        let _ = err.read_to_string(&mut stderr);
+    }
+    assert!(
+        stderr.is_empty(),
+        "{label}: the server printed on stderr: {stderr}"
+    );
+    let mut rest = String::new();
+    let _ = server.read_rest(&mut rest);
+    assert!(
+        rest.lines().all(|l| l.starts_with("served ")),
+        "{label}: the server's own output changed: {rest}"
+    );
 }
 
 #[test]
