@@ -372,9 +372,28 @@ struct Sampling {
     scratch: Vec<u8>,
 }
 
-/// Reads the remote ranges `remote` one after the other into `buf` with one
-/// `process_vm_readv`, returning how many bytes arrived.
+/// Reads the remote ranges `remote` one after the other into `buf`, returning how
+/// many bytes arrived: one `process_vm_readv` per [`MAX_BATCH_RANGES`] ranges (the
+/// kernel refuses more than 1024 in one call, so a stack over a thousand frames deep
+/// failed every read), stopping at the first range that did not arrive whole.
 fn read_scattered(pid: i32, remote: &[RemoteIoVec], buf: &mut [u8]) -> Result<usize, MemoryError> {
+    let mut arrived = 0;
+    for chunk in remote.chunks(MAX_BATCH_RANGES) {
+        let len: usize = chunk.iter().map(|r| r.len).sum();
+        let Some(into) = buf.get_mut(arrived..arrived + len) else {
+            break;
+        };
+        let n = read_ranges(pid, chunk, into)?;
+        arrived += n;
+        if n < len {
+            break;
+        }
+    }
+    Ok(arrived)
+}
+
+/// One `process_vm_readv` of at most [`MAX_BATCH_RANGES`] ranges into `buf`.
+fn read_ranges(pid: i32, remote: &[RemoteIoVec], buf: &mut [u8]) -> Result<usize, MemoryError> {
     match process_vm_readv(Pid::from_raw(pid), &mut [IoSliceMut::new(buf)], remote) {
         Ok(n) => Ok(n),
         Err(Errno::EFAULT) => Ok(0),
