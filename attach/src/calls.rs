@@ -322,6 +322,11 @@ impl CallTracker {
             .map_or(0, |t| continued_frames(&t.frames, stack))
     }
 
+    /// The outermost frame's address in thread `key`'s previous sample, if it had one.
+    pub fn outermost_frame(&self, key: u64) -> Option<u64> {
+        self.threads.get(&key)?.frames.first().map(|f| f.state.addr)
+    }
+
     /// Whether `stack` (innermost first) shows thread `key` as its previous sample did
     /// below the innermost frame, with the same innermost call: then nothing in it
     /// starts or ends a call, however its reads were interleaved with the target.

@@ -150,8 +150,10 @@ pub struct Sampler {
     thread_names: HashMap<u64, Arc<str>>,
     /// The name of the main thread until `threading` gives one.
     main_thread_name: Arc<str>,
-    /// When each thread (by ident) was first listed.
-    thread_appeared: HashMap<u64, Instant>,
+    /// When each thread (by its key, see [`thread_key`]) was first listed, and its
+    /// ident. Keyed by more than the ident: a thread that starts as another ends
+    /// often gets the ended one's ident, and has to be named anew.
+    thread_appeared: HashMap<u64, (u64, Instant)>,
     names_read_at: Option<Instant>,
     frames: Vec<SampledFrame>,
     states: Vec<FrameState>,
@@ -357,6 +359,19 @@ impl Sampler {
                     self.states.extend(self.frames.iter().map(frame_state));
                 }
             }
+            if read.is_ok() && self.suspended_at_the_bottom(label.key) {
+                // The walk reached a generator or coroutine frame as it yielded: a
+                // suspended one has no link to its caller, so the stack seemed to
+                // end there, and a second read of the same frames agrees with it.
+                // Every call below it would end and start again. Walked afresh once;
+                // still so, this tick keeps no read of the thread.
+                read = self.walker.sample_stack(t.tstate, &mut self.frames);
+                self.states.clear();
+                self.states.extend(self.frames.iter().map(frame_state));
+                if read.is_ok() && self.suspended_at_the_bottom(label.key) {
+                    continue;
+                }
+            }
             if read.is_ok() {
                 // A module body's variables are in its globals (see FrameState); one
                 // read per such frame, usually the thread's outermost alone.
@@ -372,7 +387,8 @@ impl Sampler {
                 continue;
             }
             let new_frames = self.frames.len() - self.tracker.continued(label.key, &self.states);
-            if label.name.is_none() && new_frames > 0 && !named_again && self.is_newcomer(t.ident) {
+            if label.name.is_none() && new_frames > 0 && !named_again && self.is_newcomer(label.key)
+            {
                 // Names were read before these frames: a new thread that has begun
                 // its target since has registered its name (Python does so first),
                 // and its first calls are to carry it. Once a sample at the most.
@@ -422,10 +438,30 @@ impl Sampler {
     }
 
     /// Whether the thread `ident` appeared less than [`THREAD_NAMES_REFRESH`] ago.
-    fn is_newcomer(&self, ident: u64) -> bool {
+    /// Whether the stack just read ends (outermost) at a generator or coroutine frame
+    /// that was not the outermost frame of the thread's previous sample: a thread's
+    /// stack starts with a plain function or module frame below any generator, so
+    /// such a read was taken while the generator suspended. A thread whose stack
+    /// did start at a generator (driven from C) keeps that frame from one sample to
+    /// the next and is read as it is.
+    fn suspended_at_the_bottom(&self, key: u64) -> bool {
+        use python_offsets::code_flags::{ASYNC_GENERATOR, COROUTINE, GENERATOR};
+        match self.frames.last() {
+            Some(outermost)
+                if outermost.frame.code.flags & (GENERATOR | COROUTINE | ASYNC_GENERATOR) != 0 =>
+            {
+                self.tracker
+                    .outermost_frame(key)
+                    .is_some_and(|addr| addr != outermost.frame.addr)
+            }
+            _ => false,
+        }
+    }
+
+    fn is_newcomer(&self, key: u64) -> bool {
         self.thread_appeared
-            .get(&ident)
-            .is_some_and(|appeared| appeared.elapsed() < THREAD_NAMES_REFRESH)
+            .get(&key)
+            .is_some_and(|(_, appeared)| appeared.elapsed() < THREAD_NAMES_REFRESH)
     }
 
     /// Reads Python's thread names every [`THREAD_NAMES_REFRESH`], and every
@@ -436,16 +472,21 @@ impl Sampler {
         let now = Instant::now();
         let mut unnamed_newcomer = false;
         for t in threads {
-            if let std::collections::hash_map::Entry::Vacant(slot) =
-                self.thread_appeared.entry(t.ident)
+            let key = thread_key(t.tstate, t.ident, t.tid.unwrap_or(0));
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.thread_appeared.entry(key)
             {
-                slot.insert(now);
-                unnamed_newcomer |= !self.thread_names.contains_key(&t.ident);
+                slot.insert((t.ident, now));
+                // A name known for this ident was an earlier thread's.
+                self.thread_names.remove(&t.ident);
+                unnamed_newcomer = true;
             }
         }
-        self.thread_appeared
-            .retain(|ident, _| threads.iter().any(|t| t.ident == *ident));
-        let waiting = self.thread_appeared.iter().any(|(ident, appeared)| {
+        self.thread_appeared.retain(|key, (ident, _)| {
+            threads.iter().any(|t| {
+                t.ident == *ident && thread_key(t.tstate, t.ident, t.tid.unwrap_or(0)) == *key
+            })
+        });
+        let waiting = self.thread_appeared.values().any(|(ident, appeared)| {
             !self.thread_names.contains_key(ident)
                 && now.duration_since(*appeared) < THREAD_NAMES_REFRESH
         });
