@@ -25,16 +25,48 @@ pub const SECRET_WORDS: &[&str] = &[
     "credential",
 ];
 
-/// Whether a value called `name` must be redacted: `name` contains, ignoring case,
-/// one of [`SECRET_WORDS`] or one of `extra` (the `--redact` names; empty ones are
-/// ignored).
+/// Whether a value called `name` must be redacted: `name` contains, ignoring case
+/// and taking `-` for `_` (an `X-Api-Key` header, an `--api-key` option), one of
+/// [`SECRET_WORDS`] or one of `extra` (the `--redact` names; empty ones are ignored).
 pub fn is_secret_name(name: &str, extra: &[String]) -> bool {
-    let lower = name.to_ascii_lowercase();
+    let lower = name.to_ascii_lowercase().replace('-', "_");
     SECRET_WORDS.iter().any(|w| lower.contains(w))
         || extra
             .iter()
             .filter(|w| !w.is_empty())
-            .any(|w| lower.contains(&w.to_ascii_lowercase()))
+            .any(|w| lower.contains(&w.to_ascii_lowercase().replace('-', "_")))
+}
+
+/// A command line with its secrets redacted, for the run's metadata and reports: the
+/// value of an option whose name is secret (`--password=X`, `--api-key X`,
+/// `DB_TOKEN=X`), and any argument that [`looks_secret`] (a token given bare). The
+/// option names stay, so the command still reads as what was run.
+pub fn redact_command(argv: &[String], extra: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(argv.len());
+    let mut value_is_secret = false;
+    for arg in argv {
+        let after_secret_option = std::mem::take(&mut value_is_secret);
+        if let Some((name, _)) = arg.split_once('=') {
+            let bare = name.trim_start_matches('-');
+            if !bare.is_empty()
+                && !bare.contains(char::is_whitespace)
+                && is_secret_name(bare, extra)
+            {
+                out.push(format!("{name}={REDACTED}"));
+                continue;
+            }
+        }
+        if after_secret_option || looks_secret(arg) {
+            out.push(REDACTED.to_string());
+            continue;
+        }
+        value_is_secret = arg.len() > 1
+            && arg.starts_with('-')
+            && !arg.contains('=')
+            && is_secret_name(arg.trim_start_matches('-'), extra);
+        out.push(arg.clone());
+    }
+    out
 }
 
 /// The length of the shortest text [`looks_secret`] can match: a social security
@@ -263,6 +295,54 @@ fn has_ssn(b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    fn command(args: &[&str], extra: &[&str]) -> Vec<String> {
+        let argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        redact_command(&argv, &extra)
+    }
+
+    #[test]
+    fn a_command_keeps_its_options_and_loses_their_secret_values() {
+        assert_eq!(
+            command(
+                &[
+                    "python3",
+                    "app.py",
+                    "--password=hunter2",
+                    "--api-key",
+                    "abc",
+                    "-v",
+                    "x"
+                ],
+                &[]
+            ),
+            [
+                "python3",
+                "app.py",
+                "--password=[REDACTED]",
+                "--api-key",
+                "[REDACTED]",
+                "-v",
+                "x"
+            ]
+        );
+        assert_eq!(
+            command(&["env", "DB_TOKEN=abc", "python3", "-c", "pass"], &[]),
+            ["env", "DB_TOKEN=[REDACTED]", "python3", "-c", "pass"]
+        );
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig";
+        assert_eq!(
+            command(&["python3", "a.py", jwt], &[]),
+            ["python3", "a.py", "[REDACTED]"]
+        );
+        assert_eq!(
+            command(&["python3", "a.py", "--pin", "1234", "--pin=5"], &["pin"]),
+            ["python3", "a.py", "--pin", "[REDACTED]", "--pin=[REDACTED]"]
+        );
+        let plain = ["python3", "-m", "http.server", "--bind", "127.0.0.1", "a=b"];
+        assert_eq!(command(&plain, &[]), plain);
+    }
+
     use super::*;
 
     #[test]

@@ -91,7 +91,7 @@ pub fn record(args: &RecordArgs) -> CliResult<i32> {
     run.launched = true;
     run.include = opts.include.clone();
     run.exclude = opts.exclude.clone();
-    run.redact = opts.redact.clone();
+    run.set_redact(opts.redact.clone());
     run.capture_args = !opts.no_args;
     run.subprocesses = opts.subprocesses;
     let (writer, _) = match create_trace(opts, &run, child_pid) {
@@ -229,7 +229,7 @@ pub fn attach(args: &AttachArgs) -> CliResult<i32> {
     }
     run.include = opts.include.clone();
     run.exclude = opts.exclude.clone();
-    run.redact = opts.redact.clone();
+    run.set_redact(opts.redact.clone());
     run.capture_args = !opts.no_args;
     let (writer, _) = create_trace(opts, &run, args.pid)?;
     let mut recording = Recording {

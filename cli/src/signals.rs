@@ -23,12 +23,23 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
     COUNT.fetch_add(1, Ordering::SeqCst);
 }
 
-/// Installs the handlers for SIGINT and SIGTERM.
+/// Installs the handlers for SIGINT and SIGTERM, but for a signal the tracer was
+/// started with ignored (a shell's background job, `nohup`, `trap '' INT`): that one
+/// stays ignored, so the launched command inherits it ignored as it would without
+/// the tracer (`exec` resets a handled signal to its default action, and the program
+/// could be interrupted or killed where it otherwise would not be).
 pub fn install() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: a zeroed sigaction with our handler and an empty mask is valid; the
-        // handler only touches atomics (async-signal-safe).
+        // handler only touches atomics (async-signal-safe). Reading the current action
+        // with a null new action changes nothing.
         unsafe {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut current) == 0
+                && current.sa_sigaction == libc::SIG_IGN
+            {
+                continue;
+            }
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = on_signal as *const () as usize;
             action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;

@@ -68,12 +68,13 @@ pub struct TraceOptions {
     #[arg(long)]
     pub(crate) exact: bool,
     /// With --exact: keep full detail for the first N calls of each function per
-    /// second and only count the rest.
+    /// second and only count the rest (N at least 1).
     #[arg(
         long,
         value_name = "N",
         requires = "exact",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub(crate) max_calls: Option<u32>,
 }
@@ -549,7 +550,7 @@ impl Session {
         run.rate_hz = Some(opts.rate);
         run.include = opts.include.clone();
         run.exclude = opts.exclude.clone();
-        run.redact = opts.redact.clone();
+        run.set_redact(opts.redact.clone());
         run.capture_args = !opts.no_args;
         run.subprocesses = opts.subprocesses;
         let (writer, path) = create_trace(opts, &run, pid)?;
@@ -907,14 +908,16 @@ fn stacks_text(pid: i32) -> String {
     }
 }
 
-/// A process's command line from `/proc/PID/cmdline`.
+/// A process's command line from `/proc/PID/cmdline`, its secrets redacted with the
+/// built-in names (a run's `--redact` names are applied by [`RunInfo::set_redact`]).
 pub fn command_line(pid: i32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
+    let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|raw| {
             raw.split(|&b| b == 0)
                 .filter(|a| !a.is_empty())
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    attach::redact::redact_command(&argv, &[])
 }

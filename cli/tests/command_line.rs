@@ -64,6 +64,12 @@ fn a_command_line_clap_cannot_parse_is_one_error_and_a_hint() {
             );
         }
     }
+    // No N for which --max-calls 0 would mean what it says (it meant no limit).
+    let stderr = assert_error_and_hint(
+        &tracer(&["record", "--exact", "--max-calls", "0", "--", "true"]),
+        2,
+    );
+    assert!(stderr.contains("'0'"), "{stderr}");
     let stderr = assert_error_and_hint(&tracer(&["frobnicate"]), 2);
     assert!(stderr.contains("tracer --help"), "{stderr}");
     let stderr = assert_error_and_hint(

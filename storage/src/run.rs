@@ -162,6 +162,14 @@ fn default_true() -> bool {
 }
 
 impl RunInfo {
+    /// Sets the `--redact` names and redacts the command line with them and the
+    /// built-in secret names ([`attach::redact::redact_command`]): the command is
+    /// kept in every file's metadata, and a password given on it must not be.
+    pub fn set_redact(&mut self, names: Vec<String>) {
+        self.command = attach::redact::redact_command(&self.command, &names);
+        self.redact = names;
+    }
+
     /// A run starting now with a fresh id, status `unfinished` and zero counters; the
     /// caller fills in what it knows about the target.
     pub fn new(command: Vec<String>, pid: i32, mode: Mode) -> RunInfo {
