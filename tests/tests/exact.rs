@@ -297,6 +297,24 @@ fn the_tree_nests_calls_and_a_time_window_takes_whole_calls() {
             .filter(|r| r["function"] == "__main__.step")
             .count();
         assert_eq!(steps, 20, "{label}: {tree:?}");
+        // --flow in the order of time: the module's gap, written while main ran,
+        // comes before main's call.
+        let flow = ask(&trace, &["--flow", "--limit", "1000"]);
+        let times: Vec<&str> = flow.iter().filter_map(|r| r["ts"].as_str()).collect();
+        assert_eq!(times.len(), flow.len(), "{label}: {flow:?}");
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "{label}: --flow out of time order: {flow:?}"
+        );
+        let at = |function: &str, kind: &str| {
+            flow.iter()
+                .position(|r| r["function"] == function && r["kind"] == kind)
+                .unwrap_or_else(|| panic!("{label}: no {kind} of {function} in {flow:?}"))
+        };
+        assert!(
+            at("posixpath.basename", "gap") < at("__main__.main", "call"),
+            "{label}"
+        );
 
         // A time window counts the calls that started in it, and adds up the time of
         // those same calls: --top and --slow agree with each other and with --call.
@@ -695,4 +713,180 @@ fn the_bootstrap_keeps_its_compiled_code_only_in_its_own_folder() {
             "{label}: the program's folder gets no compiled code under PYTHONDONTWRITEBYTECODE"
         );
     }
+}
+
+/// Functions that compare equal as code (`def f(x): return x` in two modules: a code
+/// object's equality leaves its file out) are recorded each as its own, with its
+/// module, file and return; a call through a `functools.wraps` wrapper that is not
+/// traced (a contextmanager's helper) is a gap named after the wrapper, not after the
+/// traced function it wraps; and `import sitecustomize` fails as it does without the
+/// tracer when the program has none.
+#[test]
+fn twin_functions_wrapped_callees_and_a_missing_sitecustomize_are_what_they_are() {
+    let program = "import contextlib\nimport twin_a, twin_b\n\n\
+                   @contextlib.contextmanager\ndef opened():\n    yield 1\n\n\
+                   def main():\n    print(twin_a.f(1), twin_b.f(2), twin_a.f(3))\n    \
+                   with opened() as v:\n        print(v)\n    \
+                   try:\n        import sitecustomize\n        print('sitecustomize', sitecustomize.__file__)\n    \
+                   except ImportError as e:\n        print('no sitecustomize', type(e).__name__)\n\n\
+                   main()\n";
+    for interp in matrix() {
+        let label = &interp.label;
+        let dir = temp_dir(&format!("exact-twins-{}", label.replace('/', "_")));
+        for twin in ["twin_a", "twin_b"] {
+            std::fs::write(dir.join(format!("{twin}.py")), "def f(x):\n    return x\n")
+                .expect("write a twin");
+        }
+        let path = dir.join("twins.py");
+        std::fs::write(&path, program).expect("write the program");
+        let plain = Command::new(&interp.path)
+            .arg(&path)
+            .output()
+            .expect("run python");
+        // Debian's python3.11 has a sitecustomize of its own; pyenv's have none.
+        let expected_end = if label.starts_with("pyenv") {
+            "no sitecustomize ModuleNotFoundError\n"
+        } else {
+            "\n"
+        };
+        let plain_text = String::from_utf8_lossy(&plain.stdout);
+        assert!(
+            plain_text.starts_with("1 2 3\n1\n") && plain_text.ends_with(expected_end),
+            "{label}: {plain_text} {}",
+            String::from_utf8_lossy(&plain.stderr)
+        );
+        let trace = dir.join("t.parquet");
+        let out = Command::new(tracer_bin())
+            .args([
+                "record",
+                "--exact",
+                "--include",
+                "__main__",
+                "--include",
+                "twin_*",
+            ])
+            .arg("-o")
+            .arg(&trace)
+            .arg("--")
+            .arg(&interp.path)
+            .arg(&path)
+            .output()
+            .expect("run tracer record --exact");
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, plain.stdout, "{label}: stdout");
+        let twins = ask(
+            &trace,
+            &[
+                "--sql",
+                "SELECT c.module, c.file, c.args, r.kind, r.value, c.caller FROM events c \
+                 JOIN events r ON r.call_id = c.call_id AND r.kind <> 'call' \
+                 WHERE c.kind = 'call' AND c.function = 'f' ORDER BY c.seq",
+            ],
+        );
+        let seen: Vec<(String, String, String)> = twins
+            .iter()
+            .map(|r| {
+                let file = r["file"].as_str().unwrap_or_default();
+                (
+                    r["module"].as_str().unwrap_or_default().to_string(),
+                    file.rsplit('/').next().unwrap_or_default().to_string(),
+                    format!("{} {} {}", r["args"], r["kind"], r["value"]),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String, String)> = [("twin_a", 1), ("twin_b", 2), ("twin_a", 3)]
+            .iter()
+            .map(|(m, n)| {
+                (
+                    m.to_string(),
+                    format!("{m}.py"),
+                    format!("\"{{\\\"x\\\":\\\"{n}\\\"}}\" \"return\" \"{n}\""),
+                )
+            })
+            .collect();
+        assert_eq!(seen, expected, "{label}");
+        assert!(
+            twins.iter().all(|r| r["caller"] == "__main__.main"),
+            "{label}: {twins:?}"
+        );
+        let gaps = ask(&trace, &["--gaps"]);
+        assert!(
+            !gaps.iter().any(|g| g["module"] == "__main__"),
+            "{label}: a traced function named as a gap: {gaps:?}"
+        );
+        assert!(
+            gaps.iter().any(|g| g["module"] == "contextlib"
+                && g["function"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with("helper"))),
+            "{label}: no gap into the contextmanager's helper: {gaps:?}"
+        );
+    }
+}
+
+/// `--tree` drawn as a table with a filter: a call whose caller the filter leaves
+/// out starts at the margin, not under whichever shown call came before it.
+#[test]
+fn a_filtered_tree_draws_each_call_under_its_own_caller() {
+    let interp = &matrix()[0];
+    let dir = temp_dir("exact-filtered-tree");
+    std::fs::write(
+        dir.join("helper.py"),
+        "def setup():\n    return 1\n\ndef work():\n    return 2\n\nsetup()\n",
+    )
+    .expect("write helper");
+    let path = dir.join("main.py");
+    std::fs::write(
+        &path,
+        "import helper\n\ndef main():\n    helper.work()\n\nmain()\n",
+    )
+    .expect("write the program");
+    let trace = dir.join("t.parquet");
+    let out = Command::new(tracer_bin())
+        .args([
+            "record",
+            "--exact",
+            "--include",
+            "__main__",
+            "--include",
+            "helper",
+        ])
+        .arg("-o")
+        .arg(&trace)
+        .arg("--")
+        .arg(&interp.path)
+        .arg(&path)
+        .output()
+        .expect("run tracer record --exact");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = Command::new(tracer_bin())
+        .arg("query")
+        .arg(&trace)
+        .args(["--tree", "--module", "helper", "--format", "table"])
+        .output()
+        .expect("run tracer query");
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let text = String::from_utf8_lossy(&table.stdout);
+    let drawn: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split("  ").next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        drawn,
+        ["helper.<module>", "└─ helper.setup", "helper.work"],
+        "{text}"
+    );
 }

@@ -89,7 +89,12 @@ _BACKLOG_MAX = 8 << 20
 _dropped = 0
 _backlog = bytearray()
 _flush_lock = _thread.allocate_lock()
+# Code ids by `id(code)`: code objects compare equal by their contents, not their
+# file, so `def f(x): return x` in two modules were one key (and hashing a code
+# object costs more than `id`). Every code looked at is kept alive (traced ones in
+# `_code_meta`, the rest in `_kept_codes`), so an id is never reused for another.
 _codes = {}
+_kept_codes = []
 _code_meta = []
 _argnames = []
 _method_arg = []
@@ -237,11 +242,13 @@ def _learn(code, globals_):
     """The id of `code` when it is traced, else -1; decided once."""
     filename = code.co_filename
     if filename.startswith(_boot):
-        _codes[code] = -1
+        _codes[id(code)] = -1
+        _kept_codes.append(code)
         return -1
     module = _module_of(globals_, filename)
     if not _includes(module, filename):
-        _codes[code] = -1
+        _codes[id(code)] = -1
+        _kept_codes.append(code)
         return -1
     cid = len(_code_meta)
     function = code.co_qualname if _V >= (3, 11) else code.co_name
@@ -259,7 +266,7 @@ def _learn(code, globals_):
     first = names[0] if names and code.co_argcount else None
     _method_arg.append(first if _V < (3, 11) and first in ("self", "cls") else None)
     _q.append(record)
-    _codes[code] = cid
+    _codes[id(code)] = cid
     if _MONITORING:
         sys.monitoring.set_local_events(_tool, code, _LOCAL_EVENTS)
     return cid
@@ -419,7 +426,7 @@ def _body_start(code):
 def _caller_line(frame):
     back = frame.f_back
     while back is not None:
-        cid = _codes.get(back.f_code)
+        cid = _codes.get(id(back.f_code))
         if cid is not None and cid >= 0:
             return back.f_lineno
         back = back.f_back
@@ -951,15 +958,19 @@ def _gap_callee(callee):
         code = callee.__code__
         if _boot and code.co_filename.startswith(_boot):
             return _hook_gap(code)
-        cid = _codes.get(code)
+        cid = _codes.get(id(code))
         if cid is None:
             cid = _learn(code, callee.__globals__)
         if cid >= 0:
             return None
-        module = callee.__module__
+        # Named from its code and globals: `functools.wraps` gives a wrapper the
+        # __qualname__ and __module__ of the function it wraps (a contextmanager's
+        # helper called itself the traced function it runs).
+        name = code.co_qualname if _V >= (3, 11) else code.co_name
+        module = _module_of(callee.__globals__, code.co_filename)
         return _callee_id(
-            code, callee.__qualname__, module if type(module) is str else "",
-            code.co_filename, code.co_firstlineno,
+            (name, module, code.co_filename, code.co_firstlineno),
+            name, module, code.co_filename, code.co_firstlineno,
         )
     if t is _BuiltinType:
         module = callee.__module__
@@ -1057,7 +1068,7 @@ def _native_code(code):
     it is not traced, else (id, argument names, per name 1 if it is a secret word, 1
     if it takes exactly one argument and no *args or **kwargs, `_body_start`, 1 if it
     is a task loop of `_TASK_LOOPS`)."""
-    cid = _codes.get(code)
+    cid = _codes.get(id(code))
     if cid is None:
         cid = _learn(code, _getframe(1).f_globals)
     if cid < 0:
@@ -1111,7 +1122,7 @@ _EVENTS = ()
 
 def _mon_start(code, offset):
     try:
-        cid = _codes.get(code)
+        cid = _codes.get(id(code))
         if cid is None:
             frame = _getframe(1)
             cid = _learn(code, frame.f_globals)
@@ -1174,7 +1185,7 @@ def _start(cid, frame):
 
 
 def _mon_end(kind, code, offset, value):
-    cid = _codes.get(code)
+    cid = _codes.get(id(code))
     if cid is None or cid < 0:
         return
     ts = _perf()
@@ -1201,7 +1212,7 @@ def _mon_yield(code, offset, value):
 
 def _mon_resume(code, offset):
     try:
-        cid = _codes.get(code)
+        cid = _codes.get(id(code))
         if cid is None:
             # A generator or coroutine that started before the hook was placed into
             # the running process (whose PY_RESUME is then global).
@@ -1220,7 +1231,7 @@ def _mon_throw(code, offset, exc):
     coroutine (close(), a coroutine woken by an awaited task's exception): a resume,
     or its first start when it had not run yet (asyncio cancels tasks so)."""
     try:
-        cid = _codes.get(code)
+        cid = _codes.get(id(code))
         if cid is None:
             cid = _learn(code, _getframe(1).f_globals)
         if cid < 0:
@@ -1235,7 +1246,7 @@ def _mon_throw(code, offset, exc):
 
 def _mon_unwind(code, offset, exc):
     try:
-        cid = _codes.get(code)
+        cid = _codes.get(id(code))
         if cid is None or cid < 0:
             return
         _unwind_record(cid, code, offset, exc)
@@ -1261,7 +1272,7 @@ def _unwind_record(cid, code, offset, exc):
 
 def _mon_call(code, offset, callee, arg0):
     try:
-        cid = _codes.get(code)
+        cid = _codes.get(id(code))
         if cid is None or cid < 0:
             return
         callee_id = _gap_callee(callee)
@@ -1330,9 +1341,8 @@ def _start_monitoring():
 def _stop_monitoring():
     mon = sys.monitoring
     mon.set_events(_tool, 0)
-    for code, cid in list(_codes.items()):
-        if cid >= 0:
-            mon.set_local_events(_tool, code, 0)
+    for record in _code_meta:
+        mon.set_local_events(_tool, record[8], 0)
     for event in _EVENTS:
         mon.register_callback(_tool, event, None)
     mon.free_tool_id(_tool)
@@ -1382,12 +1392,12 @@ def _trace_call(frame, event, arg):
         return None
     try:
         code = frame.f_code
-        cid = _codes.get(code)
+        cid = _codes.get(id(code))
         if cid is None:
             cid = _learn(code, frame.f_globals)
         if cid < 0:
             back = frame.f_back
-            if back is not None and _codes.get(back.f_code, -1) >= 0 and _first_start(frame, code):
+            if back is not None and _codes.get(id(back.f_code), -1) >= 0 and _first_start(frame, code):
                 _trace_gap(frame, code, back)
             return None
         ts = _perf()
@@ -1418,7 +1428,7 @@ def _trace_gap(frame, code, back):
     if _boot and code.co_filename.startswith(_boot):
         callee = _hook_gap(code)
         if callee is not None:
-            _q.append((_GAP, _codes[back.f_code], _thread_index(), _perf(), back.f_lineno, callee))
+            _q.append((_GAP, _codes[id(back.f_code)], _thread_index(), _perf(), back.f_lineno, callee))
         return
     module = _module_of(frame.f_globals, code.co_filename)
     if _V >= (3, 11):
@@ -1432,8 +1442,11 @@ def _trace_gap(frame, code, back):
                 cls = _first_arg_class(local[first], first == "cls")
                 if cls is not None:
                     name = _method_name(code, cls, first == "cls")
-    callee = _callee_id(code, name, module, code.co_filename, code.co_firstlineno)
-    caller = _codes[back.f_code]
+    callee = _callee_id(
+        (name, module, code.co_filename, code.co_firstlineno),
+        name, module, code.co_filename, code.co_firstlineno,
+    )
+    caller = _codes[id(back.f_code)]
     _q.append((_GAP, caller, _thread_index(), _perf(), back.f_lineno, callee))
 
 
@@ -1474,7 +1487,7 @@ def _trace_local(frame, event, arg):
 def _trace_return(frame, value):
     ts = _perf()
     code = frame.f_code
-    cid = _codes.get(code)
+    cid = _codes.get(id(code))
     if cid is None or cid < 0:
         return
     pending = _pending_exc.pop(id(frame), None)
@@ -1808,6 +1821,7 @@ def _detach():
         pass
     _q.clear()
     _codes.clear()
+    _kept_codes.clear()
     _included.clear()
     _code_meta.clear()
     _argnames.clear()

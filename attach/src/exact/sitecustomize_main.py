@@ -20,8 +20,11 @@ def _tracer_bootstrap():
     except ImportError as exc:
         if exc.name != "sitecustomize":
             raise
+        # None, not this module: the program's own `import sitecustomize` fails as
+        # it would without the tracer (`site`'s import of this file, still running,
+        # takes None and ignores it).
         if ours is not None:
-            sys.modules["sitecustomize"] = ours
+            sys.modules["sitecustomize"] = None
     try:
         _keep_compiled(os, sys, globals().get("__file__"), globals().get("__cached__"))
     except Exception:
