@@ -173,9 +173,10 @@ pub struct SqlParams {
     /// One SELECT (or WITH / EXPLAIN) over the tables `events` and `runs`; anything
     /// that would write, copy or create is refused.
     pub sql: String,
-    /// At most this many rows (default: all).
-    #[serde(default)]
-    pub limit: Option<usize>,
+    /// The filters of the questions, as `tracer query --sql` applies them: the
+    /// statement sees only the rows they keep (limit: default all rows).
+    #[serde(flatten)]
+    pub filters: FilterParams,
 }
 
 /// `dump`: which process.
@@ -535,9 +536,10 @@ impl TracerTools {
     ) -> Result<CallToolResult, ErrorData> {
         blocking(move || {
             let path = PathBuf::from(&p.trace);
+            let filters = p.filters.filters()?;
             let session = QuerySession::open(&path).map_err(|e| cli_error(e, &path))?;
             let answer = session
-                .sql(&p.sql, p.limit)
+                .sql_with_filters(&p.sql, &filters)
                 .map_err(|e| cli_error(e, &path))?;
             Ok(answer_json(&answer))
         })

@@ -416,6 +416,8 @@ struct TreeLine {
 /// thread, with box-drawing branches, durations and outcomes.
 fn write_tree(answer: &Answer, out: &mut dyn Write) -> io::Result<()> {
     let mut lines = Vec::new();
+    // The level of each call drawn so far in the current group, by its `call_id`.
+    let mut shown_levels: std::collections::HashMap<String, usize> = Default::default();
     for batch in &answer.batches {
         let text = |name: &str| {
             batch
@@ -423,16 +425,16 @@ fn write_tree(answer: &Answer, out: &mut dyn Write) -> io::Result<()> {
                 .map(display_texts)
                 .unwrap_or_else(|| vec![None; batch.num_rows()])
         };
-        let (run, tid, thread, depth, function, kind, count, outcome) = (
+        let (run, tid, thread, function, kind, count, outcome) = (
             text("run_id"),
             text("tid"),
             text("thread_name"),
-            text("depth"),
             text("function"),
             text("kind"),
             text("count"),
             text("outcome"),
         );
+        let (call_id, parent_id) = (text("call_id"), text("parent_id"));
         let durations = match batch.column_by_name("duration_ns") {
             Some(low) => duration_texts(low, batch.column_by_name("duration_max_ns"))
                 .unwrap_or_else(|| vec![None; batch.num_rows()]),
@@ -464,12 +466,23 @@ fn write_tree(answer: &Answer, out: &mut dyn Write) -> io::Result<()> {
             }
             let label = escape_controls(&label, false).into_owned();
             let thread_label = escape_controls(&thread_label, false);
+            let group = format!("run {}, {thread_label}", run[row].as_deref().unwrap_or("?"));
+            if lines.last().is_none_or(|l: &TreeLine| l.group != group) {
+                shown_levels.clear();
+            }
+            // Nested under its parent when the parent is shown; a row whose parent a
+            // filter left out starts at the margin (nesting by depth drew it under
+            // whichever shown row came before, which need not be its caller).
+            let level = parent_id[row]
+                .as_ref()
+                .and_then(|parent| shown_levels.get(parent))
+                .map_or(0, |parent_level| parent_level + 1);
+            if let Some(id) = &call_id[row] {
+                shown_levels.insert(id.clone(), level);
+            }
             lines.push(TreeLine {
-                group: format!("run {}, {thread_label}", run[row].as_deref().unwrap_or("?")),
-                level: depth[row]
-                    .as_deref()
-                    .and_then(|d| d.parse::<usize>().ok())
-                    .unwrap_or(0),
+                group,
+                level,
                 label,
             });
         }

@@ -22,12 +22,12 @@ use ahash::AHashMap;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, DictionaryArray, Int32Array, StringArray, UInt32Array,
 };
-use datafusion::arrow::datatypes::{DataType, Int32Type, UInt32Type};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int32Type, UInt32Type};
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{exec_err, Column, Result};
 use datafusion::logical_expr::{
-    Aggregate, ColumnarValue, Expr, LogicalPlan, Projection, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility,
+    Aggregate, ColumnarValue, Expr, LogicalPlan, Projection, ReturnFieldArgs, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
@@ -160,6 +160,18 @@ impl ScalarUDFImpl for TextIdFn {
         Ok(DataType::UInt32)
     }
 
+    /// As nullable as its argument: the rule puts it in place of a column, and a
+    /// plan's physical schema must keep that column's nullability (a UNION ALL of
+    /// two groupings of `function` failed on it).
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
+        Ok(Arc::new(Field::new(
+            self.name(),
+            self.return_type(&[])?,
+            nullable,
+        )))
+    }
+
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let column = single_argument(&args, self.name())?;
         let Some(dictionary) = column.as_dictionary_opt::<Int32Type>() else {
@@ -191,6 +203,18 @@ impl ScalarUDFImpl for TextOfFn {
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         Ok(dictionary_text())
+    }
+
+    /// As nullable as its argument: the rule puts it in place of a column, and a
+    /// plan's physical schema must keep that column's nullability (a UNION ALL of
+    /// two groupings of `function` failed on it).
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
+        Ok(Arc::new(Field::new(
+            self.name(),
+            self.return_type(&[])?,
+            nullable,
+        )))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

@@ -426,6 +426,9 @@ pub(crate) fn question_sql(
                 ),
             )
         }
+        // In the order of time (`ts`, then `seq`): a gap row is written after the
+        // calls that followed its first call (see the tree below), and by `seq` it
+        // read as made after them.
         Question::Flow => {
             let conditions = f("")?;
             let filter = if conditions.is_empty() {
@@ -439,7 +442,7 @@ pub(crate) fn question_sql(
                    WHEN 'exception' THEN exception || ': ' || value \
                    ELSE value END AS detail, \
                  duration_ns, line, count, run_id, seq \
-                 FROM events {filter}ORDER BY run_id, seq LIMIT {limit}"
+                 FROM events {filter}ORDER BY run_id, ts, seq LIMIT {limit}"
             )
         }
         // In the order of time, not of `seq`: a gap row is written when the calls it

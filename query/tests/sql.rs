@@ -71,7 +71,7 @@ fn duckdb_rows(files: &[&Path], sql: &str) -> Vec<Vec<Option<String>>> {
 /// GROUP BYs and DISTINCTs over text columns go through the session's integer ids
 /// for dictionary text (`dictionary_groups`): nullable keys, keys mixed with other
 /// columns, HAVING and joins on the grouped names, min/max of text.
-const SAME_AS_DUCKDB: [&str; 12] = [
+const SAME_AS_DUCKDB: [&str; 14] = [
     "SELECT kind, COUNT(*) AS n FROM events GROUP BY kind ORDER BY kind",
     "SELECT module, function, SUM(duration_ns) AS total FROM events WHERE kind = 'return' \
      GROUP BY module, function ORDER BY total DESC, module, function",
@@ -96,6 +96,10 @@ const SAME_AS_DUCKDB: [&str; 12] = [
      ORDER BY c.seq",
     "SELECT module, COUNT(DISTINCT function) AS functions, COUNT(DISTINCT caller) AS callers \
      FROM events GROUP BY module ORDER BY module",
+    "SELECT k, SUM(n) AS n FROM (SELECT function AS k, COUNT(*) AS n FROM events GROUP BY 1 \
+     UNION ALL SELECT function, COUNT(*) FROM events GROUP BY 1) GROUP BY 1 ORDER BY k",
+    "SELECT k, SUM(n) AS n FROM (SELECT caller AS k, COUNT(*) AS n FROM events GROUP BY 1 \
+     UNION ALL SELECT module, COUNT(*) FROM events GROUP BY 1) GROUP BY 1 ORDER BY k",
 ];
 
 #[test]

@@ -129,6 +129,17 @@ fn mcp_tools_answer_as_the_command_line_does() {
                 "SELECT function, COUNT(*) AS n FROM events GROUP BY function ORDER BY function",
             ],
         ),
+        (
+            "sql_w0",
+            "query_sql",
+            json!({"sql": "SELECT function, COUNT(*) AS n FROM events GROUP BY function ORDER BY function", "thread": "w0"}),
+            vec![
+                "--sql",
+                "SELECT function, COUNT(*) AS n FROM events GROUP BY function ORDER BY function",
+                "--thread",
+                "w0",
+            ],
+        ),
     ];
     let mut calls = vec![json!([
         "record",
@@ -230,6 +241,11 @@ fn mcp_tools_answer_as_the_command_line_does() {
             "{label}: the CLI answered no rows, a weak comparison"
         );
     }
+    assert_ne!(
+        result("sql_w0")["rows"],
+        result("sql")["rows"],
+        "query_sql's thread filter keeps fewer rows"
+    );
 
     // report: the text of `tracer report`.
     let cli_report = tracer(&["report", &trace]);
