@@ -163,10 +163,16 @@ pub struct EngineArgs {
 impl EngineArgs {
     /// The query crate's limits; a zero or negative value is a usage error.
     pub fn limits(&self) -> Result<Limits, CliError> {
-        crate::trace_cmd::check_seconds(self.timeout)
-            .map_err(|e| CliError::usage(format!("--timeout: {e}")))?;
+        crate::trace_cmd::check_seconds(self.timeout).map_err(|_| {
+            CliError::usage(format!(
+                "--timeout {} is not a time a query can take",
+                self.timeout
+            ))
+            .hint("give a number of seconds more than 0, e.g. --timeout 120 (the default is 30)")
+        })?;
         if self.memory_limit == 0 {
-            return Err(CliError::usage("--memory-limit must be at least 1 MiB"));
+            return Err(CliError::usage("--memory-limit must be at least 1 MiB")
+                .hint("give MiB, e.g. --memory-limit 8192 (the default is 4096)"));
         }
         Ok(Limits {
             timeout: Duration::from_secs_f64(self.timeout),

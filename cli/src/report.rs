@@ -523,6 +523,14 @@ pub fn render(
                 "  samples {}  late samples {}  sample errors {}",
                 run.samples, run.late_samples, run.sample_errors
             );
+            if run.sample_errors * 10 > run.samples {
+                let _ = writeln!(
+                    out,
+                    "  warning: {} of {} samples could not be read: calls they would have \
+                     seen are missing",
+                    run.sample_errors, run.samples
+                );
+            }
         }
         Mode::Exact => {
             let _ = writeln!(out, "  dropped events {}", run.dropped_events);
@@ -685,6 +693,33 @@ mod tests {
             .iter()
             .map(|(l, h, n)| (*l, h.to_string(), n.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_sampled_run_with_many_unreadable_samples_says_so() {
+        let mut run = RunInfo::new(vec!["python3".into()], 7, Mode::Sampled);
+        run.samples = 100;
+        run.sample_errors = 5;
+        let quiet = render(
+            &run,
+            &Summary::default(),
+            Path::new("t.parquet"),
+            Default::default(),
+            &[],
+        );
+        assert!(!quiet.contains("warning"), "{quiet}");
+        run.sample_errors = 40;
+        let loud = render(
+            &run,
+            &Summary::default(),
+            Path::new("t.parquet"),
+            Default::default(),
+            &[],
+        );
+        assert!(
+            loud.contains("warning: 40 of 100 samples could not be read"),
+            "{loud}"
+        );
     }
 
     #[test]

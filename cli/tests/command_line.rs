@@ -70,6 +70,12 @@ fn a_command_line_clap_cannot_parse_is_one_error_and_a_hint() {
         2,
     );
     assert!(stderr.contains("'0'"), "{stderr}");
+    for limit in [["--timeout", "0"], ["--memory-limit", "0"]] {
+        let mut args = vec!["query", "/nonexistent/trace.parquet", "--top"];
+        args.extend(limit);
+        let stderr = assert_error_and_hint(&tracer(&args), 2);
+        assert!(stderr.contains(limit[0]), "{args:?}: {stderr}");
+    }
     let stderr = assert_error_and_hint(&tracer(&["frobnicate"]), 2);
     assert!(stderr.contains("tracer --help"), "{stderr}");
     let stderr = assert_error_and_hint(
