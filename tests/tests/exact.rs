@@ -725,7 +725,13 @@ fn the_bootstrap_keeps_its_compiled_code_only_in_its_own_folder() {
 fn twin_functions_wrapped_callees_and_a_missing_sitecustomize_are_what_they_are() {
     let program = "import contextlib\nimport twin_a, twin_b\n\n\
                    @contextlib.contextmanager\ndef opened():\n    yield 1\n\n\
+                   class Res:\n    def __enter__(self):\n        return self\n    \
+                   def __exit__(self, *exc):\n        return False\n\n\
+                   @contextlib.contextmanager\ndef guarded():\n    with Res():\n        yield 1\n\n\
                    def main():\n    print(twin_a.f(1), twin_b.f(2), twin_a.f(3))\n    \
+                   print(len(twin_a.make()))\n    \
+                   try:\n        with guarded():\n            raise KeyError('k')\n    \
+                   except KeyError:\n        print('caught')\n    \
                    with opened() as v:\n        print(v)\n    \
                    try:\n        import sitecustomize\n        print('sitecustomize', sitecustomize.__file__)\n    \
                    except ImportError as e:\n        print('no sitecustomize', type(e).__name__)\n\n\
@@ -734,8 +740,19 @@ fn twin_functions_wrapped_callees_and_a_missing_sitecustomize_are_what_they_are(
         let label = &interp.label;
         let dir = temp_dir(&format!("exact-twins-{}", label.replace('/', "_")));
         for twin in ["twin_a", "twin_b"] {
-            std::fs::write(dir.join(format!("{twin}.py")), "def f(x):\n    return x\n")
-                .expect("write a twin");
+            // Only `f` is a twin; twin_a goes on with a dataclass, whose `__init__`
+            // the module makes at run time (file `<string>`).
+            let more = if twin == "twin_a" {
+                "\nimport dataclasses\n\n@dataclasses.dataclass\nclass Item:\n    name: str\n\n\
+                 def make():\n    return [Item('x'), Item('y')]\n"
+            } else {
+                ""
+            };
+            std::fs::write(
+                dir.join(format!("{twin}.py")),
+                format!("def f(x):\n    return x\n{more}"),
+            )
+            .expect("write a twin");
         }
         let path = dir.join("twins.py");
         std::fs::write(&path, program).expect("write the program");
@@ -751,7 +768,7 @@ fn twin_functions_wrapped_callees_and_a_missing_sitecustomize_are_what_they_are(
         };
         let plain_text = String::from_utf8_lossy(&plain.stdout);
         assert!(
-            plain_text.starts_with("1 2 3\n1\n") && plain_text.ends_with(expected_end),
+            plain_text.starts_with("1 2 3\n2\ncaught\n1\n") && plain_text.ends_with(expected_end),
             "{label}: {plain_text} {}",
             String::from_utf8_lossy(&plain.stderr)
         );
@@ -812,6 +829,43 @@ fn twin_functions_wrapped_callees_and_a_missing_sitecustomize_are_what_they_are(
         assert!(
             twins.iter().all(|r| r["caller"] == "__main__.main"),
             "{label}: {twins:?}"
+        );
+        // The dataclass's generated __init__ is its module's code: traced.
+        let inits = ask(
+            &trace,
+            &[
+                "--sql",
+                "SELECT module FROM events WHERE kind = 'call' AND function LIKE '%__init__' \
+                 AND caller LIKE 'twin_a.make%'",
+            ],
+        );
+        assert_eq!(inits.len(), 2, "{label}: {inits:?}");
+        assert!(
+            inits.iter().all(|r| r["module"] == "twin_a"),
+            "{label}: {inits:?}"
+        );
+        // A generator left by the exception thrown into it, through a `with` block's
+        // handler: its resume ends in the exception (3.11 read it as a yield).
+        let guarded = ask(&trace, &["--call", "guarded"]);
+        let outcomes: Vec<(String, String)> = guarded
+            .iter()
+            .map(|r| {
+                (
+                    r["kind"].to_string(),
+                    format!("{} {}", r["outcome"], r["exception"]),
+                )
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("\"call\"".to_string(), "\"yield\" null".to_string()),
+                (
+                    "\"resume\"".to_string(),
+                    "\"exception\" \"KeyError\"".to_string()
+                )
+            ],
+            "{label}: {guarded:?}"
         );
         let gaps = ask(&trace, &["--gaps"]);
         assert!(

@@ -246,7 +246,14 @@ def _learn(code, globals_):
         _kept_codes.append(code)
         return -1
     module = _module_of(globals_, filename)
-    if not _includes(module, filename):
+    # Code a module made at run time (a dataclass's `__init__`, a namedtuple's
+    # `__new__`: file `<string>`) is its module's code: decided by the module's file.
+    where = filename
+    if filename.startswith("<") and type(globals_) is dict:
+        own = globals_.get("__file__")
+        if type(own) is str:
+            where = own
+    if not _includes(module, where):
         _codes[id(code)] = -1
         _kept_codes.append(code)
         return -1
@@ -1366,6 +1373,10 @@ _STICKY_OVERFLOW = _V < (3, 9)
 _RETURN_VALUE = 83
 _YIELD_VALUE = 86
 _YIELD_FROM = 72
+_RERAISE = 119
+# In place of an instruction offset in `_pending_exc`: the frame's last instruction
+# was a RERAISE (3.10, 3.11: opcode 119 in both), it is leaving by the exception.
+_LEAVING = -2
 
 
 def _at_yield(ops, lasti):
@@ -1469,12 +1480,24 @@ def _trace_local(frame, event, arg):
                 # again, only a line event in between tells that yield from an exit
                 # by the exception.
                 frame.f_trace_lines = True
+                if _V >= (3, 10):
+                    # 3.10 and 3.11 leave a frame by an exception that a `with`
+                    # block's handler re-raised with f_lasti back at the yield, after
+                    # line events: its last instruction, a RERAISE, tells it apart.
+                    frame.f_trace_opcodes = True
+        elif event == "opcode":
+            pending = _pending_exc.get(id(frame))
+            if pending is not None:
+                lasti = frame.f_lasti
+                ops = frame.f_code.co_code
+                leaving = 0 <= lasti < len(ops) and ops[lasti] == _RERAISE
+                _pending_exc[id(frame)] = pending[:2] + (_LEAVING if leaving else -1,)
         elif event == "line":
             # The frame ran on after an exception thrown in: it was caught, or a
             # handler runs that may raise it again (its type is kept for that).
             frame.f_trace_lines = False
             pending = _pending_exc.get(id(frame))
-            if pending is not None:
+            if pending is not None and pending[2] != _LEAVING:
                 _pending_exc[id(frame)] = pending[:2] + (-1,)
     except RecursionError:
         if _STICKY_OVERFLOW:
@@ -1491,6 +1514,8 @@ def _trace_return(frame, value):
     if cid is None or cid < 0:
         return
     pending = _pending_exc.pop(id(frame), None)
+    if pending is not None and _V >= (3, 10):
+        frame.f_trace_opcodes = False
     if not _closes():
         return
     lasti = frame.f_lasti
@@ -1501,7 +1526,7 @@ def _trace_return(frame, value):
     if op == _RETURN_VALUE:
         kind = _RETURN
     elif _at_yield(ops, lasti):
-        kind = _EXC if pending is not None and pending[2] == lasti else _YIELD
+        kind = _EXC if pending is not None and pending[2] in (lasti, _LEAVING) else _YIELD
     else:
         kind = _EXC
     if kind == _EXC:
@@ -1979,6 +2004,18 @@ def _before_fork():
     if not _flusher_running.acquire(True, 1.0):
         return
     _flusher_running.release()
+    # What the thread held is sent now, as far as the socket takes it without
+    # waiting: a program that forks again and again (3.13 starts the thread again
+    # only at its next traced call) sent nothing until it exited, its queue filled
+    # and dropped events, and a detach went unnoticed.
+    try:
+        with _flush_lock:
+            alive = _flush() and not _peer_closed()
+    except Exception:
+        alive = True
+    if not alive:
+        _detach()
+        return
     # The thread has returned; the kernel lists it until it has ended.
     task = "/proc/self/task/%d" % _flusher_tid[0]
     deadline = _perf() + 50 * 1000000
