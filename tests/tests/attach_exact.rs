@@ -411,3 +411,35 @@ fn attach_exact_on_python_3_11_is_refused_with_the_sampled_alternative() {
     );
     assert!(stderr.contains("hint: tracer attach --pid"), "{stderr}");
 }
+
+/// A process that forks right after each traced call: the calls made while the
+/// tracer is attached reach the trace (3.13 sent none of them).
+#[test]
+fn a_process_that_forks_again_and_again_still_sends_its_calls() {
+    let _serial = e2e::serial();
+    for interp in interpreters() {
+        let label = &interp.label;
+        let mut target = Target::start(&interp.path, &script("forking_loop.py"), &[]);
+        target.wait_for("READY", Duration::from_secs(20));
+        let dir = temp_dir(&format!("attach-forking-{}", label.replace('/', "_")));
+        let trace = dir.join("t.parquet");
+        let out = attach_exact(target.pid(), &trace, "1.5");
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (rows, run) = read_trace(&trace);
+        let ticks = rows
+            .iter()
+            .filter(|r| r["function"] == "tick" && r["kind"] == "call")
+            .count();
+        assert!(
+            ticks >= 3,
+            "{label}: {ticks} calls of tick in 1.5 s attached"
+        );
+        assert_eq!(run["dropped_events"], 0, "{label}");
+        let status = target.child.wait().expect("target exits");
+        assert_eq!(status.code(), Some(0), "{label}: the target's exit");
+    }
+}
