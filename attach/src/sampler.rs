@@ -437,7 +437,6 @@ impl Sampler {
         None
     }
 
-    /// Whether the thread `ident` appeared less than [`THREAD_NAMES_REFRESH`] ago.
     /// Whether the stack just read ends (outermost) at a generator or coroutine frame
     /// that was not the outermost frame of the thread's previous sample: a thread's
     /// stack starts with a plain function or module frame below any generator, so
@@ -458,6 +457,7 @@ impl Sampler {
         }
     }
 
+    /// Whether the thread `key` appeared less than [`THREAD_NAMES_REFRESH`] ago.
     fn is_newcomer(&self, key: u64) -> bool {
         self.thread_appeared
             .get(&key)

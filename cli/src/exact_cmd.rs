@@ -173,6 +173,17 @@ pub fn attach(args: &AttachArgs) -> CliResult<i32> {
     keep_freed_memory();
     let started = Instant::now();
     let opts = &args.trace;
+    if opts.subprocesses {
+        // The hook placed into a running process does not reach the children it
+        // starts (they never run the bootstrap): refused rather than ignored.
+        return Err(CliError::usage(
+            "--subprocesses does not follow the children of a process attached with --exact",
+        )
+        .hint(format!(
+            "tracer attach --pid {} --subprocesses (sampled), or start it under `tracer record --exact --subprocesses -- ...`",
+            args.pid
+        )));
+    }
     let process = PythonProcess::open(args.pid)?;
     if process.version.minor < 12 {
         return Err(CliError::new(format!(

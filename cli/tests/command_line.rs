@@ -76,6 +76,11 @@ fn a_command_line_clap_cannot_parse_is_one_error_and_a_hint() {
         let stderr = assert_error_and_hint(&tracer(&args), 2);
         assert!(stderr.contains(limit[0]), "{args:?}: {stderr}");
     }
+    let stderr = assert_error_and_hint(
+        &tracer(&["attach", "--exact", "--subprocesses", "--pid", "1"]),
+        2,
+    );
+    assert!(stderr.contains("--subprocesses"), "{stderr}");
     let stderr = assert_error_and_hint(&tracer(&["frobnicate"]), 2);
     assert!(stderr.contains("tracer --help"), "{stderr}");
     let stderr = assert_error_and_hint(
