@@ -214,6 +214,19 @@ pub(crate) fn read_error(pid: i32, e: MemoryError) -> Error {
     }
 }
 
+/// `X.Y` of a file named `pythonX.Y...` or `libpythonX.Y...` when that is a CPython
+/// older than 3.8.
+fn old_python_named(path: &str) -> Option<String> {
+    let name = Path::new(path).file_name()?.to_str()?;
+    let rest = name
+        .strip_prefix("libpython")
+        .or_else(|| name.strip_prefix("python"))?;
+    let (major, rest) = rest.split_once('.')?;
+    let minor: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let (major, minor): (u32, u32) = (major.parse().ok()?, minor.parse().ok()?);
+    (major < 3 || (major == 3 && minor < 8)).then(|| format!("{major}.{minor}"))
+}
+
 /// The loaded binary that holds `_PyRuntime`: a `libpython3.X` if one is mapped,
 /// else the executable. Returns its symbols and its file name.
 pub(crate) fn find_python_binary(
@@ -258,6 +271,17 @@ pub(crate) fn find_python_binary(
                 });
             }
             Err(e) => last_error = Some(e),
+        }
+    }
+    if last_error.is_none() {
+        // CPython before 3.7 has no `_PyRuntime`: a `python2.7` or `libpython3.6m.so`
+        // is told as the old Python it is, not as something else.
+        let names = std::iter::once(executable).chain(maps.iter().map(|m| m.path.as_str()));
+        if let Some(version) = names.filter_map(old_python_named).next() {
+            return Err(Error::UnsupportedVersion {
+                pid,
+                version: format!("{version} (by its file name)"),
+            });
         }
     }
     Err(Error::NotPython {
@@ -324,6 +348,21 @@ fn detect_version(mem: &RemoteMemory, binary: &BinaryInfo, name: &str) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_old_python_is_told_by_its_file_name() {
+        assert_eq!(
+            old_python_named("/usr/bin/python2.7").as_deref(),
+            Some("2.7")
+        );
+        assert_eq!(
+            old_python_named("/opt/lib/libpython3.6m.so.1.0").as_deref(),
+            Some("3.6")
+        );
+        assert_eq!(old_python_named("/usr/bin/python3.11"), None);
+        assert_eq!(old_python_named("/usr/bin/python3"), None);
+        assert_eq!(old_python_named("/usr/bin/node"), None);
+    }
 
     #[test]
     fn map_lines_with_and_without_paths() {

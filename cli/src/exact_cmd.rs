@@ -110,10 +110,12 @@ pub fn record(args: &RecordArgs) -> CliResult<i32> {
         .timeout
         .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
     let stop = AtomicBool::new(false);
+    let mut probe = UnsupportedProbe::new(child_pid);
     let (status, exit_code, received) = std::thread::scope(|scope| {
         let receiver = scope.spawn(|| session.run(&mut recording, &stop));
         let mut status = None;
         let exit_code = loop {
+            probe.look();
             if let Some((sig, sent_by_process, count)) = signals::take() {
                 status = Some(RunStatus::Interrupted);
                 if sent_by_process || sig == libc::SIGTERM {
@@ -149,11 +151,64 @@ pub fn record(args: &RecordArgs) -> CliResult<i32> {
         RunStatus::Failed
     });
     let stats = received?.map_err(|e| CliError::new(format!("exact tracing failed: {e}")))?;
-    finish(run, recording, &stats, status, Some(exit_code), started)?;
+    let unsupported = probe.found.filter(|_| stats.processes.is_empty());
+    finish(
+        run,
+        recording,
+        &stats,
+        status,
+        Some(exit_code),
+        started,
+        unsupported,
+    )?;
     Ok(match status {
         RunStatus::Timeout => TIMEOUT_EXIT,
         _ => exit_code,
     })
+}
+
+/// Looks, during the first seconds of a launched command, for a CPython too old for
+/// the hook (3.7 and older: its bootstrap does nothing there), so that the report
+/// can say so instead of asking whether the command was Python.
+struct UnsupportedProbe {
+    pid: i32,
+    looks_left: u32,
+    next: Instant,
+    found: Option<String>,
+}
+
+impl UnsupportedProbe {
+    /// Looks this many times, this far apart (reading a process's symbols takes a
+    /// few milliseconds).
+    const LOOKS: u32 = 80;
+    const EVERY: Duration = Duration::from_millis(25);
+
+    fn new(pid: i32) -> UnsupportedProbe {
+        UnsupportedProbe {
+            pid,
+            looks_left: Self::LOOKS,
+            next: Instant::now(),
+            found: None,
+        }
+    }
+
+    fn look(&mut self) {
+        if self.looks_left == 0 || Instant::now() < self.next {
+            return;
+        }
+        self.looks_left -= 1;
+        self.next = Instant::now() + Self::EVERY;
+        for pid in std::iter::once(self.pid).chain(descendants(self.pid)) {
+            match PythonProcess::open(pid) {
+                Err(e @ attach::Error::UnsupportedVersion { .. }) => {
+                    self.found = Some(e.to_string());
+                    self.looks_left = 0;
+                }
+                Ok(_) => self.looks_left = 0,
+                Err(_) => {}
+            }
+        }
+    }
 }
 
 /// How long `attach --exact` waits for the target's main thread to run the loader.
@@ -261,7 +316,7 @@ pub fn attach(args: &AttachArgs) -> CliResult<i32> {
     let stats = received?.map_err(|e| CliError::new(format!("exact tracing failed: {e}")))?;
     match outcome {
         Ok(status) => {
-            finish(run, recording, &stats, status, None, started)?;
+            finish(run, recording, &stats, status, None, started, None)?;
             Ok(0)
         }
         Err(e) => {
@@ -356,6 +411,7 @@ fn finish(
     status: RunStatus,
     exit_code: Option<i32>,
     started: Instant,
+    unsupported: Option<String>,
 ) -> CliResult {
     if let Some(first) = stats.processes.first() {
         run.pid = first.pid as i32;
@@ -385,7 +441,9 @@ fn finish(
         .finish(run.clone())
         .map_err(|e| CliError::new(format!("cannot finish the trace: {e}")))?;
     let mut extra = Vec::new();
-    if stats.processes.is_empty() {
+    if let Some(unsupported) = unsupported {
+        extra.push(format!("{unsupported}: nothing was traced"));
+    } else if stats.processes.is_empty() {
         extra.push(
             "no Python process loaded the hook: was the command Python, started without -S, -E or -I?"
                 .to_string(),

@@ -311,9 +311,30 @@ pub fn record_run(args: &RecordArgs, caller: Caller) -> CliResult<Traced> {
     let deadline = args
         .timeout
         .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
-    let Some(process) = find_python(child_pid, &mut child) else {
-        let code = wait_child(&mut child, deadline);
-        return Ok(Traced {
+    let process = match find_python(child_pid, &mut child) {
+        Found::Python(process) => process,
+        Found::Unsupported(e) => {
+            // Said now, and again when the command, which runs on untraced, ends.
+            let error = CliError::from(e);
+            if caller == Caller::CommandLine {
+                eprintln!("tracer: {}; {program} runs on untraced", error.message);
+            }
+            let code = wait_child(&mut child, deadline);
+            return Ok(Traced {
+                trace: None,
+                status: None,
+                target_exit_code: Some(code),
+                exit_code: code,
+                report: String::new(),
+                stacks_at_timeout: None,
+                output: collect(captured),
+                note: None,
+                error: Some(error),
+            });
+        }
+        Found::Nothing => {
+            let code = wait_child(&mut child, deadline);
+            return Ok(Traced {
             trace: None,
             status: None,
             target_exit_code: Some(code),
@@ -326,6 +347,7 @@ pub fn record_run(args: &RecordArgs, caller: Caller) -> CliResult<Traced> {
             )),
             error: None,
         });
+        }
     };
     let mut run = RunInfo::new(args.command.clone(), process.pid, Mode::Sampled);
     run.launched = true;
@@ -791,29 +813,41 @@ pub(crate) fn looks_like_python(arg: &str) -> bool {
 
 /// Waits for `child` (or one of its descendants) to be a Python process whose
 /// interpreter can be read.
-fn find_python(child_pid: i32, child: &mut Child) -> Option<PythonProcess> {
+fn find_python(child_pid: i32, child: &mut Child) -> Found {
     let until = Instant::now() + FIND_PYTHON_FOR;
     // An interpreter found before it wrote its version string (3.8-3.10) is looked
     // at again for a moment, so that the run says 3.9.18, not the 3.9.0 of its name.
     let mut settled_by: Option<Instant> = None;
     while Instant::now() < until {
         if let Ok(Some(_)) = child.try_wait() {
-            return None;
+            return Found::Nothing;
         }
         for pid in std::iter::once(child_pid).chain(descendants(child_pid)) {
-            if let Ok(process) = PythonProcess::open(pid) {
-                if process.interpreter().is_ok() {
+            match PythonProcess::open(pid) {
+                Ok(process) if process.interpreter().is_ok() => {
                     let settled_by =
                         *settled_by.get_or_insert_with(|| Instant::now() + VERSION_SETTLES_IN);
                     if process.micro_known || Instant::now() >= settled_by {
-                        return Some(process);
+                        return Found::Python(process);
                     }
                 }
+                Err(e @ attach::Error::UnsupportedVersion { .. }) => return Found::Unsupported(e),
+                _ => {}
             }
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    None
+    Found::Nothing
+}
+
+/// What [`find_python`] found under a launched command.
+enum Found {
+    Python(PythonProcess),
+    /// A CPython the tracer cannot read (3.7 and older: their version string is
+    /// read, their runtime structures are not known).
+    Unsupported(attach::Error),
+    /// No interpreter before the command exited or [`FIND_PYTHON_FOR`] passed.
+    Nothing,
 }
 
 /// How long after its interpreter appears a started Python is given to write its

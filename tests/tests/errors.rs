@@ -69,6 +69,75 @@ fn an_unsupported_python_version() {
     );
 }
 
+/// `record` of a Python too old: sampled, the command runs on untraced and the
+/// tracer ends with the error; exact, the bootstrap does nothing there (it failed on
+/// the program's stderr) and the report names the version. A `python3.6` without
+/// `_PyRuntime` is told by its name.
+#[test]
+fn record_of_an_unsupported_python_says_so_and_leaves_the_program_alone() {
+    let root = e2e::pyenv_root().join("versions");
+    let python37 = std::fs::read_dir(&root)
+        .expect("pyenv versions")
+        .flatten()
+        .map(|e| e.path().join("bin/python3.7"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs pyenv's 3.7 (an unsupported version) under {}",
+                root.display()
+            )
+        });
+    let program = "import sys, time; time.sleep(0.3); print('hi'); sys.stderr.write('own\\n')";
+    let dir = e2e::temp_dir("old-python");
+    let record = |extra: &[&str]| {
+        Command::new(tracer_bin())
+            .arg("record")
+            .args(extra)
+            .arg("-o")
+            .arg(dir.join("t.parquet"))
+            .arg("--force")
+            .arg("--")
+            .arg(&python37)
+            .args(["-c", program])
+            .output()
+            .expect("run tracer record")
+    };
+    let sampled = record(&[]);
+    let stderr = String::from_utf8_lossy(&sampled.stderr);
+    assert_eq!(sampled.status.code(), Some(1), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&sampled.stdout), "hi\n");
+    assert!(
+        stderr.contains("error: process") && stderr.contains("Python 3.7"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+    let exact = record(&["--exact"]);
+    let stderr = String::from_utf8_lossy(&exact.stderr);
+    assert_eq!(exact.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&exact.stdout), "hi\n");
+    assert!(
+        stderr.starts_with("own\n"),
+        "the program's stderr first, unchanged: {stderr}"
+    );
+    assert!(
+        stderr.contains("runs Python 3.7") && stderr.contains("nothing was traced"),
+        "{stderr}"
+    );
+    // A binary named like an old Python, without `_PyRuntime`.
+    let fake = dir.join("python3.6");
+    std::fs::copy("/bin/sleep", &fake).expect("copy sleep");
+    let mut child = Command::new(&fake)
+        .arg("5")
+        .spawn()
+        .expect("start python3.6");
+    std::thread::sleep(Duration::from_millis(200));
+    let out = dump(&["--pid", &child.id().to_string()]);
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = error_line(&out, 1);
+    assert!(line.contains("Python 3.6 (by its file name)"), "{line}");
+}
+
 #[test]
 fn a_process_that_exits_while_being_read_never_panics() {
     let interp = &matrix()[0];

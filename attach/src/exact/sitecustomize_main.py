@@ -7,28 +7,34 @@ def _tracer_bootstrap():
     import sys
 
     here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        _load_hook(os, sys, here).start(here)
-    except Exception:
-        # The tracer hears nothing from this process and says so; the program runs
-        # as it would without the tracer.
-        pass
+    # Python 3.7 and older (2.7 too: this file reads as Python 2) are not traced: the
+    # hook needs 3.8, and started there it failed on the program's stderr. The
+    # tracer hears nothing and says which interpreter that was.
+    supported = sys.version_info >= (3, 8)
+    if supported:
+        try:
+            _load_hook(os, sys, here).start(here)
+        except Exception:
+            # The tracer hears nothing from this process and says so; the program
+            # runs as it would without the tracer.
+            pass
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     ours = sys.modules.pop("sitecustomize", None)
     try:
         import sitecustomize  # noqa: F401  (the user's own, if any)
     except ImportError as exc:
-        if exc.name != "sitecustomize":
+        if getattr(exc, "name", "sitecustomize") != "sitecustomize":
             raise
         # None, not this module: the program's own `import sitecustomize` fails as
         # it would without the tracer (`site`'s import of this file, still running,
         # takes None and ignores it).
         if ours is not None:
             sys.modules["sitecustomize"] = None
-    try:
-        _keep_compiled(os, sys, globals().get("__file__"), globals().get("__cached__"))
-    except Exception:
-        pass
+    if supported:
+        try:
+            _keep_compiled(os, sys, globals().get("__file__"), globals().get("__cached__"))
+        except Exception:
+            pass
 
 
 def _keep_compiled(os, sys, source, cached):
