@@ -312,7 +312,7 @@ pub fn record_run(args: &RecordArgs, caller: Caller) -> CliResult<Traced> {
         .timeout
         .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
     let process = match find_python(child_pid, &mut child) {
-        Found::Python(process) => process,
+        Found::Python(process) => *process,
         Found::Unsupported(e) => {
             // Said now, and again when the command, which runs on untraced, ends.
             let error = CliError::from(e);
@@ -828,7 +828,7 @@ fn find_python(child_pid: i32, child: &mut Child) -> Found {
                     let settled_by =
                         *settled_by.get_or_insert_with(|| Instant::now() + VERSION_SETTLES_IN);
                     if process.micro_known || Instant::now() >= settled_by {
-                        return Found::Python(process);
+                        return Found::Python(Box::new(process));
                     }
                 }
                 Err(e @ attach::Error::UnsupportedVersion { .. }) => return Found::Unsupported(e),
@@ -842,7 +842,7 @@ fn find_python(child_pid: i32, child: &mut Child) -> Found {
 
 /// What [`find_python`] found under a launched command.
 enum Found {
-    Python(PythonProcess),
+    Python(Box<PythonProcess>),
     /// A CPython the tracer cannot read (3.7 and older: their version string is
     /// read, their runtime structures are not known).
     Unsupported(attach::Error),
