@@ -378,7 +378,11 @@ pub fn record_run(args: &RecordArgs, caller: Caller) -> CliResult<Traced> {
         }
         session.trace_new_subprocesses(child_pid);
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            let stacks: String = session.pids().into_iter().map(stacks_text).collect();
+            let stacks: String = session
+                .pids()
+                .into_iter()
+                .map(|pid| stacks_text(pid, &args.trace.redact))
+                .collect();
             if caller == Caller::CommandLine {
                 eprint!("{stacks}");
             }
@@ -922,21 +926,27 @@ pub(crate) fn wait_child(child: &mut Child, deadline: Option<Instant>) -> i32 {
     }
 }
 
-/// Prints every thread's stack to stderr (what was running at a timeout).
-pub(crate) fn print_stacks(pid: i32) {
-    eprint!("{}", stacks_text(pid));
+/// Prints every thread's stack to stderr (what was running at a timeout), values
+/// and the command line redacted with the built-in and `redact` names.
+pub(crate) fn print_stacks(pid: i32, redact: &[String]) {
+    eprint!("{}", stacks_text(pid, redact));
 }
 
 /// Every thread's stack of `pid`, as text (what was running at a timeout).
-fn stacks_text(pid: i32) -> String {
+fn stacks_text(pid: i32, redact: &[String]) -> String {
     let Ok(process) = PythonProcess::open(pid) else {
         return String::new();
     };
     let mut walker = Walker::new(process);
-    match take_snapshot(&mut walker, &mut Names::new(), &SnapshotOptions::default()) {
+    let mut options = SnapshotOptions::default();
+    options.repr.redact_names = redact.to_vec();
+    match take_snapshot(&mut walker, &mut Names::new(), &options) {
         Ok(snapshot) => format!(
             "tracer: timeout reached; where every thread was:\n{}",
-            crate::dump::render_text(&snapshot, &command_line(pid).join(" "))
+            crate::dump::render_text(
+                &snapshot,
+                &attach::redact::redact_command(&command_line(pid), redact).join(" ")
+            )
         ),
         Err(e) => format!("tracer: timeout reached; could not read the stacks: {e}\n"),
     }

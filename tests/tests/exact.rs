@@ -720,10 +720,11 @@ fn the_bootstrap_keeps_its_compiled_code_only_in_its_own_folder() {
 /// module, file and return; a call through a `functools.wraps` wrapper that is not
 /// traced (a contextmanager's helper) is a gap named after the wrapper, not after the
 /// traced function it wraps; and `import sitecustomize` fails as it does without the
-/// tracer when the program has none.
+/// tracer when the program has none, and finds the program's own from a folder it
+/// adds later.
 #[test]
 fn twin_functions_wrapped_callees_and_a_missing_sitecustomize_are_what_they_are() {
-    let program = "import contextlib\nimport twin_a, twin_b\n\n\
+    let program = "import contextlib, os, sys\nimport twin_a, twin_b\n\n\
                    @contextlib.contextmanager\ndef opened():\n    yield 1\n\n\
                    class Res:\n    def __enter__(self):\n        return self\n    \
                    def __exit__(self, *exc):\n        return False\n\n\
@@ -734,7 +735,9 @@ fn twin_functions_wrapped_callees_and_a_missing_sitecustomize_are_what_they_are(
                    except KeyError:\n        print('caught')\n    \
                    with opened() as v:\n        print(v)\n    \
                    try:\n        import sitecustomize\n        print('sitecustomize', sitecustomize.__file__)\n    \
-                   except ImportError as e:\n        print('no sitecustomize', type(e).__name__)\n\n\
+                   except ImportError as e:\n        print('no sitecustomize', type(e).__name__, e)\n    \
+                   sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'own'))\n    import sitecustomize\n    \
+                   print(getattr(sitecustomize, 'VALUE', None))\n\n\
                    main()\n";
     for interp in matrix() {
         let label = &interp.label;
@@ -754,6 +757,10 @@ fn twin_functions_wrapped_callees_and_a_missing_sitecustomize_are_what_they_are(
             )
             .expect("write a twin");
         }
+        // A sitecustomize of the program's own, imported from a folder it adds.
+        std::fs::create_dir_all(dir.join("own")).expect("own folder");
+        std::fs::write(dir.join("own/sitecustomize.py"), "VALUE = 42\n")
+            .expect("own sitecustomize");
         let path = dir.join("twins.py");
         std::fs::write(&path, program).expect("write the program");
         let plain = Command::new(&interp.path)
@@ -762,7 +769,7 @@ fn twin_functions_wrapped_callees_and_a_missing_sitecustomize_are_what_they_are(
             .expect("run python");
         // Debian's python3.11 has a sitecustomize of its own; pyenv's have none.
         let expected_end = if label.starts_with("pyenv") {
-            "no sitecustomize ModuleNotFoundError\n"
+            "no sitecustomize ModuleNotFoundError No module named 'sitecustomize'\n42\n"
         } else {
             "\n"
         };

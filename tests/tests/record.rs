@@ -610,16 +610,21 @@ fn timeout_stops_the_child_prints_its_stacks_and_keeps_unfinished_calls() {
     // Three seconds: on a loaded machine the interpreter may take most of a second to
     // reach spin_for, and the sampler must see it running before the timeout.
     let out = Command::new(tracer_bin())
-        .args(["record", "--timeout", "3", "-o"])
+        .args(["record", "--timeout", "3", "--redact", "mykey", "-o"])
         .arg(&trace)
         .arg("--")
         .arg(&interp.path)
         .arg(script("long_workload.py"))
-        .arg("30")
+        .args(["30", "--mykey=MK_SECRET"])
         .output()
         .expect("run tracer");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(124), "{stderr}");
+    // The stacks' header names the command with the run's --redact names applied.
+    assert!(
+        stderr.contains("--mykey=[REDACTED]") && !stderr.contains("MK_SECRET"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("where every thread was") && stderr.contains("spin_for ("),
         "{stderr}"

@@ -1149,8 +1149,8 @@ def _opens(cid, ts, code):
     record it (not over `--max-calls`, room in the queue: else it is counted)."""
     if _worker[0] and code.co_name != "<module>":
         _entered(cid)
-    if _resume_pending[0]:
-        _resume_flusher()
+    if _next_pending[0]:
+        _next_call()
     if _max_calls:
         limited = _limit(cid, ts)
         _limit_stack().append(limited)
@@ -2046,8 +2046,7 @@ def _after_fork_in_parent():
         return
     # 3.13 counts the threads after the at-fork handlers: the flusher starts at the
     # next call of traced code, which the callbacks (native or Python) look out for.
-    if _native is not None and _active_native[0]:
-        _native.at_next_call(_resume_flusher)
+    _at_next_call()
 
 
 def _resume_flusher():
@@ -2071,6 +2070,53 @@ def _resume_flusher():
 
 # Whether the flusher is to be started again after a fork (`_after_fork_in_parent`).
 _resume_pending = [False]
+# Whether the bootstrap's own `sitecustomize` entry is to leave `sys.modules`.
+_forget_pending = [False]
+# Whether `_next_call` has something to do (the Python callbacks test it).
+_next_pending = [False]
+
+
+def _at_next_call():
+    """Runs `_next_call` at the next start of traced code."""
+    _next_pending[0] = True
+    if _native is not None and _active_native[0]:
+        _native.at_next_call(_next_call)
+
+
+def _next_call():
+    """What waits for the next start of traced code: the flusher after a fork (3.13),
+    the bootstrap's `sitecustomize` entry once `site` has imported it."""
+    _next_pending[0] = False
+    if _resume_pending[0]:
+        _resume_flusher()
+    if _forget_pending[0]:
+        if _forget_bootstrap_module():
+            _forget_pending[0] = False
+        else:
+            _at_next_call()
+
+
+def forget_bootstrap_later():
+    """Called by the bootstrap when the program has no `sitecustomize` of its own: the
+    bootstrap, imported by `site` under that name, leaves `sys.modules` at the next
+    start of traced code, so that the program's own `import sitecustomize` (from a
+    folder it adds, or none) goes as without the tracer. Not while `site` imports
+    it: the import puts the entry back when it ends, and fails without it."""
+    _forget_pending[0] = True
+    _at_next_call()
+
+
+def _forget_bootstrap_module():
+    """False while the bootstrap's `sitecustomize` is still being imported."""
+    module = sys.modules.get("sitecustomize")
+    where = getattr(module, "__file__", None)
+    if type(where) is not str or not _boot or not where.startswith(_boot):
+        return True
+    spec = getattr(module, "__spec__", None)
+    if spec is not None and getattr(spec, "_initializing", False):
+        return False
+    sys.modules.pop("sitecustomize", None)
+    return True
 
 
 def _after_fork_in_child():

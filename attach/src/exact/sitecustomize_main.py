@@ -11,13 +11,15 @@ def _tracer_bootstrap():
     # hook needs 3.8, and started there it failed on the program's stderr. The
     # tracer hears nothing and says which interpreter that was.
     supported = sys.version_info >= (3, 8)
+    hook = None
     if supported:
         try:
-            _load_hook(os, sys, here).start(here)
+            hook = _load_hook(os, sys, here)
+            hook.start(here)
         except Exception:
             # The tracer hears nothing from this process and says so; the program
             # runs as it would without the tracer.
-            pass
+            hook = None
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     ours = sys.modules.pop("sitecustomize", None)
     try:
@@ -25,11 +27,16 @@ def _tracer_bootstrap():
     except ImportError as exc:
         if getattr(exc, "name", "sitecustomize") != "sitecustomize":
             raise
-        # None, not this module: the program's own `import sitecustomize` fails as
-        # it would without the tracer (`site`'s import of this file, still running,
-        # takes None and ignores it).
+        # Back for `site`, whose import of this file is still running and fails
+        # without it; the hook takes it out once that is over, so that the
+        # program's own `import sitecustomize` goes as without the tracer.
         if ours is not None:
-            sys.modules["sitecustomize"] = None
+            sys.modules["sitecustomize"] = ours
+            if hook is not None:
+                try:
+                    hook.forget_bootstrap_later()
+                except Exception:
+                    pass
     if supported:
         try:
             _keep_compiled(os, sys, globals().get("__file__"), globals().get("__cached__"))
