@@ -311,6 +311,19 @@ pub fn record_run(args: &RecordArgs, caller: Caller) -> CliResult<Traced> {
     let deadline = args
         .timeout
         .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
+    // Nothing traced: the command ran on, its exit code is passed on, with a note or
+    // an error saying why.
+    let untraced = |code: i32, output, note: Option<String>, error: Option<CliError>| Traced {
+        trace: None,
+        status: None,
+        target_exit_code: Some(code),
+        exit_code: code,
+        report: String::new(),
+        stacks_at_timeout: None,
+        output,
+        note,
+        error,
+    };
     let process = match find_python(child_pid, &mut child) {
         Found::Python(process) => *process,
         Found::Unsupported(e) => {
@@ -320,33 +333,14 @@ pub fn record_run(args: &RecordArgs, caller: Caller) -> CliResult<Traced> {
                 eprintln!("tracer: {}; {program} runs on untraced", error.message);
             }
             let code = wait_child(&mut child, deadline);
-            return Ok(Traced {
-                trace: None,
-                status: None,
-                target_exit_code: Some(code),
-                exit_code: code,
-                report: String::new(),
-                stacks_at_timeout: None,
-                output: collect(captured),
-                note: None,
-                error: Some(error),
-            });
+            return Ok(untraced(code, collect(captured), None, Some(error)));
         }
         Found::Nothing => {
             let code = wait_child(&mut child, deadline);
-            return Ok(Traced {
-            trace: None,
-            status: None,
-            target_exit_code: Some(code),
-            exit_code: code,
-            report: String::new(),
-            stacks_at_timeout: None,
-            output: collect(captured),
-            note: Some(format!(
+            let note = format!(
                 "{program} exited with code {code} before a Python interpreter could be read in it; nothing was traced"
-            )),
-            error: None,
-        });
+            );
+            return Ok(untraced(code, collect(captured), Some(note), None));
         }
     };
     let mut run = RunInfo::new(args.command.clone(), process.pid, Mode::Sampled);

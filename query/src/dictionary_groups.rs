@@ -143,6 +143,19 @@ fn single_argument(args: &ScalarFunctionArgs, name: &str) -> Result<ArrayRef> {
     column.to_array(args.number_rows)
 }
 
+/// The return field of a grouping function: as nullable as its argument. The rule
+/// puts the function in place of a column, and a plan's physical schema must keep
+/// that column's nullability (a UNION ALL of two groupings of `function` failed on
+/// it).
+fn field_as_nullable_as_argument(
+    name: &str,
+    data_type: DataType,
+    args: &ReturnFieldArgs,
+) -> Result<FieldRef> {
+    let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
+    Ok(Arc::new(Field::new(name, data_type, nullable)))
+}
+
 fn dictionary_text() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
 }
@@ -160,16 +173,8 @@ impl ScalarUDFImpl for TextIdFn {
         Ok(DataType::UInt32)
     }
 
-    /// As nullable as its argument: the rule puts it in place of a column, and a
-    /// plan's physical schema must keep that column's nullability (a UNION ALL of
-    /// two groupings of `function` failed on it).
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
-        Ok(Arc::new(Field::new(
-            self.name(),
-            self.return_type(&[])?,
-            nullable,
-        )))
+        field_as_nullable_as_argument(self.name(), self.return_type(&[])?, &args)
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -205,16 +210,8 @@ impl ScalarUDFImpl for TextOfFn {
         Ok(dictionary_text())
     }
 
-    /// As nullable as its argument: the rule puts it in place of a column, and a
-    /// plan's physical schema must keep that column's nullability (a UNION ALL of
-    /// two groupings of `function` failed on it).
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
-        Ok(Arc::new(Field::new(
-            self.name(),
-            self.return_type(&[])?,
-            nullable,
-        )))
+        field_as_nullable_as_argument(self.name(), self.return_type(&[])?, &args)
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

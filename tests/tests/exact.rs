@@ -66,16 +66,21 @@ fn record_program(
     let path = dir.join(format!("{name}.py"));
     std::fs::write(&path, program).expect("write the program");
     let trace = dir.join("t.parquet");
-    let out = Command::new(tracer_bin())
+    let out = record_file(interp, &path, &trace, extra);
+    (trace, out)
+}
+
+/// `tracer record --exact EXTRA -o TRACE -- PYTHON PATH`.
+fn record_file(interp: &Interpreter, path: &Path, trace: &Path, extra: &[&str]) -> Output {
+    Command::new(tracer_bin())
         .args(["record", "--exact", "-o"])
-        .arg(&trace)
+        .arg(trace)
         .args(extra)
         .arg("--")
         .arg(&interp.path)
-        .arg(&path)
+        .arg(path)
         .output()
-        .expect("run tracer record --exact");
-    (trace, out)
+        .expect("run tracer record --exact")
 }
 
 fn ask(trace: &Path, args: &[&str]) -> Vec<Value> {
@@ -780,22 +785,12 @@ fn twin_functions_wrapped_callees_and_a_missing_sitecustomize_are_what_they_are(
             String::from_utf8_lossy(&plain.stderr)
         );
         let trace = dir.join("t.parquet");
-        let out = Command::new(tracer_bin())
-            .args([
-                "record",
-                "--exact",
-                "--include",
-                "__main__",
-                "--include",
-                "twin_*",
-            ])
-            .arg("-o")
-            .arg(&trace)
-            .arg("--")
-            .arg(&interp.path)
-            .arg(&path)
-            .output()
-            .expect("run tracer record --exact");
+        let out = record_file(
+            &interp,
+            &path,
+            &trace,
+            &["--include", "__main__", "--include", "twin_*"],
+        );
         assert!(
             out.status.success(),
             "{label}: {}",
@@ -907,22 +902,12 @@ fn a_filtered_tree_draws_each_call_under_its_own_caller() {
     )
     .expect("write the program");
     let trace = dir.join("t.parquet");
-    let out = Command::new(tracer_bin())
-        .args([
-            "record",
-            "--exact",
-            "--include",
-            "__main__",
-            "--include",
-            "helper",
-        ])
-        .arg("-o")
-        .arg(&trace)
-        .arg("--")
-        .arg(&interp.path)
-        .arg(&path)
-        .output()
-        .expect("run tracer record --exact");
+    let out = record_file(
+        interp,
+        &path,
+        &trace,
+        &["--include", "__main__", "--include", "helper"],
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -12,6 +12,17 @@ use e2e::{
 use serde_json::Value;
 
 fn record(interp: &Interpreter, trace: &Path, extra: &[&str], script_args: &[&str]) -> Output {
+    record_script(interp, trace, extra, "workload.py", script_args)
+}
+
+/// `tracer record EXTRA -o TRACE -- PYTHON tests/scripts/NAME ARGS...`.
+fn record_script(
+    interp: &Interpreter,
+    trace: &Path,
+    extra: &[&str],
+    name: &str,
+    script_args: &[&str],
+) -> Output {
     Command::new(tracer_bin())
         .arg("record")
         .arg("-o")
@@ -19,7 +30,7 @@ fn record(interp: &Interpreter, trace: &Path, extra: &[&str], script_args: &[&st
         .args(extra)
         .arg("--")
         .arg(&interp.path)
-        .arg(script("workload.py"))
+        .arg(script(name))
         .args(script_args)
         .output()
         .expect("run tracer record")
@@ -193,14 +204,7 @@ fn a_top_level_loop_calling_one_function_gives_a_call_per_iteration() {
         let label = &interp.label;
         let dir = temp_dir(&format!("module-loop-{}", label.replace('/', "_")));
         let trace = dir.join("t.parquet");
-        let out = Command::new(tracer_bin())
-            .args(["record", "-o"])
-            .arg(&trace)
-            .arg("--")
-            .arg(&interp.path)
-            .arg(script("module_loop.py"))
-            .output()
-            .expect("run tracer record");
+        let out = record_script(&interp, &trace, &[], "module_loop.py", &[]);
         assert!(
             out.status.success(),
             "{label}: {}",
@@ -392,15 +396,7 @@ fn a_stack_over_a_thousand_frames_deep_is_recorded() {
         let label = &interp.label;
         let dir = temp_dir(&format!("deep-stack-{}", label.replace('/', "_")));
         let trace = dir.join("t.parquet");
-        let out = Command::new(tracer_bin())
-            .args(["record", "-o"])
-            .arg(&trace)
-            .arg("--")
-            .arg(&interp.path)
-            .arg(script("deep_stack.py"))
-            .arg("1100")
-            .output()
-            .expect("run tracer record");
+        let out = record_script(&interp, &trace, &[], "deep_stack.py", &["1100"]);
         assert!(
             out.status.success(),
             "{label}: {}",
@@ -540,15 +536,7 @@ fn every_row_of_a_named_thread_carries_its_name() {
         let label = &interp.label;
         let dir = temp_dir(&format!("named-threads-{}", label.replace('/', "_")));
         let trace = dir.join("t.parquet");
-        let out = Command::new(tracer_bin())
-            .arg("record")
-            .arg("-o")
-            .arg(&trace)
-            .arg("--")
-            .arg(&interp.path)
-            .arg(script("named_threads.py"))
-            .output()
-            .expect("run tracer record");
+        let out = record_script(&interp, &trace, &[], "named_threads.py", &[]);
         assert!(out.status.success(), "{label}");
         let (rows, _) = read_trace(&trace);
         let workers: Vec<&Value> = rows
