@@ -29,12 +29,26 @@ pub const SECRET_WORDS: &[&str] = &[
 /// and taking `-` for `_` (an `X-Api-Key` header, an `--api-key` option), one of
 /// [`SECRET_WORDS`] or one of `extra` (the `--redact` names; empty ones are ignored).
 pub fn is_secret_name(name: &str, extra: &[String]) -> bool {
-    let lower = name.to_ascii_lowercase().replace('-', "_");
-    SECRET_WORDS.iter().any(|w| lower.contains(w))
+    let folded = fold_name(name);
+    SECRET_WORDS.iter().any(|w| folded.contains(w))
         || extra
             .iter()
             .filter(|w| !w.is_empty())
-            .any(|w| lower.contains(&w.to_ascii_lowercase().replace('-', "_")))
+            .any(|w| folded.contains(&fold_name(w)))
+}
+
+/// `name` in lower case with `-` as `_`, in one pass (names are tested on every
+/// argument and dict key a recording reads).
+fn fold_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c == '-' {
+                '_'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
 }
 
 /// A command line with its secrets redacted, for the run's metadata and reports: the

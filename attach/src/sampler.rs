@@ -150,10 +150,11 @@ pub struct Sampler {
     thread_names: HashMap<u64, Arc<str>>,
     /// The name of the main thread until `threading` gives one.
     main_thread_name: Arc<str>,
-    /// When each thread (by its key, see [`thread_key`]) was first listed, and its
-    /// ident. Keyed by more than the ident: a thread that starts as another ends
-    /// often gets the ended one's ident, and has to be named anew.
-    thread_appeared: HashMap<u64, (u64, Instant)>,
+    /// Each thread (by its key, see [`thread_key`]): its ident, when it was first
+    /// listed, and the sample that last listed it. Keyed by more than the ident: a
+    /// thread that starts as another ends often gets the ended one's ident, and has
+    /// to be named anew.
+    thread_appeared: HashMap<u64, (u64, Instant, u64)>,
     names_read_at: Option<Instant>,
     frames: Vec<SampledFrame>,
     states: Vec<FrameState>,
@@ -461,7 +462,7 @@ impl Sampler {
     fn is_newcomer(&self, key: u64) -> bool {
         self.thread_appeared
             .get(&key)
-            .is_some_and(|(_, appeared)| appeared.elapsed() < THREAD_NAMES_REFRESH)
+            .is_some_and(|(_, appeared, _)| appeared.elapsed() < THREAD_NAMES_REFRESH)
     }
 
     /// Reads Python's thread names every [`THREAD_NAMES_REFRESH`], and every
@@ -470,23 +471,23 @@ impl Sampler {
     /// name shortly after it starts).
     fn refresh_thread_names(&mut self, threads: &[RawThread]) {
         let now = Instant::now();
+        // Each listed thread is stamped with this sample's number; the others are gone.
+        let pass = self.samples;
         let mut unnamed_newcomer = false;
         for t in threads {
             let key = thread_key(t.tstate, t.ident, t.tid.unwrap_or(0));
-            if let std::collections::hash_map::Entry::Vacant(slot) = self.thread_appeared.entry(key)
-            {
-                slot.insert((t.ident, now));
-                // A name known for this ident was an earlier thread's.
-                self.thread_names.remove(&t.ident);
-                unnamed_newcomer = true;
+            match self.thread_appeared.entry(key) {
+                std::collections::hash_map::Entry::Occupied(mut seen) => seen.get_mut().2 = pass,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert((t.ident, now, pass));
+                    // A name known for this ident was an earlier thread's.
+                    self.thread_names.remove(&t.ident);
+                    unnamed_newcomer = true;
+                }
             }
         }
-        self.thread_appeared.retain(|key, (ident, _)| {
-            threads.iter().any(|t| {
-                t.ident == *ident && thread_key(t.tstate, t.ident, t.tid.unwrap_or(0)) == *key
-            })
-        });
-        let waiting = self.thread_appeared.values().any(|(ident, appeared)| {
+        self.thread_appeared.retain(|_, (_, _, seen)| *seen == pass);
+        let waiting = self.thread_appeared.values().any(|(ident, appeared, _)| {
             !self.thread_names.contains_key(ident)
                 && now.duration_since(*appeared) < THREAD_NAMES_REFRESH
         });

@@ -45,7 +45,7 @@ pub fn run(args: &DumpArgs) -> CliResult {
             .map_err(|e| CliError::new(format!("cannot encode the dump: {e}")))?,
         DumpFormat::Text => render_text(
             &snapshot,
-            &crate::trace_cmd::command_line(args.pid).join(" "),
+            &crate::trace_cmd::command_line(args.pid, &args.redact).join(" "),
         ),
     };
     crate::output::print_stdout(&format!("{out}\n"))

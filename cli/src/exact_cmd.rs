@@ -287,7 +287,7 @@ pub fn attach(args: &AttachArgs) -> CliResult<i32> {
         ExactError::Filter(e) => CliError::usage(e.to_string()),
         other => CliError::new(format!("cannot prepare exact tracing: {other}")),
     })?;
-    let mut run = RunInfo::new(command_line(args.pid), args.pid, Mode::Exact);
+    let mut run = RunInfo::new(command_line(args.pid, &[]), args.pid, Mode::Exact);
     run.python_version = Some(process.version.to_string());
     run.python_executable = Some(process.executable.clone());
     if let Ok(cwd) = std::fs::read_link(format!("/proc/{}/cwd", args.pid)) {

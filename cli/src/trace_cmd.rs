@@ -434,7 +434,7 @@ pub fn attach_run(args: &AttachArgs, caller: Caller) -> CliResult<Traced> {
     }
     let started = Instant::now();
     let process = PythonProcess::open(args.pid)?;
-    let command = command_line(args.pid);
+    let command = command_line(args.pid, &[]);
     let mut run = RunInfo::new(command, args.pid, Mode::Sampled);
     if let Ok(cwd) = std::fs::read_link(format!("/proc/{}/cwd", args.pid)) {
         run.cwd = cwd.to_string_lossy().into_owned();
@@ -937,18 +937,16 @@ fn stacks_text(pid: i32, redact: &[String]) -> String {
     match take_snapshot(&mut walker, &mut Names::new(), &options) {
         Ok(snapshot) => format!(
             "tracer: timeout reached; where every thread was:\n{}",
-            crate::dump::render_text(
-                &snapshot,
-                &attach::redact::redact_command(&command_line(pid), redact).join(" ")
-            )
+            crate::dump::render_text(&snapshot, &command_line(pid, redact).join(" "))
         ),
         Err(e) => format!("tracer: timeout reached; could not read the stacks: {e}\n"),
     }
 }
 
 /// A process's command line from `/proc/PID/cmdline`, its secrets redacted with the
-/// built-in names (a run's `--redact` names are applied by [`RunInfo::set_redact`]).
-pub fn command_line(pid: i32) -> Vec<String> {
+/// built-in names and `redact` (a run's are applied again by [`RunInfo::set_redact`],
+/// which also covers a launched command's).
+pub fn command_line(pid: i32, redact: &[String]) -> Vec<String> {
     let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|raw| {
             raw.split(|&b| b == 0)
@@ -957,5 +955,5 @@ pub fn command_line(pid: i32) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
-    attach::redact::redact_command(&argv, &[])
+    attach::redact::redact_command(&argv, redact)
 }

@@ -154,6 +154,22 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// The `tracer` binary built alongside this test (`target/<profile>/tracer`), or
 /// `$TRACER_BIN`.
+/// `tracer attach --pid PID --duration SECONDS -o TRACE` (sampled), waited for.
+pub fn attach_sampled(pid: i32, seconds: &str, trace: &Path) -> std::process::Output {
+    Command::new(tracer_bin())
+        .args([
+            "attach",
+            "--pid",
+            &pid.to_string(),
+            "--duration",
+            seconds,
+            "-o",
+        ])
+        .arg(trace)
+        .output()
+        .expect("run tracer attach")
+}
+
 pub fn tracer_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("TRACER_BIN") {
         return PathBuf::from(bin);

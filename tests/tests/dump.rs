@@ -406,18 +406,7 @@ fn a_process_whose_main_thread_ended_is_read_through_another_thread() {
         assert_eq!(names[..2], ["work", "worker"], "{label}: {names:?}");
         let trace =
             e2e::temp_dir(&format!("main-exited-{}", label.replace('/', "_"))).join("t.parquet");
-        let out = Command::new(tracer_bin())
-            .args([
-                "attach",
-                "--pid",
-                &target.pid().to_string(),
-                "--duration",
-                "0.5",
-                "-o",
-            ])
-            .arg(&trace)
-            .output()
-            .expect("run tracer attach");
+        let out = e2e::attach_sampled(target.pid(), "0.5", &trace);
         assert!(
             out.status.success(),
             "{label}: {}",

@@ -704,18 +704,7 @@ fn attach_stops_at_duration_and_at_target_exit() {
     let mut target = Target::start(&interp.path, &script("long_workload.py"), &["12"]);
     target.wait_for("READY", Duration::from_secs(20));
     let trace = dir.join("duration.parquet");
-    let out = Command::new(tracer_bin())
-        .args([
-            "attach",
-            "--pid",
-            &target.pid().to_string(),
-            "--duration",
-            "1",
-            "-o",
-        ])
-        .arg(&trace)
-        .output()
-        .expect("run tracer attach");
+    let out = e2e::attach_sampled(target.pid(), "1", &trace);
     assert!(
         out.status.success(),
         "{}",
