@@ -21,8 +21,8 @@ use crate::error::{CliError, CliResult};
 use crate::report::{self, Recording, Summary};
 use crate::signals;
 use crate::trace_cmd::{
-    command_line, create_trace, descendants, exit_code_of, forward, print_stacks, wait_child,
-    AttachArgs, RecordArgs, TraceOptions, TIMEOUT_EXIT,
+    command_line, create_trace, descendants, exit_code_of, forward, print_stacks,
+    still_this_tracer, wait_child, AttachArgs, RecordArgs, TraceOptions, TIMEOUT_EXIT,
 };
 
 /// Set to `0`, makes `record --exact` run the hook's pure-Python callbacks instead of
@@ -199,6 +199,9 @@ impl UnsupportedProbe {
         self.looks_left -= 1;
         self.next = Instant::now() + Self::EVERY;
         for pid in std::iter::once(self.pid).chain(descendants(self.pid)) {
+            if still_this_tracer(pid) {
+                continue;
+            }
             match PythonProcess::open(pid) {
                 Err(e @ attach::Error::UnsupportedVersion { .. }) => {
                     self.found = Some(e.to_string());
