@@ -44,7 +44,7 @@ use attach::event::SinkError;
 use attach::exact::wire::{MSG_BATCH, MSG_BYE, MSG_HELLO};
 use attach::exact::{ExactOptions, ExactSession, ExactStats};
 use attach::{Event, EventSink};
-use storage::{Mode, RunInfo, RunStatus, TraceWriter};
+use storage::{Mode, RunInfo, RunStatus, TraceWriter, WriterOptions};
 
 /// fib(N) of the decode group: 1,028,457 calls, 2,056,914 events (an iteration of
 /// 0.1-0.3 s on the 2-core project machine).
@@ -396,12 +396,26 @@ fn timed_runs<T>(
 /// Records one run of `stream` into a new trace `path` and finishes it.
 fn record(session: &ExactSession, stream: &Stream, path: &Path) {
     let mut run = RunInfo::new(vec!["python3".into(), "fib.py".into()], 1, Mode::Exact);
-    let mut writer = TraceWriter::create(path, run.clone(), false).expect("create the trace");
+    let mut writer = TraceWriter::create_with_options(path, run.clone(), false, writer_options())
+        .expect("create the trace");
     let stats = replay(session, stream, &mut writer);
     run.status = RunStatus::Completed;
     run.exit_code = Some(0);
     run.dropped_events = stats.dropped_events;
     writer.finish(run).expect("finish the trace");
+}
+
+/// The CLI's writer options; with `EXACT_PIPELINE_ROWS_ONLY` set, segments are cut
+/// by rows alone (128K), as in a real recording of fib(27), which takes well under
+/// the flush interval per segment. For counting instructions under valgrind
+/// (bench/README.md), whose slowness would otherwise cut them by time into many short
+/// segments that the final merge re-encodes.
+fn writer_options() -> WriterOptions {
+    let mut options = WriterOptions::default();
+    if std::env::var_os("EXACT_PIPELINE_ROWS_ONLY").is_some() {
+        options.flush_interval = Duration::from_secs(24 * 3600);
+    }
+    options
 }
 
 /// What `tracer record --exact` does first (`cli/src/exact_cmd.rs`,

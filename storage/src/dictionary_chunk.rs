@@ -297,7 +297,11 @@ fn bits_for(max: u32) -> u8 {
 /// `out` in Parquet's RLE/bit-packing hybrid: a run of 8 or more equal values as one
 /// RLE run, the rest bit-packed in groups of 8 (the last group padded with zeros,
 /// which a reader ignores by the value count).
-fn encode_hybrid(runs: impl Iterator<Item = (u32, usize)>, bit_width: u8, out: &mut Vec<u8>) {
+pub(crate) fn encode_hybrid(
+    runs: impl Iterator<Item = (u32, usize)>,
+    bit_width: u8,
+    out: &mut Vec<u8>,
+) {
     let mut encoder = HybridEncoder {
         bit_width,
         out,

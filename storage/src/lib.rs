@@ -47,6 +47,7 @@ pub mod error;
 pub mod layout;
 mod merge;
 mod parquet_io;
+mod plain_chunk;
 pub mod reader;
 pub mod run;
 pub mod schema;

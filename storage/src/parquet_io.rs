@@ -21,6 +21,7 @@ use parquet::schema::types::ColumnPath;
 use crate::dictionary_chunk::encode_dictionary_column;
 use crate::error::{Error, Result};
 use crate::layout::{create_private_file, rename_into_place, segment_file_name, temp_path};
+use crate::plain_chunk::encode_plain_column;
 use crate::run::RunInfo;
 use crate::schema::{events_schema, RUN_METADATA_KEY};
 
@@ -182,7 +183,9 @@ pub(crate) fn encode_file(
 
 /// Writes `batch` (rows of the events table) as the next row group of `writer`:
 /// its dictionary columns from their own keys and dictionary
-/// ([`encode_dictionary_column`]), the other columns with the Arrow writer.
+/// ([`encode_dictionary_column`]), its plain integer columns from their values
+/// ([`encode_plain_column`]), the other columns (`seq` and the ids as deltas, the
+/// free text) with the Arrow writer.
 pub(crate) fn write_row_group<W: Write + Send>(
     writer: &mut SerializedFileWriter<W>,
     factory: &ArrowRowGroupWriterFactory,
@@ -209,7 +212,7 @@ pub(crate) fn write_row_group<W: Write + Send>(
     {
         let own = match array.as_dictionary_opt::<Int32Type>() {
             Some(dictionary) => encode_dictionary_column(dictionary, descr, &props)?,
-            None => None,
+            None => encode_plain_column(array, descr, &props)?,
         };
         if own.is_none() {
             for leaf in compute_leaves(field, array)? {
