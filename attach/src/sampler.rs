@@ -620,38 +620,80 @@ impl FrameInfo for Describer<'_> {
 impl Describer<'_> {
     /// Reads the arguments of the `count` innermost frames (the calls this sample
     /// sees first) that are traced, then checks that each of those frames still runs
-    /// the code it ran when the stack was read. False when one does not: the frame
-    /// returned and another call took its memory, so the values read may be that
-    /// call's.
+    /// the code it ran when the stack was read and still holds, in its argument
+    /// slots, the objects read, with the values read. False when one does not: the frame returned and another
+    /// call took its memory (the next call of the same function often takes the same
+    /// frame), and an object read may have been freed and its memory reused by that
+    /// call (an `i` read as the `i * i` computed by the next call), so the values read
+    /// may be no call's arguments. False too when every argument slot is empty: a
+    /// frame that returned (3.8-3.10 clear a finished frame's slots).
     fn read_new_args(&mut self, count: usize) -> bool {
         self.args.clear();
         if self.options.no_args {
             return true;
         }
-        let mut read = false;
+        let mut slots_read: Vec<(usize, Vec<u64>)> = Vec::new();
         for index in 0..count {
             let args = if self.facts(index).traced {
-                read = true;
-                self.read_args(index)
+                match self.read_args(index) {
+                    ArgsRead::Read { json, slots } => {
+                        slots_read.push((index, slots));
+                        Some(json)
+                    }
+                    ArgsRead::Unreadable => None,
+                    ArgsRead::Cleared => return false,
+                }
             } else {
                 None
             };
             self.args.push(args);
         }
-        !read
-            || (0..count).all(|index| {
-                self.args[index].is_none()
-                    || self
-                        .walker
-                        .frame_holds_code(&self.frames[index].frame)
-                        .unwrap_or(false)
-            })
+        // Read again: the same frame with the same slots and the same values. Freed
+        // objects go back to the front of Python's free lists, so within one call of
+        // a loop an address can hold the argument, then a temporary of the next call,
+        // then the next argument again: only values that read the same twice in a
+        // row were there the whole time. A frame or slots that changed mean the call
+        // returned (the sample is dropped); values that change from read to read
+        // while the slots stay (an argument the program is mutating, or memory reused
+        // faster than it is read) leave that call's arguments out.
+        for (index, slots) in slots_read {
+            if !self
+                .walker
+                .frame_holds_code(&self.frames[index].frame)
+                .unwrap_or(false)
+            {
+                return false;
+            }
+            let mut stable = false;
+            for _ in 0..ARGS_READS {
+                match self.read_args(index) {
+                    ArgsRead::Read { json, slots: now } if now == slots => {
+                        if self.args[index].as_deref() == Some(json.as_str()) {
+                            stable = true;
+                            break;
+                        }
+                        self.args[index] = Some(json);
+                    }
+                    _ => return false,
+                }
+            }
+            if !stable {
+                self.args[index] = None;
+            }
+        }
+        true
     }
 
-    /// The arguments of frame `index` as a JSON object of name to repr, read now.
-    fn read_args(&mut self, index: usize) -> Option<String> {
+    /// The arguments of frame `index` as a JSON object of name to repr, read now,
+    /// and the object addresses its argument slots held.
+    fn read_args(&mut self, index: usize) -> ArgsRead {
         let frame = &self.frames[index].frame;
-        let pairs = self.walker.frame_args(frame).ok()?;
+        let Ok(pairs) = self.walker.frame_args(frame) else {
+            return ArgsRead::Unreadable;
+        };
+        if !pairs.is_empty() && pairs.iter().all(|(_, addr)| *addr == 0) {
+            return ArgsRead::Cleared;
+        }
         let mem = &self.walker.process.mem;
         let layout = self.walker.layout();
         let object: serde_json::Map<String, serde_json::Value> = pairs
@@ -663,7 +705,10 @@ impl Describer<'_> {
                 (name.to_string(), serde_json::Value::String(text))
             })
             .collect();
-        Some(serde_json::Value::Object(object).to_string())
+        ArgsRead::Read {
+            json: serde_json::Value::Object(object).to_string(),
+            slots: pairs.iter().map(|(_, addr)| *addr).collect(),
+        }
     }
 
     /// The loop regions of a code object's source file, when the file can be read
@@ -683,6 +728,19 @@ impl Describer<'_> {
             .starts_code(code.firstlineno, &code.name)
             .then_some(regions)
     }
+}
+
+/// Reads of a frame's arguments after the first, for two in a row to agree.
+const ARGS_READS: usize = 2;
+
+/// What reading a frame's arguments gave.
+enum ArgsRead {
+    /// The JSON object of the arguments, and the object addresses of their slots.
+    Read { json: String, slots: Vec<u64> },
+    /// The slots could not be read: the call is kept without its arguments.
+    Unreadable,
+    /// Every argument slot was empty: the frame had returned.
+    Cleared,
 }
 
 /// The text of a target's source file, read through `/proc/PID/root` (or its

@@ -25,8 +25,11 @@ use crate::memory::{MemoryError, ProcessMemory};
 use crate::objects;
 use crate::process::{read_error, PythonProcess};
 
-/// Most frames a stack may have before it is taken for garbage.
-pub const MAX_FRAMES: usize = 4096;
+/// Most frames a stack may have before it is taken for garbage (a chain of frames
+/// that loops). Far above any stack a program reaches by `sys.setrecursionlimit`
+/// in practice: a recursion 5000 deep is ordinary in parsers and tree walks, and
+/// 3.11+ run pure-Python recursion without the C stack, so 100,000 deep works.
+pub const MAX_FRAMES: usize = 1 << 20;
 /// Most threads an interpreter may have before its list is taken for garbage.
 pub const MAX_THREADS: usize = 4096;
 
@@ -653,7 +656,9 @@ impl Walker {
         let bytes = &mut buf[..self.frame_header_len()];
         while addr != 0 {
             if frames.len() >= MAX_FRAMES {
-                return Err(Error::inconsistent("stack does not end"));
+                return Err(Error::inconsistent(format!(
+                    "stack does not end within {MAX_FRAMES} frames"
+                )));
             }
             self.process
                 .mem
@@ -897,7 +902,9 @@ impl Walker {
         let mut header = [0u8; FRAME_READ];
         while addr != 0 {
             if out.len() >= MAX_FRAMES {
-                return Err(Error::inconsistent("stack does not end"));
+                return Err(Error::inconsistent(format!(
+                    "stack does not end within {MAX_FRAMES} frames"
+                )));
             }
             let bytes = &mut header[..header_len];
             if !self
