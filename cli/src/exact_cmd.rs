@@ -69,7 +69,7 @@ fn keep_freed_memory() {
 }
 
 pub fn record(args: &RecordArgs) -> CliResult<i32> {
-    signals::install();
+    signals::install_for_record();
     keep_freed_memory();
     let started = Instant::now();
     let opts = &args.trace;
@@ -227,7 +227,7 @@ const DETACH_GRACE: Duration = Duration::from_millis(300);
 /// `sys.monitoring` tool id, stops its thread): the process is left as it was. If the
 /// tracer dies instead, the hook sees the socket close and does the same.
 pub fn attach(args: &AttachArgs) -> CliResult<i32> {
-    signals::install();
+    signals::install_for_attach();
     keep_freed_memory();
     let started = Instant::now();
     let opts = &args.trace;

@@ -23,19 +23,32 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
     COUNT.fetch_add(1, Ordering::SeqCst);
 }
 
-/// Installs the handlers for SIGINT and SIGTERM, but for a signal the tracer was
+/// `tracer record`'s handlers: SIGINT and SIGTERM, but for a signal the tracer was
 /// started with ignored (a shell's background job, `nohup`, `trap '' INT`): that one
 /// stays ignored, so the launched command inherits it ignored as it would without
 /// the tracer (`exec` resets a handled signal to its default action, and the program
 /// could be interrupted or killed where it otherwise would not be).
-pub fn install() {
+pub fn install_for_record() {
+    install(true);
+}
+
+/// `tracer attach`'s handlers: SIGINT and SIGTERM, even when the tracer was started
+/// with them ignored. Attach launches nothing that could inherit the disposition, and
+/// a script's background job (`tracer attach --pid P &`, started with SIGINT ignored
+/// by the shell) must still stop on `kill -INT`.
+pub fn install_for_attach() {
+    install(false);
+}
+
+fn install(keep_ignored: bool) {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: a zeroed sigaction with our handler and an empty mask is valid; the
         // handler only touches atomics (async-signal-safe). Reading the current action
         // with a null new action changes nothing.
         unsafe {
             let mut current: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, std::ptr::null(), &mut current) == 0
+            if keep_ignored
+                && libc::sigaction(sig, std::ptr::null(), &mut current) == 0
                 && current.sa_sigaction == libc::SIG_IGN
             {
                 continue;

@@ -265,7 +265,7 @@ pub fn record_run(args: &RecordArgs, caller: Caller) -> CliResult<Traced> {
         return Err(CliError::usage("give the command to run after `--`"));
     };
     if caller == Caller::CommandLine {
-        signals::install();
+        signals::install_for_record();
     }
     let started = Instant::now();
     let mut command = Command::new(program);
@@ -430,7 +430,7 @@ pub fn attach_run(args: &AttachArgs, caller: Caller) -> CliResult<Traced> {
         return Err(CliError::usage("--rate must be at least 1"));
     }
     if caller == Caller::CommandLine {
-        signals::install();
+        signals::install_for_attach();
     }
     let started = Instant::now();
     let process = PythonProcess::open(args.pid)?;
