@@ -1908,3 +1908,75 @@ fn async_generator_yields_are_the_values_yielded() {
         );
     }
 }
+
+/// An exception's message renders int, str and container subclasses among its
+/// arguments as the arguments renderer does (an IntEnum member as its number, a str
+/// subclass as a str, a named tuple and a set subclass by name), not as `<Class
+/// object at 0x...>`, on both hooks; and no class's own `__repr__`/`__str__` runs
+/// for it (they would print).
+#[test]
+fn exception_messages_render_subclasses_of_builtins_as_their_base() {
+    let dir = scratch("subclass-messages");
+    let program = dir.join("messages.py");
+    std::fs::write(
+        &program,
+        "import collections, enum, sys\n\
+         class Code(enum.IntEnum):\n    BAD = 3\n\
+         class Name(str):\n    pass\n\
+         class Loud(int):\n    def __repr__(self):\n        print('repr ran')\n        return 'loud'\n    \
+         __str__ = __repr__\n\
+         class Tags(set):\n    pass\n\
+         Point = collections.namedtuple('Point', 'x y')\n\
+         def boom(*args):\n    raise ValueError(*args)\n\
+         def key(k):\n    raise KeyError(k)\n\
+         def leave():\n    sys.exit(Code.BAD)\n\
+         for f, args in ((boom, (Code.BAD,)), (boom, (Name('x'),)), (key, (Name('x'),)),\n\
+         \x20             (boom, (Loud(5),)), (boom, ([Code.BAD, Name('y')],)),\n\
+         \x20             (boom, (Point(1, Name('z')),)), (boom, (Tags([Code.BAD]),)),\n\
+         \x20             (boom, (Code.BAD, Name('y'))), (key, (Code.BAD,))):\n    \
+         try:\n        f(*args)\n    except Exception:\n        pass\n\
+         leave()\n",
+    )
+    .expect("program");
+    let program = program.display().to_string();
+    for (python, native) in hooks() {
+        let label = python.label.as_str();
+        let run = run_exact(&python, &[&program], options(native), None);
+        assert_eq!(run.status.code(), Some(3), "{label}");
+        assert_eq!(run.stdout(), "", "{label}: a __repr__ ran");
+        let ended = |function: &str| -> Vec<(String, String)> {
+            run.calls_of(function)
+                .iter()
+                .map(|call| {
+                    let end = run.end_of(call.call_id).expect("end row");
+                    assert_eq!(end.kind, EventKind::Exception, "{label}: {function}");
+                    (
+                        end.exception.clone().unwrap_or_default(),
+                        end.value.clone().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        };
+        let pair = |e: &str, m: &str| (e.to_string(), m.to_string());
+        assert_eq!(
+            ended("boom"),
+            [
+                pair("ValueError", "3"),
+                pair("ValueError", "x"),
+                pair("ValueError", "5"),
+                pair("ValueError", "[3, 'y']"),
+                pair("ValueError", "Point(x=1, y='z')"),
+                pair("ValueError", "Tags({3})"),
+                pair("ValueError", "(3, 'y')"),
+            ],
+            "{label}"
+        );
+        assert_eq!(
+            ended("key"),
+            [pair("KeyError", "'x'"), pair("KeyError", "3")],
+            "{label}"
+        );
+        assert_eq!(ended("leave"), [pair("SystemExit", "3")], "{label}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

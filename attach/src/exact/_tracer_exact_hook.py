@@ -858,8 +858,11 @@ def _exception_text(exc):
             message = str_impl(exc)
         elif len(args) == 0:
             message = ""
-        elif len(args) == 1 and type(args[0]) is str:
-            message = args[0]
+        elif len(args) == 1 and str_impl is _KEY_ERROR_STR:
+            # KeyError's own str() is the repr of its one argument.
+            message = _text_of_repr(args[0], 0, [_TEXT_CHARS])
+        elif len(args) == 1 and _tflags(type(args[0])) & _STR_SUB:
+            message = str.__str__(args[0])
         else:
             message = _text_of(args[0] if len(args) == 1 else args)
     except BaseException as err:
@@ -871,6 +874,10 @@ def _exception_text(exc):
 # message to be Python's own str() of it.
 _PLAIN_ITEMS = 200
 _SCALARS = (str, bytes, int, float, bool, type(None))
+_KEY_ERROR_STR = KeyError.__dict__["__str__"]
+# The most characters an exception message rendered from its arguments is built to
+# (then `...`): the rendering stops there rather than walking a huge value.
+_TEXT_CHARS = 4096
 
 
 def _plain(value, budget):
@@ -891,43 +898,108 @@ def _plain(value, budget):
 
 
 def _text_of(value):
-    """A plain-text rendering for exception messages built from non-str arguments."""
+    """A plain-text rendering for exception messages built from non-str arguments:
+    what BaseException's str() gives for them, with every value as `_text_of_repr`
+    renders it. An int or float subclass (an IntEnum member, pytest's ExitCode in
+    `sys.exit`) is its number on every version, as in an argument: 3.8-3.10's own
+    str() of an IntEnum member is its name."""
     t = type(value)
+    budget = [_TEXT_CHARS]
     if t in (int, float, bool, type(None)):
         return str(value)
     if t is tuple:
-        inner = ", ".join(_text_of_repr(x) for x in value[:_ITEMS])
-        return "(" + inner + ("," if len(value) == 1 else "") + ")"
-    return _text_of_repr(value)
+        items = [_text_of_repr(x, 0, budget) for x in value[:_ITEMS]]
+        return "(" + _text_items(items, len(value)) + ("," if len(value) == 1 else "") + ")"
+    return _text_of_repr(value, 0, budget)
 
 
-def _text_of_repr(value, depth=0):
-    """repr() of builtin scalars and containers (their first `_ITEMS` items, `_DEPTH`
-    levels), `<Class object at 0x...>` of anything else: no class's code runs."""
+def _text_of_repr(value, depth, budget):
+    """repr() of a value by the argument renderer's rules (attach/src/exact/value.rs,
+    README "Reprs"): builtin scalars and containers as Python prints them (their
+    first `_ITEMS` items, `_DEPTH` levels); subclasses of int, str, bytes, float,
+    list, tuple and dict as their base (an IntEnum member as its number), named
+    tuples as `Point(x=1, y=2)`, set subclasses as `Name({1, 2})`, classes as
+    `<class 'm.C'>`, functions as `<function f at 0x...>`; `<m.Class object at
+    0x...>` of anything else. Only the base types' own C methods are called, never a
+    class's __repr__, __iter__ or __len__, so no code of the program runs.
+    `budget[0]` is what is left of `_TEXT_CHARS`; past it, values are `...`."""
+    if budget[0] <= 0:
+        return "..."
     t = type(value)
     if t in _SCALARS:
-        return repr(value)
-    if t in (list, tuple, set, frozenset, dict) and depth < _DEPTH:
-        if t is dict:
-            items = [
-                _text_of_repr(k, depth + 1) + ": " + _text_of_repr(v, depth + 1)
-                for k, v in _islice(dict.items(value), _ITEMS)
-            ]
+        text = repr(value)
+    else:
+        entry = _kind(t)
+        kind = entry[1]
+        if kind == "i":
+            text = int.__repr__(value)
+        elif kind == "s":
+            text = str.__repr__(value)
+        elif kind == "b":
+            text = bytes.__repr__(value)
+        elif kind == "f":
+            text = float.__repr__(value)
+        elif kind in ("l", "t", "d", "S"):
+            return _text_of_container(value, entry, depth, budget)
+        elif kind == "C":
+            text = "<class '" + _kind(value)[3] + "'>"
+        elif kind == "F":
+            text = "<function " + value.__qualname__ + " at " + hex(id(value)) + ">"
         else:
-            items = [_text_of_repr(x, depth + 1) for x in _islice(value, _ITEMS)]
-        if len(value) > _ITEMS:
-            items.append("...")
-        inner = ", ".join(items)
-        if t is list:
-            return "[" + inner + "]"
-        if t is tuple:
-            return "(" + inner + ("," if len(value) == 1 else "") + ")"
-        if t is dict:
-            return "{" + inner + "}"
-        if not value:
-            return t.__name__ + "()"
-        return ("{" + inner + "}") if t is set else ("frozenset({" + inner + "})")
-    return "<" + _kind(t)[3] + " object at " + hex(id(value)) + ">"
+            text = "<" + entry[3] + " object at " + hex(id(value)) + ">"
+    budget[0] -= len(text)
+    return text
+
+
+def _text_of_container(value, entry, depth, budget):
+    """`_text_of_repr` of a list, tuple, dict or set, or of a subclass of one, read
+    with the base type's methods (as `_enc_container` reads it)."""
+    kind = entry[1]
+    if depth >= _DEPTH:
+        return _placeholder(entry)
+    budget[0] -= 2
+    name = entry[2]
+    if kind == "d":
+        total = dict.__len__(value)
+        items = []
+        for key, item in dict.items(value):
+            if len(items) >= _ITEMS:
+                break
+            items.append(
+                _text_of_repr(key, depth + 1, budget) + ": "
+                + _text_of_repr(item, depth + 1, budget)
+            )
+        return "{" + _text_items(items, total) + "}"
+    if kind == "S":
+        base = entry[6]
+        total = base.__len__(value)
+        if not total:
+            return name + "()"
+        items = [
+            _text_of_repr(x, depth + 1, budget) for x in _islice(base.__iter__(value), _ITEMS)
+        ]
+        inner = "{" + _text_items(items, total) + "}"
+        return inner if entry[4] else name + "(" + inner + ")"
+    base = list if kind == "l" else tuple
+    total = base.__len__(value)
+    shown = base.__getitem__(value, slice(0, _ITEMS))
+    fields = entry[5]
+    if kind == "t" and fields is not None and len(fields) == total:
+        items = [
+            fields[i] + "=" + _text_of_repr(x, depth + 1, budget) for i, x in enumerate(shown)
+        ]
+        return name + "(" + _text_items(items, total) + ")"
+    items = [_text_of_repr(x, depth + 1, budget) for x in shown]
+    if kind == "l":
+        return "[" + _text_items(items, total) + "]"
+    return "(" + _text_items(items, total) + ("," if total == 1 else "") + ")"
+
+
+def _text_items(items, total):
+    """Items joined by `, `, and `...` for those not shown (value.rs `write_more`)."""
+    if total > len(items):
+        items.append("...")
+    return ", ".join(items)
 
 
 # ---------------------------------------------------------------------------------
