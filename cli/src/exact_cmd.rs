@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use attach::exact::{ExactError, ExactOptions, ExactSession, ExactStats};
-use attach::inject::{self, InjectError, InjectOptions, Injected, Outcome};
+use attach::inject::{self, InjectError, InjectOptions, Injected, Outcome, Withdrawal};
 use attach::repr::ReprOptions;
 use attach::PythonProcess;
 use storage::run::{Mode, RunInfo, RunStatus};
@@ -151,7 +151,10 @@ pub fn record(args: &RecordArgs) -> CliResult<i32> {
         RunStatus::Failed
     });
     let stats = received?.map_err(|e| CliError::new(format!("exact tracing failed: {e}")))?;
-    let unsupported = probe.found.filter(|_| stats.processes.is_empty());
+    let unsupported = probe
+        .found
+        .filter(|_| stats.processes.is_empty())
+        .map(|e| format!("{e}: nothing was traced"));
     finish(
         run,
         recording,
@@ -214,8 +217,16 @@ impl UnsupportedProbe {
     }
 }
 
-/// How long `attach --exact` waits for the target's main thread to run the loader.
+/// How long `attach --exact` waits for the target's main thread to run the loader,
+/// after saying that it waits (it says so once [`SAY_WAITING_AFTER`] has passed).
 const SAFE_POINT_WAIT: Duration = Duration::from_secs(10);
+
+/// How long the loader may wait in the queue before the tracer says it is waiting.
+const SAY_WAITING_AFTER: Duration = Duration::from_secs(1);
+
+/// How often, while the loader waits in the queue, the tracer looks at Ctrl-C,
+/// SIGTERM and `--duration`: a stop request withdraws the loader within this long.
+const WAIT_SLICE: Duration = Duration::from_millis(20);
 
 /// How long, once told to stop, the receiver lets an attached hook send what it still
 /// holds before it closes the connection (which makes the hook remove itself).
@@ -318,8 +329,16 @@ pub fn attach(args: &AttachArgs) -> CliResult<i32> {
     });
     let stats = received?.map_err(|e| CliError::new(format!("exact tracing failed: {e}")))?;
     match outcome {
-        Ok(status) => {
-            finish(run, recording, &stats, status, None, started, None)?;
+        Ok((status, nothing_injected)) => {
+            finish(
+                run,
+                recording,
+                &stats,
+                status,
+                None,
+                started,
+                nothing_injected,
+            )?;
             Ok(0)
         }
         Err(e) => {
@@ -332,46 +351,85 @@ pub fn attach(args: &AttachArgs) -> CliResult<i32> {
     }
 }
 
+/// What stops an attached recording now: Ctrl-C or SIGTERM, or `--duration`.
+fn stop_requested(deadline: Option<Instant>) -> Option<RunStatus> {
+    if signals::take().is_some() {
+        return Some(RunStatus::Interrupted);
+    }
+    deadline
+        .is_some_and(|d| Instant::now() >= d)
+        .then_some(RunStatus::DurationReached)
+}
+
 /// Injects the loader, waits for it to run, then waits for Ctrl-C, `--duration` or
-/// the target's exit; returns the status the run ended with.
+/// the target's exit; returns the status the run ended with and, when it ended before
+/// anything was injected, a line saying so for the report.
+///
+/// While the loader waits in the target's queue for the main thread (blocked in a
+/// long sleep, a join, a read), Ctrl-C, SIGTERM and `--duration` are looked at every
+/// [`WAIT_SLICE`]: the loader is withdrawn (it does nothing when the main thread gets
+/// to it) and the run ends with an empty trace, `interrupted` or `duration_reached`.
+/// If the loader had already started, the hook is in and is removed as on any stop
+/// (the connection closes).
 fn inject_and_watch(
     args: &AttachArgs,
     session: &ExactSession,
     started: Instant,
-) -> CliResult<RunStatus> {
+) -> CliResult<(RunStatus, Option<String>)> {
     let pid = args.pid;
+    let deadline = args
+        .duration
+        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
+    let nothing_injected = |status: RunStatus| {
+        let why = match status {
+            RunStatus::DurationReached => "--duration ended",
+            _ => "interrupted",
+        };
+        Some(format!(
+            "{why} before pid {pid}'s main thread reached a safe point (it is blocked, e.g. in a long sleep or a join): nothing was injected"
+        ))
+    };
+    if let Some(status) = stop_requested(deadline) {
+        return Ok((status, nothing_injected(status)));
+    }
     let inject_options = InjectOptions {
-        wait: Duration::from_secs(1),
+        wait: WAIT_SLICE,
         ..InjectOptions::default()
     };
-    let injected = inject::run_python_source(pid, &session.loader_source(), &inject_options)
+    let mut injected = inject::run_python_source(pid, &session.loader_source(), &inject_options)
         .map_err(|e| inject_error(pid, e))?;
-    let ran = match injected {
-        Injected::Ran(ran) => ran,
-        Injected::Queued(queued) => {
+    let mut said_waiting = false;
+    let ran = loop {
+        let queued = match injected {
+            Injected::Ran(ran) => break ran,
+            Injected::Queued(queued) => queued,
+        };
+        if let Some(status) = stop_requested(deadline) {
+            return match queued.withdraw().map_err(|e| inject_error(pid, e))? {
+                Withdrawal::Withdrawn => Ok((status, nothing_injected(status))),
+                Withdrawal::AlreadyRan(_) => Ok((status, None)),
+            };
+        }
+        if queued.waited() >= SAY_WAITING_AFTER + SAFE_POINT_WAIT {
+            let withdrawn = queued.withdraw();
+            return Err(CliError::new(format!(
+                "pid {pid}'s main thread did not reach a safe point within {} s (it is blocked, e.g. in a long sleep or a join); nothing was injected{}",
+                SAFE_POINT_WAIT.as_secs(),
+                match withdrawn {
+                    Ok(_) => "",
+                    Err(_) => " (the queued loader will do nothing when it runs)",
+                }
+            ))
+            .hint(format!("tracer attach --pid {pid} (sampled: works whatever the main thread does)")));
+        }
+        if !said_waiting && queued.waited() >= SAY_WAITING_AFTER {
+            said_waiting = true;
             eprintln!(
                 "tracer: waiting up to {} s for pid {pid}'s main thread to reach a safe point: {queued}",
                 SAFE_POINT_WAIT.as_secs()
             );
-            match queued
-                .wait(SAFE_POINT_WAIT)
-                .map_err(|e| inject_error(pid, e))?
-            {
-                Injected::Ran(ran) => ran,
-                Injected::Queued(queued) => {
-                    let withdrawn = queued.withdraw();
-                    return Err(CliError::new(format!(
-                        "pid {pid}'s main thread did not reach a safe point within {} s (it is blocked, e.g. in a long sleep or a join); nothing was injected{}",
-                        SAFE_POINT_WAIT.as_secs(),
-                        match withdrawn {
-                            Ok(_) => "",
-                            Err(_) => " (the queued loader will do nothing when it runs)",
-                        }
-                    ))
-                    .hint(format!("tracer attach --pid {pid} (sampled: works whatever the main thread does)")));
-                }
-            }
         }
+        injected = queued.wait(WAIT_SLICE).map_err(|e| inject_error(pid, e))?;
     };
     if let Outcome::Raised(message) = &ran.outcome {
         return Err(
@@ -379,18 +437,15 @@ fn inject_and_watch(
                 .hint(format!("tracer attach --pid {pid} (sampled)")),
         );
     }
-    let deadline = args
-        .duration
-        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
     loop {
         if signals::take().is_some() {
-            return Ok(RunStatus::Interrupted);
+            return Ok((RunStatus::Interrupted, None));
         }
         if attach::sampler::target_gone(pid) {
-            return Ok(RunStatus::TargetExited);
+            return Ok((RunStatus::TargetExited, None));
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(RunStatus::DurationReached);
+            return Ok((RunStatus::DurationReached, None));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -405,8 +460,9 @@ fn inject_error(pid: i32, error: InjectError) -> CliError {
 }
 
 /// Fills in the run from what the hooks said, finishes the trace and prints the
-/// report with the exact-mode lines: which mechanism ran in each process, errors,
-/// dropped events and limited functions.
+/// report with the exact-mode lines: why nothing was traced (`nothing_traced`, when
+/// that is known), which mechanism ran in each process, errors, dropped events and
+/// limited functions.
 fn finish(
     mut run: RunInfo,
     recording: Recording<storage::writer::TraceWriter>,
@@ -414,7 +470,7 @@ fn finish(
     status: RunStatus,
     exit_code: Option<i32>,
     started: Instant,
-    unsupported: Option<String>,
+    nothing_traced: Option<String>,
 ) -> CliResult {
     if let Some(first) = stats.processes.first() {
         run.pid = first.pid as i32;
@@ -444,8 +500,8 @@ fn finish(
         .finish(run.clone())
         .map_err(|e| CliError::new(format!("cannot finish the trace: {e}")))?;
     let mut extra = Vec::new();
-    if let Some(unsupported) = unsupported {
-        extra.push(format!("{unsupported}: nothing was traced"));
+    if let Some(why) = nothing_traced {
+        extra.push(why);
     } else if stats.processes.is_empty() {
         extra.push(
             "no Python process loaded the hook: was the command Python, started without -S, -E or -I?"

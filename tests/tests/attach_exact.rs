@@ -372,7 +372,8 @@ fn a_main_thread_that_never_reaches_a_safe_point_is_given_up_on_cleanly() {
     let dir = temp_dir("attach-sleepy");
     let trace = dir.join("t.parquet");
     let started = Instant::now();
-    let out = attach_exact(pid, &trace, "2");
+    // A duration past the safe-point wait: a shorter one ends the wait first.
+    let out = attach_exact(pid, &trace, "60");
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
