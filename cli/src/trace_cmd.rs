@@ -782,6 +782,20 @@ pub(crate) fn create_trace(
             SystemTime::now(),
         ),
     };
+    // A folder is refused, --force or not, with a hint that names the problem: the
+    // writer's own refusal ("already exists", then "cannot replace: Is a directory")
+    // led to a hint to add --force, again and again. The trace is not put inside the
+    // folder under a made-up name: -o names the file.
+    if path.is_dir() {
+        return Err(CliError::new(format!(
+            "cannot write the trace: {} is a directory",
+            path.display()
+        ))
+        .hint(format!(
+            "give -o a file path, such as {}",
+            path.join("trace.parquet").display()
+        )));
+    }
     let writer = TraceWriter::create(&path, run.clone(), opts.force).map_err(|e| {
         let err = CliError::new(format!("cannot write the trace: {e}"));
         if path.exists() {

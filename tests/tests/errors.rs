@@ -183,3 +183,39 @@ fn a_usage_error_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("error:"));
 }
+
+/// `-o` naming a folder is refused with a hint to give a file path in it, with
+/// `--force` too (the hint said to add --force, and with it, to add --force again).
+#[test]
+fn an_output_path_that_is_a_directory_asks_for_a_file_path() {
+    let interp = &matrix()[0];
+    let mut target = Target::start(&interp.path, &script("sleep_forever.py"), &[]);
+    target.wait_for("READY", Duration::from_secs(20));
+    let dir = e2e::temp_dir("output-directory");
+    let outdir = dir.join("outdir");
+    std::fs::create_dir(&outdir).unwrap();
+    for force in [&[][..], &["--force"][..]] {
+        let out = Command::new(tracer_bin())
+            .args([
+                "attach",
+                "--pid",
+                &target.pid().to_string(),
+                "--duration",
+                "1",
+                "-o",
+            ])
+            .arg(&outdir)
+            .args(force)
+            .output()
+            .expect("run tracer attach");
+        let error = error_line(&out, 1);
+        assert!(error.contains("is a directory"), "{force:?}: {error}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let expected = format!("{}", outdir.join("trace.parquet").display());
+        assert!(
+            stderr.contains(&expected) && !stderr.contains("--force"),
+            "{force:?}: {stderr}"
+        );
+        assert!(outdir.is_dir(), "the folder is left alone");
+    }
+}
