@@ -130,7 +130,7 @@ pub fn record(args: &RecordArgs) -> CliResult<i32> {
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 for pid in std::iter::once(child_pid).chain(descendants(child_pid)) {
-                    print_stacks(pid, &opts.redact);
+                    print_stacks(pid, &opts.redact, Some(session.bootstrap_dir()));
                 }
                 status = Some(RunStatus::Timeout);
                 forward(child_pid, libc::SIGTERM);

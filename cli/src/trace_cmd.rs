@@ -375,7 +375,7 @@ pub fn record_run(args: &RecordArgs, caller: Caller) -> CliResult<Traced> {
             let stacks: String = session
                 .pids()
                 .into_iter()
-                .map(|pid| stacks_text(pid, &args.trace.redact))
+                .map(|pid| stacks_text(pid, &args.trace.redact, None))
                 .collect();
             if caller == Caller::CommandLine {
                 eprint!("{stacks}");
@@ -953,13 +953,18 @@ pub(crate) fn wait_child(child: &mut Child, deadline: Option<Instant>) -> i32 {
 }
 
 /// Prints every thread's stack to stderr (what was running at a timeout), values
-/// and the command line redacted with the built-in and `redact` names.
-pub(crate) fn print_stacks(pid: i32, redact: &[String]) {
-    eprint!("{}", stacks_text(pid, redact));
+/// and the command line redacted with the built-in and `redact` names; an exact
+/// recording's hook threads are left out (see [`stacks_text`]).
+pub(crate) fn print_stacks(pid: i32, redact: &[String], hook_dir: Option<&Path>) {
+    eprint!("{}", stacks_text(pid, redact, hook_dir));
 }
 
-/// Every thread's stack of `pid`, as text (what was running at a timeout).
-fn stacks_text(pid: i32, redact: &[String]) -> String {
+/// Every thread's stack of `pid`, as text (what was running at a timeout). With
+/// `hook_dir` (an exact recording's bootstrap folder), a thread the hook started (its
+/// outermost frame runs a file of that folder: the hook's sender, `_flusher`) is left
+/// out: it is the tracer's, not the program's. A program thread that is inside one of
+/// the hook's callbacks (3.8-3.11's trace function) is still shown, hook frame and all.
+fn stacks_text(pid: i32, redact: &[String], hook_dir: Option<&Path>) -> String {
     let Ok(process) = PythonProcess::open(pid) else {
         return String::new();
     };
@@ -967,10 +972,19 @@ fn stacks_text(pid: i32, redact: &[String]) -> String {
     let mut options = SnapshotOptions::default();
     options.repr.redact_names = redact.to_vec();
     match take_snapshot(&mut walker, &mut Names::new(), &options) {
-        Ok(snapshot) => format!(
-            "tracer: timeout reached; where every thread was:\n{}",
-            crate::dump::render_text(&snapshot, &command_line(pid, redact).join(" "))
-        ),
+        Ok(mut snapshot) => {
+            if let Some(dir) = hook_dir {
+                snapshot.threads.retain(|t| {
+                    !t.frames
+                        .last()
+                        .is_some_and(|f| Path::new(&f.file).starts_with(dir))
+                });
+            }
+            format!(
+                "tracer: timeout reached; where every thread was:\n{}",
+                crate::dump::render_text(&snapshot, &command_line(pid, redact).join(" "))
+            )
+        }
         Err(e) => format!("tracer: timeout reached; could not read the stacks: {e}\n"),
     }
 }

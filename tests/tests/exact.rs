@@ -601,6 +601,40 @@ fn a_call_stopped_by_the_timeout_is_unfinished_with_the_time_it_ran() {
     }
 }
 
+/// The stacks printed at `--timeout` are the program's threads only: the hook's own
+/// sender thread (`_flusher`, in the hook's cache folder) was listed as if it were
+/// the program's.
+#[test]
+fn the_stacks_at_a_timeout_leave_out_the_hook_s_thread() {
+    let program = "import threading\n\n\
+                   def wait_forever():\n    threading.Event().wait()\n\n\
+                   threading.Thread(target=wait_forever, name='worker', daemon=True).start()\n\
+                   wait_forever()\n";
+    for interp in matrix() {
+        let label = &interp.label;
+        let (_, out) = record_program(&interp, "waits", program, &["--timeout", "1"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(124), "{label}: {stderr}");
+        let stacks = stderr
+            .split("where every thread was:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{label}: no stacks: {stderr}"));
+        let threads: Vec<&str> = stacks
+            .lines()
+            .filter(|l| l.starts_with("Thread "))
+            .collect();
+        assert_eq!(threads.len(), 2, "{label}: {stacks}");
+        assert!(
+            threads[0].contains("main") && threads[1].contains("\"worker\""),
+            "{label}: {stacks}"
+        );
+        assert!(
+            !stacks.contains("_flusher") && !stacks.contains("_tracer_exact_hook"),
+            "{label}: {stacks}"
+        );
+    }
+}
+
 /// A recording killed with SIGKILL leaves only its segments: they carry the Python
 /// version the hook gave (they said "Python ?" until the run was finished).
 #[test]
