@@ -396,7 +396,7 @@ fn inject_and_watch(
         wait: WAIT_SLICE,
         ..InjectOptions::default()
     };
-    let mut injected = inject::run_python_source(pid, &session.loader_source(), &inject_options)
+    let mut injected = inject::run_python_source(pid, &checked_loader(session), &inject_options)
         .map_err(|e| inject_error(pid, e))?;
     let mut said_waiting = false;
     let ran = loop {
@@ -432,9 +432,13 @@ fn inject_and_watch(
         injected = queued.wait(WAIT_SLICE).map_err(|e| inject_error(pid, e))?;
     };
     if let Outcome::Raised(message) = &ran.outcome {
+        let hint = if message.starts_with(NO_TOOL_ID) {
+            format!("tracer attach --pid {pid} (sampled: reads the process from outside, with no sys.monitoring tool id)")
+        } else {
+            format!("tracer attach --pid {pid} (sampled)")
+        };
         return Err(
-            CliError::new(format!("the hook could not start in pid {pid}: {message}"))
-                .hint(format!("tracer attach --pid {pid} (sampled)")),
+            CliError::new(format!("the hook could not start in pid {pid}: {message}")).hint(hint),
         );
     }
     loop {
@@ -449,6 +453,29 @@ fn inject_and_watch(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// How the loader's error starts when the hook found no free `sys.monitoring` tool id.
+const NO_TOOL_ID: &str = "RuntimeError: no free sys.monitoring tool id";
+
+/// The session's loader, followed by a check that the hook took a `sys.monitoring`
+/// tool id. A hook that finds every id taken (a process running a debugger, coverage
+/// and profilers at once) reports it over its connection and returns without raising,
+/// which the tracer learned only when the run ended: it recorded nothing until
+/// `--duration` or Ctrl-C, and exited 0 with an empty trace. Raised in the loader
+/// instead, it ends `attach` at once with an error (see [`inject_and_watch`]).
+/// Compared with the ids before the hook started, so a hook left by another tracer
+/// (also named `tracer`) does not count.
+fn checked_loader(session: &ExactSession) -> String {
+    format!(
+        "import sys as _tracer_sys\n\
+         _tracer_before = [_tracer_sys.monitoring.get_tool(_t) for _t in range(6)]\n\
+         {}\n\
+         _tracer_after = [_tracer_sys.monitoring.get_tool(_t) for _t in range(6)]\n\
+         if not any(a == 'tracer' and b != 'tracer' for a, b in zip(_tracer_after, _tracer_before)):\n    \
+         raise RuntimeError('no free sys.monitoring tool id: ' + ', '.join('%d (%s)' % (_t, _n) for _t, _n in enumerate(_tracer_after) if _n is not None) + ' in use')\n",
+        session.loader_source()
+    )
 }
 
 /// The command line's form of an injection error.

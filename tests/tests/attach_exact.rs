@@ -397,6 +397,45 @@ fn a_main_thread_that_never_reaches_a_safe_point_is_given_up_on_cleanly() {
     assert!(!status.contains(") T "), "target left stopped: {status}");
 }
 
+/// A process that holds every `sys.monitoring` tool id: the hook cannot trace, and
+/// `attach --exact` says so at once with the sampled alternative, exit code 1 (it
+/// recorded nothing until `--duration` and exited 0, the hook's error inside the
+/// report).
+#[test]
+fn attach_exact_without_a_free_tool_id_fails_at_once_with_the_sampled_alternative() {
+    let _serial = e2e::serial();
+    for interp in interpreters() {
+        let label = &interp.label;
+        let mut target = Target::start(&interp.path, &script("all_tool_ids.py"), &[]);
+        target.wait_for("READY", Duration::from_secs(20));
+        let dir = temp_dir(&format!("attach-no-tool-id-{}", interp.minor));
+        let trace = dir.join("t.parquet");
+        let started = Instant::now();
+        let out = attach_exact(target.pid(), &trace, "20");
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{label}: {stderr}");
+        assert!(took < Duration::from_secs(5), "{label}: took {took:?}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "{label}: {stderr}");
+        assert!(
+            lines[0].starts_with("error: ")
+                && lines[0].contains("no free sys.monitoring tool id")
+                && lines[0].contains("5 (mine5)"),
+            "{label}: {stderr}"
+        );
+        assert!(
+            lines[1].starts_with(&format!("hint: tracer attach --pid {}", target.pid())),
+            "{label}: {stderr}"
+        );
+        assert!(!trace.exists(), "{label}: no trace when nothing was traced");
+        assert!(
+            target.child.try_wait().unwrap().is_none(),
+            "{label}: the target runs on"
+        );
+    }
+}
+
 #[test]
 fn attach_exact_on_python_3_11_is_refused_with_the_sampled_alternative() {
     let interp = pyenv_interpreter(11).expect("CPython 3.11 is missing: pyenv install 3.11");
