@@ -1980,3 +1980,85 @@ fn exception_messages_render_subclasses_of_builtins_as_their_base() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With `--include '*'` the trace holds no work of the tracer's own bootstrap
+/// (`sitecustomize`): not the `os.path.abspath` of every `sys.path` entry it takes
+/// its folder out of, not its import of a user `sitecustomize` that is not there
+/// (two `ModuleNotFoundError` rows). A user's own `sitecustomize` is user code: it
+/// still runs, traced, before the program.
+#[test]
+fn include_everything_leaves_out_the_bootstraps_own_work() {
+    let dir = scratch("include-everything");
+    let program = dir.join("prog.py");
+    std::fs::write(&program, "def work():\n    return 1\nwork()\nprint('hello')\n")
+        .expect("program");
+    let user = dir.join("user");
+    std::fs::create_dir_all(&user).expect("user folder");
+    std::fs::write(
+        user.join("sitecustomize.py"),
+        "def mark():\n    return 'user'\nMARK = mark()\n",
+    )
+    .expect("user sitecustomize");
+    let program = program.display().to_string();
+    for (python, native) in hooks() {
+        // Debian's python3.11 has a sitecustomize of its own; pyenv's have none.
+        let probe = Command::new(&python.path)
+            .args(["-c", "import sys; print('sitecustomize' in sys.modules)"])
+            .env_remove("PYTHONPATH")
+            .output()
+            .expect("probe");
+        let has_own = String::from_utf8_lossy(&probe.stdout).trim() == "True";
+        for pythonpath in [None, Some(user.as_path())] {
+            let label = format!("{} with PYTHONPATH {pythonpath:?}", python.label);
+            let run = run_exact(
+                &python,
+                &[&program],
+                ExactOptions {
+                    include: vec!["*".into()],
+                    ..options(native)
+                },
+                pythonpath,
+            );
+            assert_eq!(run.status.code(), Some(0), "{label}");
+            assert_eq!(run.stdout(), "hello\n", "{label}");
+            assert_eq!(run.calls_of("work").len(), 1, "{label}: traced");
+            let abspath: Vec<&Event> = run
+                .calls_of("abspath")
+                .into_iter()
+                .filter(|e| &*e.module == "posixpath")
+                .collect();
+            assert!(abspath.is_empty(), "{label}: {abspath:?}");
+            let failed: Vec<&Event> = run
+                .of(EventKind::Exception)
+                .into_iter()
+                .filter(|e| e.value.as_deref() == Some("No module named 'sitecustomize'"))
+                .collect();
+            assert!(failed.is_empty(), "{label}: {failed:?}");
+            let sitecustomize_imports = run
+                .calls_of("_find_and_load")
+                .into_iter()
+                .filter(|e| e.args.as_deref().is_some_and(|a| a.contains("'sitecustomize'")))
+                .count();
+            let marks: Vec<&Event> = run
+                .calls_of("mark")
+                .into_iter()
+                .filter(|e| &*e.module == "sitecustomize")
+                .collect();
+            if pythonpath.is_some() {
+                // The user's, traced with its import, before the program's code.
+                assert_eq!(sitecustomize_imports, 1, "{label}");
+                assert_eq!(marks.len(), 1, "{label}");
+                let first_main = run
+                    .events
+                    .iter()
+                    .position(|e| &*e.module == "__main__")
+                    .expect("__main__ rows");
+                assert!(marks[0].seq < run.events[first_main].seq, "{label}");
+            } else {
+                assert_eq!(sitecustomize_imports, usize::from(has_own), "{label}");
+                assert!(marks.is_empty(), "{label}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,7 +1,14 @@
 # tracer exact-mode bootstrap. The tracer puts the folder holding this file first on
-# PYTHONPATH, so Python's `site` imports it before any user code. It starts the hook
-# (`_tracer_exact_hook.py` beside it), takes its own folder out of `sys.path`, and
-# then imports the user's own `sitecustomize`, if there is one, as `site` would have.
+# PYTHONPATH, so Python's `site` imports it before any user code. It loads the hook
+# (`_tracer_exact_hook.py` beside it), takes its own folder out of `sys.path`, looks
+# for the user's own `sitecustomize`, starts the hook, and then imports the user's
+# `sitecustomize`, if there is one, as `site` would have.
+#
+# The hook starts after the bootstrap's own work and before the user's
+# `sitecustomize`: with `--include '*'` (or an include matching posixpath or
+# importlib) the trace holds neither the `os.path.abspath` of every `sys.path` entry
+# nor a failing `import sitecustomize` of the tracer's, only what the user's code (its
+# `sitecustomize` the first) and Python's own start-up after it do.
 def _tracer_bootstrap():
     import os
     import sys
@@ -15,33 +22,48 @@ def _tracer_bootstrap():
     if supported:
         try:
             hook = _load_hook(os, sys, here)
-            hook.start(here)
         except Exception:
             # The tracer hears nothing from this process and says so; the program
             # runs as it would without the tracer.
             hook = None
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
-    ours = sys.modules.pop("sitecustomize", None)
-    try:
-        import sitecustomize  # noqa: F401  (the user's own, if any)
-    except ImportError as exc:
-        if getattr(exc, "name", "sitecustomize") != "sitecustomize":
-            raise
-        # Back for `site`, whose import of this file is still running and fails
-        # without it; the hook takes it out once that is over, so that the
-        # program's own `import sitecustomize` goes as without the tracer.
-        if ours is not None:
-            sys.modules["sitecustomize"] = ours
-            if hook is not None:
-                try:
-                    hook.forget_bootstrap_later()
-                except Exception:
-                    pass
     if supported:
         try:
             _keep_compiled(os, sys, globals().get("__file__"), globals().get("__cached__"))
         except Exception:
             pass
+    ours = sys.modules.pop("sitecustomize", None)
+    # Whether the user has a `sitecustomize`, found as the import below finds it but
+    # before the hook runs, so that finding none is not a traced failing import. A
+    # finder that fails leaves the answer to the import, traced as the user's code.
+    try:
+        import _frozen_importlib
+
+        theirs = _frozen_importlib._find_spec("sitecustomize", None) is not None
+    except Exception:
+        theirs = True
+    if hook is not None:
+        try:
+            hook.start(here)
+        except Exception:
+            hook = None
+    if theirs:
+        try:
+            import sitecustomize  # noqa: F401  (the user's own)
+        except ImportError as exc:
+            if getattr(exc, "name", "sitecustomize") != "sitecustomize":
+                raise
+            theirs = False
+    if not theirs and ours is not None:
+        # Back for `site`, whose import of this file is still running and fails
+        # without it; the hook takes it out once that is over, so that the
+        # program's own `import sitecustomize` goes as without the tracer.
+        sys.modules["sitecustomize"] = ours
+        if hook is not None:
+            try:
+                hook.forget_bootstrap_later()
+            except Exception:
+                pass
 
 
 def _keep_compiled(os, sys, source, cached):
