@@ -349,81 +349,106 @@ impl Sampler {
                 continue;
             };
             let mut label = label.clone();
-            let t0 = self.clock.now_ns();
-            let mut read = self.walker.sample_stack(t.tstate, &mut self.frames);
-            if read.is_ok() {
-                self.states.clear();
-                self.states.extend(self.frames.iter().map(frame_state));
-                if !self.tracker.same_below_innermost(label.key, &self.states) {
-                    read = self.walker.settle_stack(t.tstate, &mut self.frames);
+            // A read that tears (the thread's frames changed under it: a target
+            // running on another core changes them every few microseconds in a loop
+            // of short calls) is read again at once, up to SAMPLE_ATTEMPTS times,
+            // before the thread's sample counts as failed: one failure in three
+            // reads cost a third of a busy thread's samples.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let retry = attempt < SAMPLE_ATTEMPTS;
+                let t0 = self.clock.now_ns();
+                let mut read = self.walker.sample_stack(t.tstate, &mut self.frames);
+                if read.is_ok() {
                     self.states.clear();
                     self.states.extend(self.frames.iter().map(frame_state));
+                    if !self.tracker.same_below_innermost(label.key, &self.states) {
+                        read = self.walker.settle_stack(t.tstate, &mut self.frames);
+                        self.states.clear();
+                        self.states.extend(self.frames.iter().map(frame_state));
+                    }
                 }
-            }
-            if read.is_ok() && self.suspended_at_the_bottom(label.key) {
-                // The walk reached a generator or coroutine frame as it yielded: a
-                // suspended one has no link to its caller, so the stack seemed to
-                // end there, and a second read of the same frames agrees with it.
-                // Every call below it would end and start again. Walked afresh once;
-                // still so, this tick keeps no read of the thread.
-                read = self.walker.sample_stack(t.tstate, &mut self.frames);
-                self.states.clear();
-                self.states.extend(self.frames.iter().map(frame_state));
                 if read.is_ok() && self.suspended_at_the_bottom(label.key) {
-                    continue;
+                    // The walk reached a generator or coroutine frame as it yielded: a
+                    // suspended one has no link to its caller, so the stack seemed to
+                    // end there, and a second read of the same frames agrees with it.
+                    // Every call below it would end and start again. Walked afresh
+                    // once; still so, this tick keeps no read of the thread.
+                    read = self.walker.sample_stack(t.tstate, &mut self.frames);
+                    self.states.clear();
+                    self.states.extend(self.frames.iter().map(frame_state));
+                    if read.is_ok() && self.suspended_at_the_bottom(label.key) {
+                        break;
+                    }
                 }
-            }
-            if read.is_ok() {
-                // A module body's variables are in its globals (see FrameState); one
-                // read per such frame, usually the thread's outermost alone.
-                for (state, f) in self.states.iter_mut().zip(&self.frames) {
-                    state.globals_version = self.walker.globals_version(&f.frame);
+                if read.is_ok() {
+                    // A module body's variables are in its globals (see FrameState);
+                    // one read per such frame, usually the thread's outermost alone.
+                    for (state, f) in self.states.iter_mut().zip(&self.frames) {
+                        state.globals_version = self.walker.globals_version(&f.frame);
+                    }
                 }
-            }
-            let t1 = self.clock.now_ns();
-            if let Err(e) = read {
-                if let Some(reason) = self.read_failed(e) {
-                    return Ok(Some(reason));
+                let t1 = self.clock.now_ns();
+                if let Err(e) = read {
+                    // A pointer followed as it went stale reads unmapped memory
+                    // (EFAULT) as often as it reads a frame that fails its checks.
+                    if retry && !matches!(e, Error::Exited(_) | Error::NoSuchProcess(_)) {
+                        continue;
+                    }
+                    if let Some(reason) = self.read_failed(e) {
+                        return Ok(Some(reason));
+                    }
+                    break;
                 }
-                continue;
-            }
-            let new_frames = self.frames.len() - self.tracker.continued(label.key, &self.states);
-            if label.name.is_none() && new_frames > 0 && !named_again && self.is_newcomer(label.key)
-            {
-                // Names were read before these frames: a new thread that has begun
-                // its target since has registered its name (Python does so first),
-                // and its first calls are to carry it. Once a sample at the most.
-                named_again = true;
-                self.names_read_at = None;
-                self.refresh_thread_names(&threads);
-                if let Some(name) = self.thread_names.get(&t.ident) {
-                    label.name = Some(name.clone());
-                    self.labels.insert(t.tstate, label.clone());
+                let new_frames =
+                    self.frames.len() - self.tracker.continued(label.key, &self.states);
+                if label.name.is_none()
+                    && new_frames > 0
+                    && !named_again
+                    && self.is_newcomer(label.key)
+                {
+                    // Names were read before these frames: a new thread that has
+                    // begun its target since has registered its name (Python does so
+                    // first), and its first calls are to carry it. Once a sample at
+                    // the most.
+                    named_again = true;
+                    self.names_read_at = None;
+                    self.refresh_thread_names(&threads);
+                    if let Some(name) = self.thread_names.get(&t.ident) {
+                        label.name = Some(name.clone());
+                        self.labels.insert(t.tstate, label.clone());
+                    }
                 }
+                let mut info = Describer {
+                    walker: &mut self.walker,
+                    names: &mut self.names,
+                    filter: &mut self.filter,
+                    types: &mut self.types,
+                    codes: &mut self.codes,
+                    options: &self.options,
+                    frames: &self.frames,
+                    args: &mut self.args,
+                };
+                if !info.read_new_args(new_frames) {
+                    // A new frame returned while its arguments were read: this read
+                    // of the thread mixes two calls, and is read afresh. Keeping the
+                    // stack with the arguments left out is not safe: under heavy call
+                    // churn such stacks are often torn reads that passed the walker's
+                    // checks (frames reused between reading the innermost and the
+                    // outer ones), and they put calls under callers that never made
+                    // them.
+                    if retry {
+                        continue;
+                    }
+                    self.sample_errors += 1;
+                    break;
+                }
+                self.tracker
+                    .observe(&label, Window { t0, t1 }, &self.states, &mut info, sink)
+                    .map_err(SamplerError::Sink)?;
+                break;
             }
-            let mut info = Describer {
-                walker: &mut self.walker,
-                names: &mut self.names,
-                filter: &mut self.filter,
-                types: &mut self.types,
-                codes: &mut self.codes,
-                options: &self.options,
-                frames: &self.frames,
-                args: &mut self.args,
-            };
-            if !info.read_new_args(new_frames) {
-                // A new frame returned while its arguments were read: this read of the
-                // thread mixes two calls. The next sample reads it afresh. Keeping the
-                // stack with the arguments left out is not safe: under heavy call churn
-                // such stacks are often torn reads that passed the walker's checks
-                // (frames reused between reading the innermost and the outer ones),
-                // and they put calls under callers that never made them.
-                self.sample_errors += 1;
-                continue;
-            }
-            self.tracker
-                .observe(&label, Window { t0, t1 }, &self.states, &mut info, sink)
-                .map_err(SamplerError::Sink)?;
         }
         Ok(None)
     }
@@ -620,13 +645,18 @@ impl FrameInfo for Describer<'_> {
 impl Describer<'_> {
     /// Reads the arguments of the `count` innermost frames (the calls this sample
     /// sees first) that are traced, then checks that each of those frames still runs
-    /// the code it ran when the stack was read and still holds, in its argument
-    /// slots, the objects read, with the values read. False when one does not: the frame returned and another
-    /// call took its memory (the next call of the same function often takes the same
-    /// frame), and an object read may have been freed and its memory reused by that
-    /// call (an `i` read as the `i * i` computed by the next call), so the values read
-    /// may be no call's arguments. False too when every argument slot is empty: a
-    /// frame that returned (3.8-3.10 clear a finished frame's slots).
+    /// the code it ran when the stack was read. False when one does not: the frame
+    /// returned and another call took its memory, so the stack read may be torn.
+    ///
+    /// A frame's arguments are kept only when its argument slots held the same
+    /// objects and the values read the same twice in a row; else that call's `args`
+    /// are left out (null), never another call's. Freed objects go back to the front
+    /// of Python's free lists, so within one call of a loop an address can hold the
+    /// argument, then a temporary of the next call (an `i` read as the next call's
+    /// `i * i`), then the next argument again. The next call of the same function
+    /// often takes the same frame: slots that changed mean the call read returned
+    /// (the sample still saw that function running there). Empty slots too: 3.8-3.10
+    /// clear a finished frame's slots.
     fn read_new_args(&mut self, count: usize) -> bool {
         self.args.clear();
         if self.options.no_args {
@@ -640,22 +670,13 @@ impl Describer<'_> {
                         slots_read.push((index, slots));
                         Some(json)
                     }
-                    ArgsRead::Unreadable => None,
-                    ArgsRead::Cleared => return false,
+                    ArgsRead::Unreadable | ArgsRead::Cleared => None,
                 }
             } else {
                 None
             };
             self.args.push(args);
         }
-        // Read again: the same frame with the same slots and the same values. Freed
-        // objects go back to the front of Python's free lists, so within one call of
-        // a loop an address can hold the argument, then a temporary of the next call,
-        // then the next argument again: only values that read the same twice in a
-        // row were there the whole time. A frame or slots that changed mean the call
-        // returned (the sample is dropped); values that change from read to read
-        // while the slots stay (an argument the program is mutating, or memory reused
-        // faster than it is read) leave that call's arguments out.
         for (index, slots) in slots_read {
             if !self
                 .walker
@@ -674,7 +695,7 @@ impl Describer<'_> {
                         }
                         self.args[index] = Some(json);
                     }
-                    _ => return false,
+                    _ => break,
                 }
             }
             if !stable {
@@ -730,6 +751,9 @@ impl Describer<'_> {
     }
 }
 
+/// Reads of a thread's stack in one sample, at most, when reads tear.
+const SAMPLE_ATTEMPTS: usize = 3;
+
 /// Reads of a frame's arguments after the first, for two in a row to agree.
 const ARGS_READS: usize = 2;
 
@@ -739,7 +763,8 @@ enum ArgsRead {
     Read { json: String, slots: Vec<u64> },
     /// The slots could not be read: the call is kept without its arguments.
     Unreadable,
-    /// Every argument slot was empty: the frame had returned.
+    /// Every argument slot was empty: the frame had returned (its call is kept
+    /// without its arguments).
     Cleared,
 }
 
