@@ -11,13 +11,13 @@ use ahash::AHashMap;
 use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{
     Array, ArrayRef, ArrowPrimitiveType, DictionaryArray, PrimitiveArray, RecordBatch, StringArray,
-    StringBuilder, StringDictionaryBuilder, UInt32Array, UInt64Array,
+    StringDictionaryBuilder, UInt32Array, UInt64Array,
 };
-use arrow::buffer::ScalarBuffer;
+use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{Int32Type, Int64Type, TimestampNanosecondType, UInt32Type, UInt64Type};
 
-use attach::Event;
+use attach::{Event, EventKind, Source};
 
 use crate::error::Result;
 use crate::schema::events_schema;
@@ -41,8 +41,8 @@ struct Columns {
     thread_name: SharedNames,
     seq: Values<UInt64Type>,
     ts: Values<TimestampNanosecondType>,
-    kind: SharedNames,
-    source: SharedNames,
+    kind: FixedNames,
+    source: FixedNames,
     call_id: Values<UInt64Type>,
     parent_id: OptionalValues<UInt64Type>,
     depth: Values<Int32Type>,
@@ -52,9 +52,9 @@ struct Columns {
     line: Values<Int32Type>,
     caller: SharedNames,
     caller_line: OptionalValues<Int32Type>,
-    args: StringBuilder,
-    value: StringBuilder,
-    exception: StringBuilder,
+    args: Texts,
+    value: Texts,
+    exception: Texts,
     duration_ns: OptionalValues<Int64Type>,
     duration_max_ns: OptionalValues<Int64Type>,
     count: Values<UInt32Type>,
@@ -81,8 +81,8 @@ impl Columns {
             thread_name: SharedNames::with_capacity(rows),
             seq: Values::with_capacity(rows),
             ts: Values::with_capacity(rows),
-            kind: SharedNames::with_capacity(rows),
-            source: SharedNames::with_capacity(rows),
+            kind: FixedNames::with_capacity(rows, &KIND_NAMES),
+            source: FixedNames::with_capacity(rows, &SOURCE_NAMES),
             call_id: Values::with_capacity(rows),
             parent_id: OptionalValues::with_capacity(rows),
             depth: Values::with_capacity(rows),
@@ -92,9 +92,9 @@ impl Columns {
             line: Values::with_capacity(rows),
             caller: SharedNames::with_capacity(rows),
             caller_line: OptionalValues::with_capacity(rows),
-            args: StringBuilder::with_capacity(rows, text.args),
-            value: StringBuilder::with_capacity(rows, text.value),
-            exception: StringBuilder::with_capacity(rows, text.exception),
+            args: Texts::with_capacity(rows, text.args),
+            value: Texts::with_capacity(rows, text.value),
+            exception: Texts::with_capacity(rows, text.exception),
             duration_ns: OptionalValues::with_capacity(rows),
             duration_max_ns: OptionalValues::with_capacity(rows),
             count: Values::with_capacity(rows),
@@ -126,37 +126,143 @@ impl<T: ArrowPrimitiveType> Values<T> {
     }
 }
 
-/// A column of integers that may be null (a null's slot holds zero).
+/// A column of integers that may be null (a null's slot holds zero). Validity is a
+/// byte a row, packed into a bitmap once when the column is finished: Arrow's
+/// `NullBufferBuilder` sets a bit per row through a call with checks of its own,
+/// four columns' worth on every row.
 struct OptionalValues<T: ArrowPrimitiveType> {
     values: Vec<T::Native>,
-    nulls: NullBufferBuilder,
+    valid: Vec<bool>,
 }
 
 impl<T: ArrowPrimitiveType> OptionalValues<T> {
     fn with_capacity(rows: usize) -> OptionalValues<T> {
         OptionalValues {
             values: Vec::with_capacity(rows),
-            nulls: NullBufferBuilder::new(rows),
+            valid: Vec::with_capacity(rows),
         }
     }
 
     #[inline]
     fn push(&mut self, value: Option<T::Native>) {
-        match value {
-            Some(value) => {
-                self.values.push(value);
-                self.nulls.append_non_null();
-            }
-            None => {
-                self.values.push(T::Native::default());
-                self.nulls.append_null();
-            }
+        self.valid.push(value.is_some());
+        self.values.push(value.unwrap_or_default());
+    }
+
+    fn finish(self) -> PrimitiveArray<T> {
+        PrimitiveArray::new(ScalarBuffer::from(self.values), nulls_of(&self.valid))
+    }
+}
+
+/// The validity of a column from a flag a row; `None` when no row is null.
+fn nulls_of(valid: &[bool]) -> Option<NullBuffer> {
+    let nulls = NullBuffer::new(BooleanBuffer::from(valid));
+    (nulls.null_count() > 0).then_some(nulls)
+}
+
+/// A text column that may be null (`args`, `value`, `exception`): most rows have
+/// no text, and a null is an offset and a flag pushed, where Arrow's `StringBuilder`
+/// made a call per row and column to set a validity bit.
+struct Texts {
+    /// `offsets[i]..offsets[i + 1]` are row `i`'s bytes; starts with 0.
+    offsets: Vec<i32>,
+    bytes: Vec<u8>,
+    valid: Vec<bool>,
+}
+
+impl Texts {
+    fn with_capacity(rows: usize, bytes: usize) -> Texts {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Texts {
+            offsets,
+            bytes: Vec::with_capacity(bytes),
+            valid: Vec::with_capacity(rows),
         }
     }
 
-    fn finish(mut self) -> PrimitiveArray<T> {
-        let nulls = self.nulls.finish();
-        PrimitiveArray::new(ScalarBuffer::from(self.values), nulls)
+    #[inline]
+    fn push(&mut self, text: Option<&str>) {
+        if let Some(text) = text {
+            self.bytes.extend_from_slice(text.as_bytes());
+        }
+        // A batch's text is bounded far below 2 GiB by the writer's text limit per
+        // segment (`WriterOptions::max_segment_text_bytes`).
+        let end = i32::try_from(self.bytes.len()).expect("under 2 GiB of text in a batch");
+        self.offsets.push(end);
+        self.valid.push(text.is_some());
+    }
+
+    fn finish(self) -> StringArray {
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
+        let nulls = nulls_of(&self.valid);
+        // SAFETY: the offsets start at 0 and never fall (each row's end is the
+        // length after its text was appended), the last is the length of `bytes`,
+        // and every text appended was a `&str`, so each row's bytes are UTF-8.
+        unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(self.bytes), nulls) }
+    }
+}
+
+/// A dictionary column of a few fixed names (`kind`, `source`): a row's key is the
+/// position of its name in `names`, pushed as it is, where [`SharedNames`] looked
+/// the name up on every row.
+struct FixedNames {
+    keys: Vec<i32>,
+    names: &'static [&'static str],
+}
+
+impl FixedNames {
+    fn with_capacity(rows: usize, names: &'static [&'static str]) -> FixedNames {
+        FixedNames {
+            keys: Vec::with_capacity(rows),
+            names,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, key: i32) {
+        self.keys.push(key);
+    }
+
+    fn finish(self) -> DictionaryArray<Int32Type> {
+        let keys = PrimitiveArray::<Int32Type>::new(ScalarBuffer::from(self.keys), None);
+        let values = StringArray::from_iter_values(self.names.iter());
+        // SAFETY: every key is a position in `names` (`kind_key`, `source_key`).
+        unsafe { DictionaryArray::new_unchecked(keys, Arc::new(values)) }
+    }
+}
+
+/// The `kind` column's names, in the order of [`kind_key`].
+const KIND_NAMES: [&str; 7] = [
+    "call",
+    "return",
+    "exception",
+    "unfinished",
+    "gap",
+    "yield",
+    "resume",
+];
+
+/// The position of a kind's name in [`KIND_NAMES`].
+fn kind_key(kind: EventKind) -> i32 {
+    match kind {
+        EventKind::Call => 0,
+        EventKind::Return => 1,
+        EventKind::Exception => 2,
+        EventKind::Unfinished => 3,
+        EventKind::Gap => 4,
+        EventKind::Yield => 5,
+        EventKind::Resume => 6,
+    }
+}
+
+/// The `source` column's names, in the order of [`source_key`].
+const SOURCE_NAMES: [&str; 2] = ["sampled", "exact"];
+
+fn source_key(source: Source) -> i32 {
+    match source {
+        Source::Sampled => 0,
+        Source::Exact => 1,
     }
 }
 
@@ -207,8 +313,8 @@ impl EventBatchBuilder {
         c.thread_name.append_option(event.thread_name.as_ref());
         c.seq.push(event.seq);
         c.ts.push(event.ts_ns);
-        c.kind.append_static(event.kind.as_str());
-        c.source.append_static(event.source.as_str());
+        c.kind.push(kind_key(event.kind));
+        c.source.push(source_key(event.source));
         c.call_id.push(event.call_id);
         c.parent_id.push(event.parent_id);
         c.depth.push(event.depth);
@@ -218,9 +324,9 @@ impl EventBatchBuilder {
         c.line.push(event.line);
         c.caller.append_option(event.caller.as_ref());
         c.caller_line.push(event.caller_line);
-        c.args.append_option(event.args.as_deref());
-        c.value.append_option(event.value.as_deref());
-        c.exception.append_option(event.exception.as_deref());
+        c.args.push(event.args.as_deref());
+        c.value.push(event.value.as_deref());
+        c.exception.push(event.exception.as_deref());
         c.duration_ns.push(event.duration_ns);
         c.duration_max_ns.push(event.duration_max_ns);
         c.count.push(event.count);
@@ -235,9 +341,9 @@ impl EventBatchBuilder {
         // The next batch gets the room this one's text took, which the writer's
         // text limit per segment (`WriterOptions::max_segment_text_bytes`) bounds.
         let text = TextBytes {
-            args: self.columns.args.values_slice().len(),
-            value: self.columns.value.values_slice().len(),
-            exception: self.columns.exception.values_slice().len(),
+            args: self.columns.args.bytes.len(),
+            value: self.columns.value.bytes.len(),
+            exception: self.columns.exception.bytes.len(),
         };
         let mut c = std::mem::replace(
             &mut self.columns,
@@ -335,8 +441,19 @@ impl SharedNames {
         }
     }
 
+    /// Appends `name`: most rows name what the row before named, which only
+    /// lengthens the current run.
+    #[inline]
     fn append(&mut self, name: &Arc<str>) {
         let address = (Arc::as_ptr(name).cast::<u8>() as usize, name.len());
+        match self.last {
+            Some((last, _)) if last == address => self.run += 1,
+            _ => self.append_other(name, address),
+        }
+    }
+
+    /// Appends `name`, at `address`, after a row that named another.
+    fn append_other(&mut self, name: &Arc<str>, address: (usize, usize)) {
         let key = match self.key_by_address(address) {
             Some(key) => key,
             None => {
@@ -352,6 +469,7 @@ impl SharedNames {
         self.push_key(address, key);
     }
 
+    #[inline]
     fn append_option(&mut self, name: Option<&Arc<str>>) {
         match name {
             Some(name) => self.append(name),
@@ -361,19 +479,6 @@ impl SharedNames {
                 self.nulls.append_null();
             }
         }
-    }
-
-    fn append_static(&mut self, name: &'static str) {
-        let address = (name.as_ptr() as usize, name.len());
-        let key = match self.key_by_address(address) {
-            Some(key) => key,
-            None => {
-                let key = self.key_of_text(&Arc::from(name));
-                self.by_address.insert(address, key);
-                key
-            }
-        };
-        self.push_key(address, key);
     }
 
     /// The key of a name seen before at `address` (the last two first).
@@ -454,11 +559,23 @@ mod tests {
     use arrow::array::AsArray;
 
     #[test]
+    fn fixed_names_are_the_events_own() {
+        use EventKind::*;
+        for kind in [Call, Return, Exception, Unfinished, Gap, Yield, Resume] {
+            assert_eq!(KIND_NAMES[kind_key(kind) as usize], kind.as_str());
+        }
+        for source in [Source::Sampled, Source::Exact] {
+            assert_eq!(SOURCE_NAMES[source_key(source) as usize], source.as_str());
+        }
+    }
+
+    #[test]
     fn names_in_runs_between_nulls_and_other_names_come_back_in_order() {
         let a: Arc<str> = Arc::from("a");
         let b: Arc<str> = Arc::from("b");
         // Another `Arc` of the same text: the same dictionary entry.
         let a_again: Arc<str> = Arc::from("a");
+        let kind: Arc<str> = Arc::from("kind");
         let rows = [
             Some(&a),
             Some(&a),
@@ -477,7 +594,7 @@ mod tests {
             for row in rows {
                 names.append_option(row);
             }
-            names.append_static("kind");
+            names.append(&kind);
             let column = names.finish();
             let texts = column.values().as_string::<i32>();
             let read: Vec<Option<&str>> = column
