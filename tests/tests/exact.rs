@@ -594,9 +594,12 @@ fn a_call_stopped_by_the_timeout_is_unfinished_with_the_time_it_ran() {
         assert_eq!(work.len(), 1, "{label}: {work:?}");
         assert_eq!(work[0]["outcome"], "unfinished", "{label}");
         let ran = work[0]["duration_ns"].as_i64().expect("a duration");
+        // The timeout counts from the launch: on a loaded machine Python's start
+        // and the hook's take a few hundred milliseconds of that second (0.82 s was
+        // seen with two test binaries running), never all of it.
         assert!(
-            (900_000_000..5_000_000_000).contains(&ran),
-            "{label}: work ran about 1 s before the timeout, not {ran} ns"
+            (300_000_000..5_000_000_000).contains(&ran),
+            "{label}: work ran most of the 1 s before the timeout, not {ran} ns"
         );
     }
 }
