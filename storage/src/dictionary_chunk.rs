@@ -25,7 +25,8 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{
-    ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder, PageEncodingStats,
+    ColumnChunkMetaData, ColumnChunkMetaDataBuilder, ColumnIndexBuilder, OffsetIndexBuilder,
+    PageEncodingStats,
 };
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
@@ -216,7 +217,7 @@ pub(crate) fn encode_dictionary_column(
 
     let rows = keys.len() as u64;
     let null_count = keys.null_count() as u64;
-    let mut metadata = ColumnChunkMetaData::builder(Arc::clone(descr))
+    let metadata = ColumnChunkMetaData::builder(Arc::clone(descr))
         .set_compression(Compression::ZSTD(level))
         .set_encodings(vec![
             Encoding::PLAIN,
@@ -242,17 +243,38 @@ pub(crate) fn encode_dictionary_column(
         .set_data_page_offset(
             (dictionary_spec.offset + dictionary_spec.compressed_size as u64) as i64,
         );
-    let mut column_index_meta = None;
-    if statistics {
+    let chunk_statistics = statistics.then(|| {
         let (min, max) = chunk_range.map_or((None, None), |(min, max)| {
             let text = |key: usize| ByteArray::from(values[key].as_bytes().to_vec());
             (Some(text(min)), Some(text(max)))
         });
-        metadata =
-            metadata.set_statistics(Statistics::new(min, max, None, Some(null_count), false));
-        if props.statistics_enabled(path) == EnabledStatistics::Page {
-            column_index_meta = Some(column_index.build()?);
-        }
+        Statistics::new(min, max, None, Some(null_count), false)
+    });
+    let page_index = props.statistics_enabled(path) == EnabledStatistics::Page;
+    finish_chunk(
+        bytes,
+        metadata,
+        chunk_statistics,
+        page_index.then_some(column_index),
+        offset_index,
+        compressed_total,
+        rows,
+    )
+}
+
+/// The encoded chunk: its bytes, and the metadata, statistics and page indexes
+/// that `SerializedRowGroupWriter::append_column` places in the footer.
+pub(crate) fn finish_chunk(
+    bytes: Bytes,
+    mut metadata: ColumnChunkMetaDataBuilder,
+    statistics: Option<Statistics>,
+    column_index: Option<ColumnIndexBuilder>,
+    offset_index: OffsetIndexBuilder,
+    compressed_total: usize,
+    rows: u64,
+) -> Result<Option<EncodedChunk>> {
+    if let Some(statistics) = statistics {
+        metadata = metadata.set_statistics(statistics);
     }
     Ok(Some(EncodedChunk {
         bytes,
@@ -261,7 +283,7 @@ pub(crate) fn encode_dictionary_column(
             rows_written: rows,
             metadata: metadata.build()?,
             bloom_filter: None,
-            column_index: column_index_meta,
+            column_index: column_index.map(ColumnIndexBuilder::build).transpose()?,
             offset_index: Some(offset_index.build()),
         },
     }))

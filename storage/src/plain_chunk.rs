@@ -21,7 +21,6 @@ use arrow::datatypes::{DataType, Int32Type, Int64Type, TimestampNanosecondType, 
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, PageType, Type as PhysicalType};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
-use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{
     ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder, PageEncodingStats,
@@ -31,7 +30,7 @@ use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-use crate::dictionary_chunk::{encode_hybrid, EncodedChunk};
+use crate::dictionary_chunk::{encode_hybrid, finish_chunk, EncodedChunk};
 
 /// An integer as Parquet stores it: its physical type's little-endian bytes, ordered
 /// as its logical type orders it (`count` is a `UInt32` stored as `INT32`, so its
@@ -280,7 +279,7 @@ impl Chunk<'_> {
                 },
             );
         }
-        let mut metadata = ColumnChunkMetaData::builder(Arc::clone(descr))
+        let metadata = ColumnChunkMetaData::builder(Arc::clone(descr))
             .set_compression(Compression::ZSTD(level))
             .set_encodings(encodings)
             .set_page_encoding_stats(encoding_stats)
@@ -289,24 +288,17 @@ impl Chunk<'_> {
             .set_total_uncompressed_size(uncompressed_total as i64)
             .set_dictionary_page_offset(dictionary_offset.map(|o| o as i64))
             .set_data_page_offset(first_data_offset.unwrap_or(0) as i64);
-        let mut column_index_meta = None;
-        if statistics {
-            metadata = metadata.set_statistics(T::statistics(chunk_min, chunk_max, null_count));
-            if self.props.statistics_enabled(path) == EnabledStatistics::Page && !spans.is_empty() {
-                column_index_meta = Some(column_index.build()?);
-            }
-        }
-        Ok(Some(EncodedChunk {
+        let page_index =
+            self.props.statistics_enabled(path) == EnabledStatistics::Page && !spans.is_empty();
+        finish_chunk(
             bytes,
-            close: ColumnCloseResult {
-                bytes_written: compressed_total as u64,
-                rows_written: rows,
-                metadata: metadata.build()?,
-                bloom_filter: None,
-                column_index: column_index_meta,
-                offset_index: Some(offset_index.build()),
-            },
-        }))
+            metadata,
+            statistics.then(|| T::statistics(chunk_min, chunk_max, null_count)),
+            (statistics && page_index).then_some(column_index),
+            offset_index,
+            compressed_total,
+            rows,
+        )
     }
 
     /// The values of rows `start..end` that are not null: a slice of `values` when
