@@ -90,6 +90,43 @@ pub(crate) fn proc_error(pid: i32, e: std::io::Error) -> Error {
     }
 }
 
+/// The kernel's flag of a kernel thread (`PF_KTHREAD`, include/linux/sched.h).
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// The flags word of a task (`/proc/PID/stat`, field 9).
+fn task_flags(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // state is field 3, flags field 9.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(6)?.parse().ok()
+}
+
+/// How long after its start a process that does not look like Python is looked at
+/// again (see [`PythonProcess::open_named`]).
+const YOUNG_PROCESS: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How long ago process `pid` started (`/proc/PID/stat` field 22, in clock ticks
+/// since boot, against `/proc/uptime`).
+fn process_age(pid: i32) -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let start_ticks: f64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks_per_second <= 0 {
+        return None;
+    }
+    let age = uptime - start_ticks / ticks_per_second as f64;
+    Some(std::time::Duration::from_secs_f64(age.max(0.0)))
+}
+
 /// A Python process, found and ready to be read.
 #[derive(Debug, Clone)]
 pub struct PythonProcess {
@@ -111,6 +148,26 @@ pub struct PythonProcess {
 }
 
 impl PythonProcess {
+    /// Finds the interpreter of the process a user named (`dump --pid`, `attach
+    /// --pid`): as [`PythonProcess::open`], but a process younger than
+    /// [`YOUNG_PROCESS`] that does not look like Python yet is looked at again every
+    /// few milliseconds until it is that old. One opened as it is exec'ing (`python
+    /// x.py & tracer dump --pid $!`) can show Python's executable before its memory
+    /// holds Python's symbols. (Loops that look at every child again and again use
+    /// `open`, which does not wait.)
+    pub fn open_named(pid: i32) -> Result<PythonProcess> {
+        loop {
+            match PythonProcess::open(pid) {
+                Err(Error::NotPython { .. })
+                    if process_age(pid).is_some_and(|age| age < YOUNG_PROCESS) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                found => return found,
+            }
+        }
+    }
+
     /// Finds the interpreter of process `pid`.
     pub fn open(pid: i32) -> Result<PythonProcess> {
         if pid <= 0 || !Path::new(&format!("/proc/{pid}")).exists() {
@@ -121,11 +178,15 @@ impl PythonProcess {
         let reader = live_task(pid);
         let executable = match std::fs::read_link(format!("/proc/{reader}/exe")) {
             Ok(path) => path.to_string_lossy().into_owned(),
-            // A kernel thread has no executable, and lives on.
+            // A kernel thread has no executable, and lives on. A process that is
+            // exiting has none either (its memory is gone before it is a zombie).
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound
                     && !crate::sampler::target_gone(reader) =>
             {
+                if task_flags(reader).is_some_and(|flags| flags & PF_KTHREAD == 0) {
+                    return Err(Error::Exited(pid));
+                }
                 let comm =
                     std::fs::read_to_string(format!("/proc/{reader}/comm")).unwrap_or_default();
                 return Err(Error::NotPython {

@@ -54,7 +54,7 @@ pub fn run(args: &DumpArgs) -> CliResult {
 /// One snapshot of every thread of `pid` (with locals when `locals`), values of
 /// the `redact` names (and the built-in secret names) redacted.
 pub fn snapshot(pid: i32, locals: bool, redact: &[String]) -> CliResult<ProcessSnapshot> {
-    let process = PythonProcess::open(pid)?;
+    let process = PythonProcess::open_named(pid)?;
     let mut walker = Walker::new(process);
     let opts = SnapshotOptions {
         locals,

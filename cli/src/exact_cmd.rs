@@ -253,7 +253,7 @@ pub fn attach(args: &AttachArgs) -> CliResult<i32> {
             args.pid
         )));
     }
-    let process = PythonProcess::open(args.pid)?;
+    let process = PythonProcess::open_named(args.pid)?;
     if process.version.minor < 12 {
         return Err(CliError::new(format!(
             "exact tracing of a running process needs Python 3.12 or newer; pid {} runs {}",

@@ -433,7 +433,7 @@ pub fn attach_run(args: &AttachArgs, caller: Caller) -> CliResult<Traced> {
         signals::install_for_attach();
     }
     let started = Instant::now();
-    let process = PythonProcess::open(args.pid)?;
+    let process = PythonProcess::open_named(args.pid)?;
     let command = command_line(args.pid, &[]);
     let mut run = RunInfo::new(command, args.pid, Mode::Sampled);
     if let Ok(cwd) = std::fs::read_link(format!("/proc/{}/cwd", args.pid)) {

@@ -523,3 +523,48 @@ fn dump_agrees_with_py_spy_on_functions_and_lines() {
         }
     }
 }
+
+/// A process dumped as it exits says it exited: its executable link goes before it
+/// is a zombie, and the dump said "not a Python interpreter: it has no executable (a
+/// kernel thread)". One dumped right after it was launched is read once Python has
+/// set itself up, not refused as not Python while it exec's.
+#[test]
+fn a_process_dumped_as_it_starts_or_exits_is_not_called_not_python() {
+    let interp = &matrix()[0];
+    let label = &interp.label;
+    // 200 MB to free makes the exit slow enough to be caught in it.
+    let program = "big = [bytearray(1 << 20) for _ in range(200)]\n\
+                   import time\ntime.sleep(0.3)\n";
+    for _ in 0..8 {
+        let mut child = Command::new(&interp.path)
+            .args(["-c", program])
+            .spawn()
+            .expect("start python");
+        let pid = child.id().to_string();
+        let first = Command::new(tracer_bin())
+            .args(["dump", "--pid", &pid, "--format", "json"])
+            .output()
+            .expect("run tracer dump");
+        let first_err = String::from_utf8_lossy(&first.stderr);
+        // Read, or not ready to be read yet ("not initialised yet"): never "not a
+        // Python interpreter".
+        assert!(
+            first.status.success() || !first_err.contains("not a Python interpreter"),
+            "{label}: dump at the start: {first_err}"
+        );
+        let last = loop {
+            let out = Command::new(tracer_bin())
+                .args(["dump", "--pid", &pid, "--format", "json"])
+                .output()
+                .expect("run tracer dump");
+            if !out.status.success() {
+                break String::from_utf8_lossy(&out.stderr).into_owned();
+            }
+        };
+        child.wait().expect("wait for python");
+        assert!(
+            last.contains("exited") || last.contains("no process"),
+            "{label}: dump as it exited: {last}"
+        );
+    }
+}
