@@ -1990,8 +1990,11 @@ fn exception_messages_render_subclasses_of_builtins_as_their_base() {
 fn include_everything_leaves_out_the_bootstraps_own_work() {
     let dir = scratch("include-everything");
     let program = dir.join("prog.py");
-    std::fs::write(&program, "def work():\n    return 1\nwork()\nprint('hello')\n")
-        .expect("program");
+    std::fs::write(
+        &program,
+        "def work():\n    return 1\nwork()\nprint('hello')\n",
+    )
+    .expect("program");
     let user = dir.join("user");
     std::fs::create_dir_all(&user).expect("user folder");
     std::fs::write(
@@ -2037,7 +2040,11 @@ fn include_everything_leaves_out_the_bootstraps_own_work() {
             let sitecustomize_imports = run
                 .calls_of("_find_and_load")
                 .into_iter()
-                .filter(|e| e.args.as_deref().is_some_and(|a| a.contains("'sitecustomize'")))
+                .filter(|e| {
+                    e.args
+                        .as_deref()
+                        .is_some_and(|a| a.contains("'sitecustomize'"))
+                })
                 .count();
             let marks: Vec<&Event> = run
                 .calls_of("mark")
