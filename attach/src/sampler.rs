@@ -162,6 +162,9 @@ pub struct Sampler {
     args: Vec<Option<String>>,
     keys: Vec<u64>,
     codes: CodeCaches,
+    /// The program the target ran when sampling began ([`program_image`]): a read
+    /// that fails after an exec reads addresses of a program no longer there.
+    image: Option<(u64, u64)>,
 }
 
 /// A call site's cache key: code address, globals address, and the address of the
@@ -187,6 +190,7 @@ impl Sampler {
             return Err(SamplerError::Rate(options.rate_hz));
         }
         let pid = process.pid;
+        let image = program_image(process.mem.pid());
         let walker = Walker::new(process);
         let scope = ProgramScope::of_process(&walker)?;
         let filter = ModuleFilter::new(&options.include, &options.exclude, scope)?;
@@ -213,6 +217,7 @@ impl Sampler {
             args: Vec::new(),
             keys: Vec::new(),
             codes: CodeCaches::default(),
+            image,
         })
     }
 
@@ -456,7 +461,17 @@ impl Sampler {
     /// Counts a failed read, or tells that the target has exited.
     fn read_failed(&mut self, error: Error) -> Option<StopReason> {
         let pid = self.walker.process.mem.pid();
-        if matches!(error, Error::Exited(_) | Error::NoSuchProcess(_)) || target_gone(pid) {
+        // A process that exec'd another program no longer runs the Python it was:
+        // its calls end there, as at an exit (every read of the old program's
+        // addresses would fail until the new one exits).
+        let execd = || {
+            self.image
+                .is_some_and(|image| program_image(pid) != Some(image))
+        };
+        if matches!(error, Error::Exited(_) | Error::NoSuchProcess(_))
+            || target_gone(pid)
+            || execd()
+        {
             return Some(StopReason::TargetExited);
         }
         self.sample_errors += 1;
@@ -790,6 +805,20 @@ fn read_source(pid: i32, filename: &str) -> Option<String> {
 fn thread_key(tstate: u64, ident: u64, tid: i64) -> u64 {
     let mix = |h: u64, v: u64| (h.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     mix(mix(mix(0, tstate), ident), tid as u64)
+}
+
+/// Where the program process `pid` runs was mapped: its executable's code and its
+/// stack (`/proc/PID/stat` fields 26 and 28, `start_code` and `start_stack`). An exec
+/// maps a new program, at new addresses (address space randomization), so a change
+/// means the process runs another program. `None` when unreadable or hidden (the
+/// kernel shows zeros to a reader without ptrace access).
+fn program_image(pid: i32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // After the command name, field 3 (state) is at index 0.
+    let start_code: u64 = fields.get(26 - 3)?.parse().ok()?;
+    let start_stack: u64 = fields.get(28 - 3)?.parse().ok()?;
+    (start_code != 0 || start_stack != 0).then_some((start_code, start_stack))
 }
 
 /// Whether process `pid` has exited (gone, or a zombie waiting to be reaped).

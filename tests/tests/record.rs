@@ -810,6 +810,50 @@ fn attach_stops_at_duration_and_at_target_exit() {
     );
 }
 
+/// A sampled attach to a process that execs another program ends there, as at an
+/// exit: it went on reading the old interpreter's addresses until the new program
+/// exited (thousands of sample errors), and `before` "returned" seconds after the
+/// exec.
+#[test]
+fn attach_ends_when_the_target_execs_another_program() {
+    let _serial = e2e::serial();
+    let interp = &matrix()[0];
+    let dir = temp_dir("attach-exec");
+    let mut target = Target::start(&interp.path, &script("execs_away.py"), &[]);
+    target.wait_for("READY", Duration::from_secs(20));
+    let trace = dir.join("t.parquet");
+    let started = Instant::now();
+    let out = Command::new(tracer_bin())
+        .args(["attach", "--pid", &target.pid().to_string(), "-o"])
+        .arg(&trace)
+        .output()
+        .expect("run tracer attach");
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The exec comes 1.5 s after READY; `sleep 5` ends 5 s later.
+    assert!(took < Duration::from_secs(4), "attach ran {took:?}");
+    let (rows, run) = read_trace(&trace);
+    assert_eq!(run["status"], "target_exited");
+    let ended = rows
+        .iter()
+        .find(|r| r["function"] == "before" && r["kind"] == "return")
+        .unwrap_or_else(|| panic!("before ended: {rows:?}"));
+    let ran = ended["duration_ns"].as_i64().expect("a duration");
+    assert!(ran < 2_500_000_000, "before ran {ran} ns");
+    let (samples, errors) = (
+        run["samples"].as_u64().unwrap_or(0),
+        run["sample_errors"].as_u64().unwrap_or(0),
+    );
+    assert!(
+        errors * 10 < samples,
+        "{errors} of {samples} samples failed"
+    );
+}
+
 /// Records `subprocesses.py` under `interp`, with `extra` options.
 fn record_subprocesses(interp: &Interpreter, name: &str, extra: &[&str]) -> (Vec<Value>, Value) {
     let dir = temp_dir(name);
