@@ -1912,8 +1912,9 @@ fn async_generator_yields_are_the_values_yielded() {
 /// An exception's message renders int, str and container subclasses among its
 /// arguments as the arguments renderer does (an IntEnum member as its number, a str
 /// subclass as a str, a named tuple and a set subclass by name), not as `<Class
-/// object at 0x...>`, on both hooks; and no class's own `__repr__`/`__str__` runs
-/// for it (they would print).
+/// object at 0x...>`, on both hooks; an OSError's is its own `[Errno N] text` made
+/// from its arguments' values; and no class's own `__repr__`/`__str__` runs for it
+/// (they would print).
 #[test]
 fn exception_messages_render_subclasses_of_builtins_as_their_base() {
     let dir = scratch("subclass-messages");
@@ -1930,10 +1931,12 @@ fn exception_messages_render_subclasses_of_builtins_as_their_base() {
          def boom(*args):\n    raise ValueError(*args)\n\
          def key(k):\n    raise KeyError(k)\n\
          def leave():\n    sys.exit(Code.BAD)\n\
+         def os_error(*args):\n    raise OSError(*args)\n\
          for f, args in ((boom, (Code.BAD,)), (boom, (Name('x'),)), (key, (Name('x'),)),\n\
          \x20             (boom, (Loud(5),)), (boom, ([Code.BAD, Name('y')],)),\n\
          \x20             (boom, (Point(1, Name('z')),)), (boom, (Tags([Code.BAD]),)),\n\
-         \x20             (boom, (Code.BAD, Name('y'))), (key, (Code.BAD,))):\n    \
+         \x20             (boom, (Code.BAD, Name('y'))), (key, (Code.BAD,)),\n\
+         \x20             (os_error, (Loud(13), Name('denied'))), (os_error, (2, Name('gone')))):\n    \
          try:\n        f(*args)\n    except Exception:\n        pass\n\
          leave()\n",
     )
@@ -1977,6 +1980,15 @@ fn exception_messages_render_subclasses_of_builtins_as_their_base() {
             "{label}"
         );
         assert_eq!(ended("leave"), [pair("SystemExit", "3")], "{label}");
+        // OSError's own str() (`[Errno N] text`), made from the arguments' values.
+        assert_eq!(
+            ended("os_error"),
+            [
+                pair("PermissionError", "[Errno 13] denied"),
+                pair("FileNotFoundError", "[Errno 2] gone"),
+            ],
+            "{label}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

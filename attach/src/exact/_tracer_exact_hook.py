@@ -854,8 +854,13 @@ def _exception_text(exc):
                 str_impl = found
                 break
         args = _exc_args(exc)
+        surrogate = None
+        if type(str_impl) is _SlotWrapper and not _plain(args, [_PLAIN_ITEMS]):
+            surrogate = _with_base_args(t, str_impl, args)
         if type(str_impl) is _SlotWrapper and _plain(args, [_PLAIN_ITEMS]):
             message = str_impl(exc)
+        elif surrogate is not None:
+            message = str_impl(surrogate)
         elif len(args) == 0:
             message = ""
         elif len(args) == 1 and str_impl is _KEY_ERROR_STR:
@@ -868,6 +873,40 @@ def _exception_text(exc):
     except BaseException as err:
         message = "<repr failed: " + _tname(type(err)) + ">"
     return qualified, message
+
+
+def _with_base_args(t, str_impl, args):
+    """For an exception whose class has a C __str__ of its own (OSError's
+    `[Errno N] text`) and whose arguments are subclasses of int, float, str or bytes
+    (an IntEnum errno): the same builtin exception made with those arguments as
+    exact copies of their base values, so that its str() is Python's and runs no
+    class's code. None when not so (its str() is then rendered from the arguments)."""
+    owner = None
+    for klass in _tmro(t):
+        if _tdict(klass).get("__str__") is str_impl:
+            owner = klass
+            break
+    if owner is None or owner is BaseException or _tflags(owner) & _HEAP:
+        return None
+    copies = []
+    for value in args:
+        flags = _tflags(type(value))
+        if type(value) in _SCALARS:
+            copies.append(value)
+        elif flags & _LONG_SUB:
+            copies.append(int.__int__(value))
+        elif flags & _STR_SUB:
+            copies.append(str.__str__(value))
+        elif flags & _BYTES_SUB:
+            copies.append(bytes.__getitem__(value, slice(None)))
+        elif isinstance(value, float):
+            copies.append(float.__float__(value))
+        else:
+            return None
+    try:
+        return owner(*copies)
+    except Exception:
+        return None
 
 
 # The most items of builtin containers an exception's arguments may hold for its
