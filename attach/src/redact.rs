@@ -100,10 +100,12 @@ const SHORTEST_SECRET: usize = 11;
 /// * a payment card number: 13 to 19 digits that pass the Luhn check, either in one
 ///   run or in groups of 3 to 6 digits separated by single spaces or dashes;
 /// * a US social security number `ddd-dd-dddd` (area not 000, 666 or 9xx, group not
-///   00, serial not 0000).
+///   00, serial not 0000);
+/// * a URL with a password in it: `scheme://user:password@host` (a database or
+///   broker URL, `postgres://app:hunter2@db/prod`).
 ///
-/// Each pattern must start and end at a word boundary (no ASCII letter or digit
-/// right before or after it).
+/// Each pattern but the URL's must start and end at a word boundary (no ASCII letter
+/// or digit right before or after it).
 pub fn looks_secret(text: &str) -> bool {
     let b = text.as_bytes();
     // Most reprs (small ints, short names) are shorter than any pattern: this test
@@ -117,6 +119,7 @@ pub fn looks_secret(text: &str) -> bool {
         || has_sk_key(b)
         || has_card_number(b)
         || has_ssn(b)
+        || has_url_password(b)
 }
 
 fn is_alnum(b: u8) -> bool {
@@ -307,6 +310,25 @@ fn has_ssn(b: &[u8]) -> bool {
     })
 }
 
+/// `://`, then a user part and a non-empty password separated by `:`, then `@`,
+/// with no `/`, `@`, space or quote between `://` and the `@`.
+fn has_url_password(b: &[u8]) -> bool {
+    occurrences(b, b"://").any(|i| {
+        let userinfo_start = i + 3;
+        let end = b[userinfo_start..]
+            .iter()
+            .position(|&c| matches!(c, b'/' | b'@' | b'\'' | b'"') || c.is_ascii_whitespace())
+            .map(|n| userinfo_start + n);
+        let Some(at) = end.filter(|&at| b[at] == b'@') else {
+            return false;
+        };
+        b[userinfo_start..at]
+            .iter()
+            .position(|&c| c == b':')
+            .is_some_and(|colon| userinfo_start + colon + 1 < at)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     fn command(args: &[&str], extra: &[&str]) -> Vec<String> {
@@ -443,6 +465,17 @@ mod tests {
             "20 digits is not a card"
         );
         assert!(!looks_secret("order 12345 shipped 2024-01-15"));
+    }
+
+    #[test]
+    fn a_url_with_a_password_is_secret_and_other_urls_are_not() {
+        assert!(looks_secret("postgres://app:hunter2@db.internal:5432/prod"));
+        assert!(looks_secret("'redis://:s3cret@cache:6379/0'"));
+        assert!(looks_secret("connecting to amqp://guest:guest@localhost//"));
+        assert!(!looks_secret("https://example.com:8443/path?q=a:b@c"));
+        assert!(!looks_secret("ssh://deploy@host.example/repo.git"));
+        assert!(!looks_secret("postgres://app:@db/prod (no password)"));
+        assert!(!looks_secret("see https://docs.python.org/3/library/"));
     }
 
     #[test]

@@ -292,6 +292,9 @@ def main():
            "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U")
     value("secret jwt", jwt, expect=REDACTED)
     value("secret aws", "AKIAIOSFODNN7EXAMPLE", expect=REDACTED)
+    value("secret url", "postgres://app:hunter2@db.internal/prod", expect=REDACTED)
+    value("url without password", "https://example.com:8443/a:b@c",
+          expect="'https://example.com:8443/a:b@c'")
     value("secret card int", 4111111111111111, expect=REDACTED)
     value("secret token bytes", b"ghp_1234567890abcdefghijABCDEFGHIJ123456",
           expect=REDACTED)
