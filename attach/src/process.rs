@@ -215,7 +215,13 @@ impl PythonProcess {
             })?;
         let mut layout = Layout::for_version(version).ok_or_else(|| Error::UnsupportedVersion {
             pid,
-            version: version.to_string(),
+            // Before the interpreter has set up, an old Python's micro is not known
+            // yet (it reads as 0): `3.7`, not `3.7.0` for a 3.7.16.
+            version: if micro_known {
+                version.to_string()
+            } else {
+                format!("{}.{}", version.major, version.minor)
+            },
         })?;
         if version.minor >= 13 {
             let bytes = mem

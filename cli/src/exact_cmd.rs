@@ -155,6 +155,10 @@ pub fn record(args: &RecordArgs) -> CliResult<i32> {
         .found
         .filter(|_| stats.processes.is_empty())
         .map(|e| format!("{e}: nothing was traced"));
+    if unsupported.is_some() {
+        // The report's header names the Python it found, not "Python ?".
+        run.python_version = run.python_version.or(probe.version);
+    }
     finish(
         run,
         recording,
@@ -178,6 +182,8 @@ struct UnsupportedProbe {
     looks_left: u32,
     next: Instant,
     found: Option<String>,
+    /// The version of the Python it found, for the run's `python_version`.
+    version: Option<String>,
 }
 
 impl UnsupportedProbe {
@@ -192,6 +198,7 @@ impl UnsupportedProbe {
             looks_left: Self::LOOKS,
             next: Instant::now(),
             found: None,
+            version: None,
         }
     }
 
@@ -208,6 +215,11 @@ impl UnsupportedProbe {
             match PythonProcess::open(pid) {
                 Err(e @ attach::Error::UnsupportedVersion { .. }) => {
                     self.found = Some(e.to_string());
+                    if let attach::Error::UnsupportedVersion { version, .. } = &e {
+                        // `2.7 (by its file name)`: the version alone.
+                        let number = version.split(" (").next().unwrap_or(version);
+                        self.version = Some(number.to_string());
+                    }
                     self.looks_left = 0;
                 }
                 Ok(_) => self.looks_left = 0,

@@ -123,6 +123,10 @@ fn record_of_an_unsupported_python_says_so_and_leaves_the_program_alone() {
         stderr.contains("runs Python 3.7") && stderr.contains("nothing was traced"),
         "{stderr}"
     );
+    // The report's header names it too (it said "Python ?"), and never a made-up
+    // micro version (3.7.0 for a 3.7.16 read before it had set up).
+    assert!(stderr.contains("(Python 3.7"), "{stderr}");
+    assert!(!stderr.contains("3.7.0"), "{stderr}");
     // A binary named like an old Python, without `_PyRuntime`.
     let fake = dir.join("python3.6");
     std::fs::copy("/bin/sleep", &fake).expect("copy sleep");
