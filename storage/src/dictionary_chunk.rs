@@ -103,14 +103,7 @@ pub(crate) fn encode_dictionary_column(
         return Ok(None);
     }
     let statistics = props.statistics_enabled(path) != EnabledStatistics::None;
-    let mut compressor = zstd::bulk::Compressor::new(level.compression_level())
-        .map_err(|e| ParquetError::External(Box::new(e)))?;
-    let mut compress = |raw: &[u8]| -> Result<Bytes> {
-        compressor
-            .compress(raw)
-            .map(Bytes::from)
-            .map_err(|e| ParquetError::External(Box::new(e)))
-    };
+    let mut compress = page_compressor(level.compression_level())?;
 
     let mut sink = TrackedWrite::new(Vec::new());
     let mut pages = SerializedPageWriter::new(&mut sink);
@@ -260,6 +253,18 @@ pub(crate) fn encode_dictionary_column(
         compressed_total,
         rows,
     )
+}
+
+/// A page compressor at zstd `level`: a page's raw bytes in, its compressed bytes out.
+pub(crate) fn page_compressor(level: i32) -> Result<impl FnMut(&[u8]) -> Result<Bytes>> {
+    let mut compressor =
+        zstd::bulk::Compressor::new(level).map_err(|e| ParquetError::External(Box::new(e)))?;
+    Ok(move |raw: &[u8]| -> Result<Bytes> {
+        compressor
+            .compress(raw)
+            .map(Bytes::from)
+            .map_err(|e| ParquetError::External(Box::new(e)))
+    })
 }
 
 /// The encoded chunk: its bytes, and the metadata, statistics and page indexes

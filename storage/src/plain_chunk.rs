@@ -30,7 +30,7 @@ use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-use crate::dictionary_chunk::{encode_hybrid, finish_chunk, EncodedChunk};
+use crate::dictionary_chunk::{encode_hybrid, finish_chunk, page_compressor, EncodedChunk};
 
 /// An integer as Parquet stores it: its physical type's little-endian bytes, ordered
 /// as its logical type orders it (`count` is a `UInt32` stored as `INT32`, so its
@@ -173,14 +173,7 @@ impl Chunk<'_> {
         // for zstd to squeeze.
         let constant = chunk_min.is_some() && chunk_min == chunk_max;
 
-        let mut compressor = zstd::bulk::Compressor::new(self.level)
-            .map_err(|e| ParquetError::External(Box::new(e)))?;
-        let mut compress = |raw: &[u8]| -> Result<Bytes> {
-            compressor
-                .compress(raw)
-                .map(Bytes::from)
-                .map_err(|e| ParquetError::External(Box::new(e)))
-        };
+        let mut compress = page_compressor(self.level)?;
         let mut sink = TrackedWrite::new(Vec::new());
         let mut pages = SerializedPageWriter::new(&mut sink);
         let (mut uncompressed_total, mut compressed_total) = (0usize, 0usize);
