@@ -249,14 +249,20 @@ impl Connection {
 
     /// Keeps the strings of the row last written for the next values to be rendered
     /// into (the row's fields are filled anew for each row).
+    #[inline]
     fn recycle_text(&mut self) {
-        for text in [self.row.args.take(), self.row.value.take()]
-            .into_iter()
-            .flatten()
-        {
-            if self.spare_text.len() < 4 {
-                self.spare_text.push(text);
-            }
+        // Without values (`--no-args`) both are always `None`: two tests and done.
+        if let Some(text) = self.row.args.take() {
+            self.keep_spare(text);
+        }
+        if let Some(text) = self.row.value.take() {
+            self.keep_spare(text);
+        }
+    }
+
+    fn keep_spare(&mut self, text: String) {
+        if self.spare_text.len() < 4 {
+            self.spare_text.push(text);
         }
     }
 
