@@ -93,13 +93,23 @@ pub(crate) fn proc_error(pid: i32, e: std::io::Error) -> Error {
 /// The kernel's flag of a kernel thread (`PF_KTHREAD`, include/linux/sched.h).
 const PF_KTHREAD: u64 = 0x0020_0000;
 
-/// The flags word of a task (`/proc/PID/stat`, field 9).
-fn task_flags(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces:
-    // state is field 3, flags field 9.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(6)?.parse().ok()
+/// A task's `/proc/PID/stat`, read once, for its numbered fields.
+pub(crate) struct ProcStat(String);
+
+impl ProcStat {
+    pub(crate) fn read(pid: i32) -> Option<ProcStat> {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .map(ProcStat)
+    }
+
+    /// Field `n` as `proc(5)` numbers them (3 state, 9 flags, 22 starttime, 26
+    /// start_code, 28 start_stack), for `n >= 3`: the fields after the command name,
+    /// which is in parentheses and may hold spaces.
+    pub(crate) fn field<T: std::str::FromStr>(&self, n: usize) -> Option<T> {
+        let rest = &self.0[self.0.rfind(')')? + 1..];
+        rest.split_whitespace().nth(n.checked_sub(3)?)?.parse().ok()
+    }
 }
 
 /// How long after its start a process that does not look like Python is looked at
@@ -109,9 +119,7 @@ const YOUNG_PROCESS: std::time::Duration = std::time::Duration::from_millis(500)
 /// How long ago process `pid` started (`/proc/PID/stat` field 22, in clock ticks
 /// since boot, against `/proc/uptime`).
 fn process_age(pid: i32) -> Option<std::time::Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let start_ticks: f64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let start_ticks: f64 = ProcStat::read(pid)?.field(22)?;
     let uptime: f64 = std::fs::read_to_string("/proc/uptime")
         .ok()?
         .split_whitespace()
@@ -184,7 +192,8 @@ impl PythonProcess {
                 if e.kind() == std::io::ErrorKind::NotFound
                     && !crate::sampler::target_gone(reader) =>
             {
-                if task_flags(reader).is_some_and(|flags| flags & PF_KTHREAD == 0) {
+                let flags = ProcStat::read(reader).and_then(|stat| stat.field::<u64>(9));
+                if flags.is_some_and(|flags| flags & PF_KTHREAD == 0) {
                     return Err(Error::Exited(pid));
                 }
                 let comm =

@@ -36,7 +36,7 @@ use crate::error::Error;
 use crate::event::{EventSink, SinkError};
 use crate::filter::{FilterError, ModuleFilter, ProgramScope};
 use crate::names::Names;
-use crate::process::PythonProcess;
+use crate::process::{ProcStat, PythonProcess};
 use crate::repr::{repr_named_cached, ReprOptions, TypeCache};
 use crate::snapshot::{take_snapshot, ProcessSnapshot, SnapshotOptions};
 use crate::walker::{CodeInfo, RawThread, SampledFrame, Walker};
@@ -190,7 +190,7 @@ impl Sampler {
             return Err(SamplerError::Rate(options.rate_hz));
         }
         let pid = process.pid;
-        let image = program_image(process.mem.pid());
+        let image = ProcStat::read(process.mem.pid()).and_then(|stat| program_image(&stat));
         let walker = Walker::new(process);
         let scope = ProgramScope::of_process(&walker)?;
         let filter = ModuleFilter::new(&options.include, &options.exclude, scope)?;
@@ -464,13 +464,13 @@ impl Sampler {
         // A process that exec'd another program no longer runs the Python it was:
         // its calls end there, as at an exit (every read of the old program's
         // addresses would fail until the new one exits).
-        let execd = || {
-            self.image
-                .is_some_and(|image| program_image(pid) != Some(image))
-        };
+        let stat = ProcStat::read(pid);
+        let execd = self
+            .image
+            .is_some_and(|image| stat.as_ref().and_then(program_image) != Some(image));
         if matches!(error, Error::Exited(_) | Error::NoSuchProcess(_))
-            || target_gone(pid)
-            || execd()
+            || exited(stat.as_ref())
+            || execd
         {
             return Some(StopReason::TargetExited);
         }
@@ -680,13 +680,10 @@ impl Describer<'_> {
         let mut slots_read: Vec<(usize, Vec<u64>)> = Vec::new();
         for index in 0..count {
             let args = if self.facts(index).traced {
-                match self.read_args(index) {
-                    ArgsRead::Read { json, slots } => {
-                        slots_read.push((index, slots));
-                        Some(json)
-                    }
-                    ArgsRead::Unreadable | ArgsRead::Cleared => None,
-                }
+                self.read_args(index).map(|(json, slots)| {
+                    slots_read.push((index, slots));
+                    json
+                })
             } else {
                 None
             };
@@ -703,7 +700,7 @@ impl Describer<'_> {
             let mut stable = false;
             for _ in 0..ARGS_READS {
                 match self.read_args(index) {
-                    ArgsRead::Read { json, slots: now } if now == slots => {
+                    Some((json, now)) if now == slots => {
                         if self.args[index].as_deref() == Some(json.as_str()) {
                             stable = true;
                             break;
@@ -722,13 +719,13 @@ impl Describer<'_> {
 
     /// The arguments of frame `index` as a JSON object of name to repr, read now,
     /// and the object addresses its argument slots held.
-    fn read_args(&mut self, index: usize) -> ArgsRead {
+    fn read_args(&mut self, index: usize) -> Option<(String, Vec<u64>)> {
         let frame = &self.frames[index].frame;
-        let Ok(pairs) = self.walker.frame_args(frame) else {
-            return ArgsRead::Unreadable;
-        };
+        let pairs = self.walker.frame_args(frame).ok()?;
+        // Every slot empty: the frame had returned (3.8-3.10 clear a finished
+        // frame's slots); its call is kept without arguments.
         if !pairs.is_empty() && pairs.iter().all(|(_, addr)| *addr == 0) {
-            return ArgsRead::Cleared;
+            return None;
         }
         let mem = &self.walker.process.mem;
         let layout = self.walker.layout();
@@ -741,10 +738,10 @@ impl Describer<'_> {
                 (name.to_string(), serde_json::Value::String(text))
             })
             .collect();
-        ArgsRead::Read {
-            json: serde_json::Value::Object(object).to_string(),
-            slots: pairs.iter().map(|(_, addr)| *addr).collect(),
-        }
+        Some((
+            serde_json::Value::Object(object).to_string(),
+            pairs.iter().map(|(_, addr)| *addr).collect(),
+        ))
     }
 
     /// The loop regions of a code object's source file, when the file can be read
@@ -772,17 +769,6 @@ const SAMPLE_ATTEMPTS: usize = 3;
 /// Reads of a frame's arguments after the first, for two in a row to agree.
 const ARGS_READS: usize = 2;
 
-/// What reading a frame's arguments gave.
-enum ArgsRead {
-    /// The JSON object of the arguments, and the object addresses of their slots.
-    Read { json: String, slots: Vec<u64> },
-    /// The slots could not be read: the call is kept without its arguments.
-    Unreadable,
-    /// Every argument slot was empty: the frame had returned (its call is kept
-    /// without its arguments).
-    Cleared,
-}
-
 /// The text of a target's source file, read through `/proc/PID/root` (or its
 /// working directory for a relative name).
 fn read_source(pid: i32, filename: &str) -> Option<String> {
@@ -807,29 +793,25 @@ fn thread_key(tstate: u64, ident: u64, tid: i64) -> u64 {
     mix(mix(mix(0, tstate), ident), tid as u64)
 }
 
-/// Where the program process `pid` runs was mapped: its executable's code and its
-/// stack (`/proc/PID/stat` fields 26 and 28, `start_code` and `start_stack`). An exec
-/// maps a new program, at new addresses (address space randomization), so a change
-/// means the process runs another program. `None` when unreadable or hidden (the
-/// kernel shows zeros to a reader without ptrace access).
-fn program_image(pid: i32) -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    // After the command name, field 3 (state) is at index 0.
-    let start_code: u64 = fields.get(26 - 3)?.parse().ok()?;
-    let start_stack: u64 = fields.get(28 - 3)?.parse().ok()?;
+/// Where the program a process runs was mapped: its executable's code and its stack
+/// (`start_code` and `start_stack`). An exec maps a new program, at new addresses
+/// (address space randomization), so a change means the process runs another
+/// program. `None` when unreadable or hidden (the kernel shows zeros to a reader
+/// without ptrace access).
+fn program_image(stat: &ProcStat) -> Option<(u64, u64)> {
+    let start_code: u64 = stat.field(26)?;
+    let start_stack: u64 = stat.field(28)?;
     (start_code != 0 || start_stack != 0).then_some((start_code, start_stack))
+}
+
+/// Whether a process has exited: gone (no stat), or a zombie waiting to be reaped.
+fn exited(stat: Option<&ProcStat>) -> bool {
+    stat.is_none_or(|stat| matches!(stat.field::<char>(3), Some('Z' | 'X')))
 }
 
 /// Whether process `pid` has exited (gone, or a zombie waiting to be reaped).
 pub fn target_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].trim_start().chars().next())
-            .is_some_and(|state| state == 'Z' || state == 'X'),
-        Err(_) => true,
-    }
+    exited(ProcStat::read(pid).as_ref())
 }
 
 /// Event time: nanoseconds since the Unix epoch, advancing with the monotonic clock
