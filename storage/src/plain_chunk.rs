@@ -303,10 +303,9 @@ impl Chunk<'_> {
         end: usize,
         defined: &'v mut Vec<T>,
     ) -> &'v [T] {
-        match self.nulls {
-            Some(valid) if valid.slice(start, end - start).null_count() > 0 => {
+        match self.nulls.map(|valid| valid.slice(start, end - start)) {
+            Some(page) if page.null_count() > 0 => {
                 defined.clear();
-                let page = valid.slice(start, end - start);
                 defined.extend(page.valid_indices().map(|row| values[start + row]));
                 defined
             }

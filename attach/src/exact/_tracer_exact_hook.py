@@ -854,10 +854,10 @@ def _exception_text(exc):
                 str_impl = found
                 break
         args = _exc_args(exc)
-        surrogate = None
-        if type(str_impl) is _SlotWrapper and not _plain(args, [_PLAIN_ITEMS]):
-            surrogate = _with_base_args(t, str_impl, args)
-        if type(str_impl) is _SlotWrapper and _plain(args, [_PLAIN_ITEMS]):
+        c_str = type(str_impl) is _SlotWrapper
+        plain = c_str and _plain(args, [_PLAIN_ITEMS])
+        surrogate = _with_base_args(t, str_impl, args) if c_str and not plain else None
+        if plain:
             message = str_impl(exc)
         elif surrogate is not None:
             message = str_impl(surrogate)
