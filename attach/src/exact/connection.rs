@@ -281,10 +281,10 @@ impl Connection {
         opts: &ReprOptions,
     ) -> Result<String, RecordError> {
         let code = self.codes.get(code).ok_or(RecordError::UnknownCode(code))?;
-        let mut json = self.spare_text.pop().unwrap_or_default().into_bytes();
+        let mut json = self.spare_text.pop().unwrap_or_default();
         json.clear();
         let mut rendered = self.spare_text.pop().unwrap_or_default();
-        json.push(b'{');
+        json.push('{');
         for (n, value) in values.iter().enumerate() {
             let (index, bytes) = value?;
             let (key, secret) = code
@@ -292,9 +292,9 @@ impl Connection {
                 .get(usize::from(index))
                 .ok_or_else(|| WireError(format!("argument {index} of a code without it")))?;
             if n > 0 {
-                json.push(b',');
+                json.push(',');
             }
-            json.extend_from_slice(key.as_bytes());
+            json.push_str(key);
             // A secret name's value is not printed at all (the hook sent it already
             // redacted, or checked as a value when the record was parsed).
             let text = if *secret {
@@ -303,11 +303,11 @@ impl Connection {
                 rendered = render_into(bytes, opts, rendered)?;
                 rendered.as_str()
             };
-            serde_json::to_writer(&mut json, text).map_err(|e| WireError(e.to_string()))?;
+            push_json_string(&mut json, text);
         }
-        json.push(b'}');
+        json.push('}');
         self.spare_text.push(rendered);
-        String::from_utf8(json).map_err(|e| WireError(e.to_string()).into())
+        Ok(json)
     }
 
     fn open(
@@ -599,6 +599,19 @@ fn empty_row() -> Event {
     }
 }
 
+/// Appends `text` to `json` as a JSON string. Most reprs (numbers, names, short
+/// strs) need no escape and are copied whole; the others go through serde_json.
+fn push_json_string(json: &mut String, text: &str) {
+    let plain = text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    if plain {
+        json.push('"');
+        json.push_str(text);
+        json.push('"');
+    } else {
+        json.push_str(&serde_json::Value::from(text).to_string());
+    }
+}
+
 /// Points a row at the names of a code.
 fn set_names(row: &mut Event, function: &Arc<str>, module: &Arc<str>, file: &Arc<str>) {
     set_name(&mut row.function, function);
@@ -652,5 +665,34 @@ pub enum RecordError {
 impl From<SinkError> for RecordError {
     fn from(e: SinkError) -> RecordError {
         RecordError::Sink(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_json_string;
+
+    #[test]
+    fn a_json_string_is_what_serde_json_writes() {
+        for text in [
+            "",
+            "27",
+            "'a b'",
+            "<repr failed: ValueError>",
+            "\"quoted\"",
+            "back\\slash",
+            "tab\there",
+            "line\nbreak",
+            "\u{7f}del",
+            "é – ✓ 𝄞",
+            "\u{1}",
+        ] {
+            let mut json = String::from("{");
+            push_json_string(&mut json, text);
+            let expected = format!("{{{}", serde_json::Value::from(text));
+            assert_eq!(json, expected, "{text:?}");
+            let back: String = serde_json::from_str(&json[1..]).expect("valid JSON");
+            assert_eq!(back, text);
+        }
     }
 }

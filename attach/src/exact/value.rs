@@ -41,7 +41,7 @@ fn value(
         b'T' => out.push_str("True"),
         b'F' => out.push_str("False"),
         b'R' => out.push_str(REDACTED),
-        b'i' => write_maybe_secret(out, &r.i64()?.to_string()),
+        b'i' => write_maybe_secret(out, itoa::Buffer::new().format(r.i64()?)),
         b'I' => {
             let negative = r.u8()? == 1;
             let decimal = digits_to_decimal(&digits_30(r.blob()?));
