@@ -383,7 +383,7 @@ impl HybridEncoder<'_> {
         }
         if length >= 8 {
             self.flush_packed();
-            self.write_varint((length as u64) << 1);
+            put_uleb128((length as u64) << 1, self.out);
             let bytes = usize::from(self.bit_width).div_ceil(8);
             self.out
                 .extend_from_slice(&self.run_value.to_le_bytes()[..bytes]);
@@ -400,7 +400,7 @@ impl HybridEncoder<'_> {
         }
         let groups = self.packed.len().div_ceil(8);
         self.packed.resize(groups * 8, 0);
-        self.write_varint(((groups as u64) << 1) | 1);
+        put_uleb128(((groups as u64) << 1) | 1, self.out);
         let width = u32::from(self.bit_width);
         let mut buffer: u64 = 0;
         let mut filled = 0u32;
@@ -422,14 +422,16 @@ impl HybridEncoder<'_> {
         self.end_run();
         self.flush_packed();
     }
+}
 
-    fn write_varint(&mut self, mut value: u64) {
-        while value >= 0x80 {
-            self.out.push((value as u8) | 0x80);
-            value >>= 7;
-        }
-        self.out.push(value as u8);
+/// Appends `value` as ULEB128 (Parquet's unsigned varint): seven bits a byte, lowest
+/// first, the high bit set on every byte but the last.
+pub(crate) fn put_uleb128(mut value: u64, out: &mut Vec<u8>) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
     }
+    out.push(value as u8);
 }
 
 #[cfg(test)]

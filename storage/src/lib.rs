@@ -42,6 +42,9 @@
 //! ```
 
 mod batch;
+#[cfg(test)]
+mod chunk_checks;
+mod delta_chunk;
 mod dictionary_chunk;
 pub mod error;
 pub mod layout;

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int32Type;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
@@ -16,9 +16,10 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
-use crate::dictionary_chunk::encode_dictionary_column;
+use crate::delta_chunk::encode_delta_column;
+use crate::dictionary_chunk::{encode_dictionary_column, EncodedChunk};
 use crate::error::{Error, Result};
 use crate::layout::{create_private_file, rename_into_place, segment_file_name, temp_path};
 use crate::plain_chunk::encode_plain_column;
@@ -183,9 +184,10 @@ pub(crate) fn encode_file(
 
 /// Writes `batch` (rows of the events table) as the next row group of `writer`:
 /// its dictionary columns from their own keys and dictionary
-/// ([`encode_dictionary_column`]), its plain integer columns from their values
-/// ([`encode_plain_column`]), the other columns (`seq` and the ids as deltas, the
-/// free text) with the Arrow writer.
+/// ([`encode_dictionary_column`]), `seq` and the ids as deltas
+/// ([`encode_delta_column`]), its plain integer columns from their values
+/// ([`encode_plain_column`]); the free text, and a column none of them takes
+/// (another type, encoding or compression), with the Arrow writer.
 pub(crate) fn write_row_group<W: Write + Send>(
     writer: &mut SerializedFileWriter<W>,
     factory: &ArrowRowGroupWriterFactory,
@@ -210,10 +212,7 @@ pub(crate) fn write_row_group<W: Write + Send>(
         .zip(batch.columns())
         .zip(arrow_writers.iter_mut().zip(&columns))
     {
-        let own = match array.as_dictionary_opt::<Int32Type>() {
-            Some(dictionary) => encode_dictionary_column(dictionary, descr, &props)?,
-            None => encode_plain_column(array, descr, &props)?,
-        };
+        let own = encode_column(array.as_ref(), descr, &props)?;
         if own.is_none() {
             for leaf in compute_leaves(field, array)? {
                 arrow_writer.write(&leaf)?;
@@ -230,6 +229,22 @@ pub(crate) fn write_row_group<W: Write + Send>(
     }
     group.close()?;
     Ok(())
+}
+
+/// `array` encoded as column `descr` by the crate's own encoders, or `None` for the
+/// Arrow writer.
+fn encode_column(
+    array: &dyn Array,
+    descr: &ColumnDescPtr,
+    props: &WriterProperties,
+) -> parquet::errors::Result<Option<EncodedChunk>> {
+    match array.as_dictionary_opt::<Int32Type>() {
+        Some(dictionary) => encode_dictionary_column(dictionary, descr, props),
+        None if props.encoding(descr.path()) == Some(Encoding::DELTA_BINARY_PACKED) => {
+            encode_delta_column(array, descr, props)
+        }
+        None => encode_plain_column(array, descr, props),
+    }
 }
 
 /// Reads the footer of `path`.

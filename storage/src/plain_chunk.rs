@@ -30,7 +30,9 @@ use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-use crate::dictionary_chunk::{encode_hybrid, finish_chunk, page_compressor, EncodedChunk};
+use crate::dictionary_chunk::{
+    encode_hybrid, finish_chunk, page_compressor, put_uleb128, EncodedChunk,
+};
 
 /// An integer as Parquet stores it: its physical type's little-endian bytes, ordered
 /// as its logical type orders it (`count` is a `UInt32` stored as `INT32`, so its
@@ -195,21 +197,12 @@ impl Chunk<'_> {
         let statistics = self.props.statistics_enabled(path) != EnabledStatistics::None;
         let mut offset_index = OffsetIndexBuilder::new();
         let mut column_index = ColumnIndexBuilder::new(T::PHYSICAL);
-        let mut levels = Vec::new();
         let mut first_data_offset = None;
         for span in &spans {
             let rows = span.end - span.start;
             raw.clear();
             if nullable {
-                levels.clear();
-                match self.nulls {
-                    Some(valid) if span.nulls > 0 => {
-                        bit_packed_levels(&valid.slice(span.start, rows), &mut levels)
-                    }
-                    _ => encode_hybrid(std::iter::once((1, rows)), 1, &mut levels),
-                }
-                raw.extend_from_slice(&(levels.len() as u32).to_le_bytes());
-                raw.extend_from_slice(&levels);
+                put_definition_levels(self.nulls, span.start, rows, span.nulls, &mut raw);
             }
             let encoding = if constant {
                 // Bit width 0: one run of key 0 for every value.
@@ -328,6 +321,27 @@ fn min_max<T: PlainInt>(values: &[T]) -> (Option<T>, Option<T>) {
     (Some(min), Some(max))
 }
 
+/// Appends the definition levels of a nullable column's page of `rows` rows from
+/// `start`, `nulls` of them null, as a data page (v1) holds them: their length in
+/// bytes (a little-endian `u32`), then one RLE run when no row is null, else the
+/// validity bitmap as one bit-packed run.
+pub(crate) fn put_definition_levels(
+    valid: Option<&NullBuffer>,
+    start: usize,
+    rows: usize,
+    nulls: usize,
+    raw: &mut Vec<u8>,
+) {
+    let length_at = raw.len();
+    raw.extend_from_slice(&[0; 4]);
+    match valid {
+        Some(valid) if nulls > 0 => bit_packed_levels(&valid.slice(start, rows), raw),
+        _ => encode_hybrid(std::iter::once((1, rows)), 1, raw),
+    }
+    let length = (raw.len() - length_at - 4) as u32;
+    raw[length_at..length_at + 4].copy_from_slice(&length.to_le_bytes());
+}
+
 /// Appends the definition levels of a page holding nulls, one bit a row, as one
 /// bit-packed run of Parquet's RLE/bit-packing hybrid: groups of eight 1-bit values,
 /// the first in the lowest bit, which is how Arrow lays out a validity bitmap, so the
@@ -335,12 +349,7 @@ fn min_max<T: PlainInt>(values: &[T]) -> (Option<T>, Option<T>) {
 /// has a `caller_line` and no `duration_ns`, its return row the other way round.)
 fn bit_packed_levels(valid: &NullBuffer, out: &mut Vec<u8>) {
     let groups = valid.len().div_ceil(8);
-    let mut header = ((groups as u64) << 1) | 1;
-    while header >= 0x80 {
-        out.push((header as u8) | 0x80);
-        header >>= 7;
-    }
-    out.push(header as u8);
+    put_uleb128(((groups as u64) << 1) | 1, out);
     let bitmap = valid.inner().sliced();
     out.extend_from_slice(&bitmap.as_slice()[..groups]);
     // Bits past the last row are read as levels of no row: make them 0.
