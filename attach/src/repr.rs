@@ -378,6 +378,18 @@ pub fn repr_value_cached<M: ProcessMemory + ?Sized>(
     addr: u64,
     opts: &ReprOptions,
 ) -> String {
+    write_repr(mem, layout, cache, addr, opts).0
+}
+
+/// The repr of the object at `addr`, and whether an object on the way had been
+/// freed (see [`live_reference_count`]).
+fn write_repr<M: ProcessMemory + ?Sized>(
+    mem: &M,
+    layout: &Layout,
+    cache: &mut TypeCache,
+    addr: u64,
+    opts: &ReprOptions,
+) -> (String, bool) {
     let mut writer = Writer {
         mem,
         layout,
@@ -385,9 +397,10 @@ pub fn repr_value_cached<M: ProcessMemory + ?Sized>(
         opts,
         out: Out::new(opts.max_len),
         active: Vec::new(),
+        met_freed: false,
     };
     writer.value(addr, 0, false);
-    writer.out.finish()
+    (writer.out.finish(), writer.met_freed)
 }
 
 /// The repr of a value called `name` (an argument, a local): [`REDACTED`] when the
@@ -416,6 +429,25 @@ pub fn repr_named_cached<M: ProcessMemory + ?Sized>(
         return REDACTED.to_string();
     }
     repr_value_cached(mem, layout, cache, addr, opts)
+}
+
+/// [`repr_named_cached`] of a value that may have been freed since its address was
+/// read (a sampled call's argument, read after the stack): `None` when an object on
+/// the way had been freed. The call that held it has then ended, and whatever the
+/// rest of its memory reads as belongs to other values.
+pub fn repr_named_live<M: ProcessMemory + ?Sized>(
+    mem: &M,
+    layout: &Layout,
+    cache: &mut TypeCache,
+    name: &str,
+    addr: u64,
+    opts: &ReprOptions,
+) -> Option<String> {
+    if is_secret_name(name, &opts.redact_names) {
+        return Some(REDACTED.to_string());
+    }
+    let (text, met_freed) = write_repr(mem, layout, cache, addr, opts);
+    (!met_freed).then_some(text)
 }
 
 /// The text being built, which stops growing once it is known to be too long.
@@ -487,6 +519,18 @@ impl Out {
     }
 }
 
+/// Whether `refcnt` can be a live object's reference count. A sampled frame's
+/// argument may be read after its call ended: an object freed onto one of
+/// CPython's free lists (dicts, lists, tuples, floats) keeps a count of 0, and a
+/// small object freed to the allocator holds there the address of the next free
+/// block (arenas are mapped far above 2^40), while its memory still reads as the
+/// object it was, pointing at items since reused for other values. A live count is
+/// at least 1 and far below 2^40, also for an immortal object (3.12+: 2^32 - 1, a
+/// little more when an extension built for older versions counted it).
+fn live_reference_count(refcnt: u64) -> bool {
+    (1..1 << 40).contains(&refcnt)
+}
+
 /// The first bytes of an object, read in one go.
 struct Header {
     bytes: Vec<u8>,
@@ -549,6 +593,8 @@ struct Writer<'a, M: ProcessMemory + ?Sized> {
     out: Out,
     /// Containers being printed, to print a cycle as Python does (`[...]`).
     active: Vec<u64>,
+    /// Whether an object met had been freed.
+    met_freed: bool,
 }
 
 impl<M: ProcessMemory + ?Sized> Writer<'_, M> {
@@ -581,6 +627,13 @@ impl<M: ProcessMemory + ?Sized> Writer<'_, M> {
         if ty == 0 {
             return Err(Error::Inconsistent(format!(
                 "object at {addr:#x} has no type"
+            )));
+        }
+        let refcnt = header.word(self.mem, addr, o.ob_refcnt)?;
+        if !live_reference_count(refcnt) {
+            self.met_freed = true;
+            return Err(Error::Inconsistent(format!(
+                "object at {addr:#x} was freed (reference count {refcnt:#x})"
             )));
         }
         let info = self.cache.info(self.mem, self.layout, ty)?;

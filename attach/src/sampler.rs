@@ -37,7 +37,7 @@ use crate::event::{EventSink, SinkError};
 use crate::filter::{FilterError, ModuleFilter, ProgramScope};
 use crate::names::Names;
 use crate::process::{ProcStat, PythonProcess};
-use crate::repr::{repr_named_cached, ReprOptions, TypeCache};
+use crate::repr::{repr_named_live, ReprOptions, TypeCache};
 use crate::snapshot::{take_snapshot, ProcessSnapshot, SnapshotOptions};
 use crate::walker::{CodeInfo, RawThread, SampledFrame, Walker};
 
@@ -660,8 +660,10 @@ impl FrameInfo for Describer<'_> {
 impl Describer<'_> {
     /// Reads the arguments of the `count` innermost frames (the calls this sample
     /// sees first) that are traced, then checks that each of those frames still runs
-    /// the code it ran when the stack was read. False when one does not: the frame
-    /// returned and another call took its memory, so the stack read may be torn.
+    /// the code it ran when the stack was read, with the same objects in its
+    /// argument slots. False when one does not: the frame returned and another call
+    /// took its memory (of the same function, in a loop), so the stack read is of a
+    /// call that has ended, and the arguments just read are the next call's.
     ///
     /// A frame's arguments are kept only when its argument slots held the same
     /// objects and the values read the same twice in a row; else that call's `args`
@@ -692,7 +694,7 @@ impl Describer<'_> {
         for (index, slots) in slots_read {
             if !self
                 .walker
-                .frame_holds_code(&self.frames[index].frame)
+                .frame_unchanged(&self.frames[index])
                 .unwrap_or(false)
             {
                 return false;
@@ -718,7 +720,8 @@ impl Describer<'_> {
     }
 
     /// The arguments of frame `index` as a JSON object of name to repr, read now,
-    /// and the object addresses its argument slots held.
+    /// and the object addresses its argument slots held; `None` when its slots are
+    /// empty or an argument had been freed (the call ended).
     fn read_args(&mut self, index: usize) -> Option<(String, Vec<u64>)> {
         let frame = &self.frames[index].frame;
         let pairs = self.walker.frame_args(frame).ok()?;
@@ -729,15 +732,17 @@ impl Describer<'_> {
         }
         let mem = &self.walker.process.mem;
         let layout = self.walker.layout();
-        let object: serde_json::Map<String, serde_json::Value> = pairs
+        // An argument freed since: the call ended, and none of its values is read
+        // right.
+        let object = pairs
             .iter()
             .filter(|(_, addr)| *addr != 0)
             .map(|(name, addr)| {
                 let text =
-                    repr_named_cached(mem, layout, self.types, name, *addr, &self.options.repr);
-                (name.to_string(), serde_json::Value::String(text))
+                    repr_named_live(mem, layout, self.types, name, *addr, &self.options.repr)?;
+                Some((name.to_string(), serde_json::Value::String(text)))
             })
-            .collect();
+            .collect::<Option<serde_json::Map<String, serde_json::Value>>>()?;
         Some((
             serde_json::Value::Object(object).to_string(),
             pairs.iter().map(|(_, addr)| *addr).collect(),

@@ -1134,13 +1134,27 @@ impl Walker {
         Ok(Some(info))
     }
 
-    /// Whether the frame at `frame.addr` still runs `frame.code`, read now. A frame
-    /// read earlier in a sample may since have returned and its memory been reused by
-    /// another call; what is read from it later (its arguments) is only that call's
-    /// when this still holds afterwards.
-    pub fn frame_holds_code(&self, frame: &RawFrame) -> Result<bool> {
-        let code = self.read_u64(frame.addr + self.process.layout.frame.code)?;
-        Ok(code == frame.code.addr)
+    /// Whether the frame of `sampled` still runs its code with the same objects in
+    /// its argument slots, read now. A frame read earlier in a sample may since have
+    /// returned and its memory been reused by another call, of another function or
+    /// of the same one (a loop calling it starts each call where the last one
+    /// returned); what is read from it later (its arguments) is only the sampled
+    /// call's when this still holds afterwards.
+    pub fn frame_unchanged(&self, sampled: &SampledFrame) -> Result<bool> {
+        let frame = &sampled.frame;
+        let code = &frame.code;
+        let args_len = code.arg_slots().min(code.slot_names.len()) * 8;
+        let slots_at = (frame.localsplus - frame.addr) as usize;
+        let bytes = self
+            .process
+            .mem
+            .read_vec(frame.addr, slots_at + args_len)
+            .map_err(|e| read_error(self.process.pid, e))?;
+        let code_at = self.process.layout.frame.code as usize;
+        let code_now = bytes
+            .get(code_at..code_at + 8)
+            .map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+        Ok(code_now == code.addr && fingerprint(&bytes[slots_at..]) == sampled.args)
     }
 
     /// The argument slots of a frame: `(name, object address)`; an address of 0 is a

@@ -233,6 +233,10 @@ pub struct CodeLayout {
 /// Fields of the object types a repr needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ObjectLayout {
+    /// `PyObject.ob_refcnt`: at least 1 in a live object (3.12+: immortal ones hold
+    /// 2^32 - 1); 0 in one freed onto a free list, a pointer in one freed to the
+    /// allocator.
+    pub ob_refcnt: u64,
     pub ob_type: u64,
     /// `PyVarObject.ob_size`.
     pub ob_size: u64,

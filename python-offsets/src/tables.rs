@@ -10,6 +10,7 @@ pub(crate) const SUPPORTED: &[(u8, u8)] = &[(3, 8), (3, 9), (3, 10), (3, 11), (3
 /// Object fields that did not move between 3.8 and 3.13 (3.12 and 3.13 adjust the
 /// `int` and `str` parts below).
 const OBJECT_BASE: ObjectLayout = ObjectLayout {
+    ob_refcnt: 0,
     ob_type: 8,
     ob_size: 16,
     tp_name: 24,

@@ -117,6 +117,7 @@ const OFFSETS: &[Row] = &[
     ("code.code_adaptive",              &[(8, 13, Member("PyCodeObject", "co_code_adaptive"))]),
     ("code.firsttraceable",             &[(8, 13, Member("PyCodeObject", "_co_firsttraceable"))]),
     // Objects
+    ("object.ob_refcnt",                &[(8, 13, Member("PyObject", "ob_refcnt"))]),
     ("object.ob_type",                  &[(8, 13, Member("PyObject", "ob_type"))]),
     ("object.ob_size",                  &[(8, 13, Member("PyVarObject", "ob_size"))]),
     ("object.tp_name",                  &[(8, 13, Member("PyTypeObject", "tp_name"))]),
@@ -306,6 +307,7 @@ fn layout_offsets(layout: &Layout) -> Vec<(&'static str, Option<i128>)> {
         ("code.firsttraceable", firsttraceable),
     ]);
     let ObjectLayout {
+        ob_refcnt,
         ob_type,
         ob_size,
         tp_name,
@@ -327,6 +329,7 @@ fn layout_offsets(layout: &Layout) -> Vec<(&'static str, Option<i128>)> {
         set,
     } = object;
     all.extend([
+        ("object.ob_refcnt", Some(ob_refcnt)),
         ("object.ob_type", Some(ob_type)),
         ("object.ob_size", Some(ob_size)),
         ("object.tp_name", Some(tp_name)),

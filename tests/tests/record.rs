@@ -497,6 +497,60 @@ fn sampled_arguments_are_never_another_calls_values() {
     }
 }
 
+/// One sampled call is one `call` row. A loop calling the same function starts each
+/// call in the frame memory the last one left; a sample that saw a call at its
+/// `return` read that call's arguments after the next call had taken the frame, so
+/// the ended call was recorded with the next call's arguments and the next call,
+/// seen at the following sample, a second time (about one run in ten of 3000 calls).
+#[test]
+fn a_loop_of_calls_sampled_records_each_call_once() {
+    let _serial = e2e::serial();
+    for interp in matrix() {
+        let label = &interp.label;
+        let dir = temp_dir(&format!("loop-calls-{}", label.replace('/', "_")));
+        let trace = dir.join("t.parquet");
+        let out = Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(tracer_bin())
+            .args(["record", "-o"])
+            .arg(&trace)
+            .args(["--", "taskset", "-c", "1"])
+            .arg(&interp.path)
+            .arg(script("loop_calls.py"))
+            .arg("10000")
+            .output()
+            .expect("run taskset tracer record");
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (rows, _) = read_trace(&trace);
+        let mut seen = std::collections::HashMap::new();
+        for call in rows
+            .iter()
+            .filter(|r| r["kind"] == "call" && r["function"] == "work")
+        {
+            let Some(args) = call["args"].as_str() else {
+                continue;
+            };
+            let object: Value = serde_json::from_str(args).expect("args JSON");
+            let i = object["i"].as_str().unwrap_or_default().to_string();
+            if let Some(first) = seen.insert(i.clone(), call["call_id"].clone()) {
+                panic!(
+                    "{label}: work(i={i}) recorded as call {first} and again as call {}",
+                    call["call_id"]
+                );
+            }
+        }
+        assert!(
+            seen.len() > 100,
+            "{label}: only {} calls of work with arguments",
+            seen.len()
+        );
+    }
+}
+
 /// A command started with SIGINT and SIGTERM ignored (a script's background job,
 /// `trap '' INT TERM`) still has them ignored under the tracer, in both modes.
 #[test]
