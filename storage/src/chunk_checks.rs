@@ -1,4 +1,5 @@
-//! Test support of the column chunk encoders ([`crate::delta_chunk`]): a batch written by [`write_row_group`] and by the Arrow
+//! Test support of the column chunk encoders ([`crate::delta_chunk`],
+//! [`crate::plain_chunk`]): a batch written by [`write_row_group`] and by the Arrow
 //! writer alone, read back, and the two files' chunks compared page by page.
 
 use std::sync::Arc;

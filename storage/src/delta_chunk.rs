@@ -8,10 +8,11 @@
 //! Here a page's minimum and maximum are a plain loop, its definition levels runs
 //! (as in [`crate::plain_chunk`]), and a miniblock's deltas are packed 64 bits at a
 //! time. Pages, headers and the column's metadata are the crate's own types written
-//! by its [`SerializedPageWriter`]; the pages are byte for byte those of the crate's
-//! `DeltaBitPackEncoder`, blocks of 256 values in 4 miniblocks of 64 (the Parquet
-//! format's layout, with the miniblock size arrow-rs chose for 64-bit values so that
-//! its reader unpacks a miniblock in one call).
+//! by its [`SerializedPageWriter`]; a page's values are byte for byte those of the
+//! crate's `DeltaBitPackEncoder`, blocks of 256 values in 4 miniblocks of 64 (the
+//! Parquet format's layout, with the miniblock size arrow-rs chose for 64-bit values
+//! so that its reader unpacks a miniblock in one call), and its statistics and page
+//! indexes those of the Arrow writer.
 
 use std::sync::Arc;
 

@@ -185,9 +185,9 @@ pub(crate) fn encode_file(
 /// Writes `batch` (rows of the events table) as the next row group of `writer`:
 /// its dictionary columns from their own keys and dictionary
 /// ([`encode_dictionary_column`]), `seq` and the ids as deltas
-/// ([`encode_delta_column`]), its plain integer columns from their values
-/// ([`encode_plain_column`]); the free text, and a column none of them takes
-/// (another type, encoding or compression), with the Arrow writer.
+/// ([`encode_delta_column`]), its plain integer and text columns from their values
+/// ([`encode_plain_column`]); a column none of them takes (another type, encoding or
+/// compression) with the Arrow writer.
 pub(crate) fn write_row_group<W: Write + Send>(
     writer: &mut SerializedFileWriter<W>,
     factory: &ArrowRowGroupWriterFactory,
@@ -322,4 +322,72 @@ fn open(path: &Path) -> Result<File> {
             Error::io("open", path, e)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::sync::Arc;
+
+    use attach::{Event, EventKind, Source};
+
+    use crate::batch::EventBatchBuilder;
+
+    /// Row `seq` of a recursive call: a call with its arguments, or a return with
+    /// its value, or an exception.
+    fn event(seq: u64) -> Event {
+        let name: Arc<str> = Arc::from("fib");
+        let kind = [EventKind::Call, EventKind::Return, EventKind::Exception][seq as usize % 3];
+        Event {
+            pid: 4242,
+            tid: 7,
+            thread_name: Some(Arc::from("MainThread")),
+            seq,
+            ts_ns: 1_714_566_896_000_000_000 + seq as i64 * 100,
+            kind,
+            source: Source::Exact,
+            call_id: seq / 2,
+            parent_id: (seq > 1).then_some(seq / 4),
+            depth: (seq % 30) as i32,
+            function: name.clone(),
+            module: Arc::from("__main__"),
+            file: Arc::from("/app/fib.py"),
+            line: 6,
+            caller: Some(name),
+            caller_line: (kind == EventKind::Call).then_some(9),
+            args: (kind == EventKind::Call).then(|| format!("{{\"n\": \"{seq}\"}}")),
+            value: (kind == EventKind::Return).then(|| seq.to_string()),
+            exception: (kind == EventKind::Exception).then(|| "ValueError".to_string()),
+            duration_ns: (kind != EventKind::Call).then_some(500),
+            duration_max_ns: None,
+            count: 1,
+        }
+    }
+
+    #[test]
+    fn no_column_of_the_events_table_goes_to_the_arrow_writer() {
+        let mut builder = EventBatchBuilder::new("run-1");
+        for seq in 0..1000 {
+            builder.push(&event(seq));
+        }
+        let batch = builder.finish().expect("batch");
+        for zstd_level in [SEGMENT_ZSTD_LEVEL, FINAL_ZSTD_LEVEL] {
+            let (writer, _) = ArrowWriter::try_new(
+                Vec::new(),
+                events_schema(),
+                Some(writer_properties(zstd_level, None)),
+            )
+            .and_then(ArrowWriter::into_serialized_writer)
+            .expect("writer");
+            for (array, descr) in batch.columns().iter().zip(writer.schema_descr().columns()) {
+                let chunk = encode_column(array.as_ref(), descr, writer.properties());
+                assert!(
+                    chunk.expect("encoded").is_some(),
+                    "{} goes to the Arrow writer",
+                    descr.name()
+                );
+            }
+        }
+    }
 }

@@ -1,21 +1,26 @@
-//! Writing a plain integer column of the events table (`pid`, `tid`, `ts`, `depth`,
-//! `line`, `duration_ns`, `count`, ...) as a Parquet column chunk straight from the
-//! Arrow array's values.
+//! Writing a plain column of the events table as a Parquet column chunk straight from
+//! the Arrow array: the integers (`pid`, `tid`, `ts`, `depth`, `line`,
+//! `duration_ns`, `count`, ...) from their values, the free text without statistics
+//! (`args`, `value`, `exception`) from its offsets and bytes.
 //!
 //! The `parquet` crate's Arrow writer goes through each column in mini-batches of
 //! 1024 values, updating the running minimum and maximum value by value through a
 //! generic comparison, and building definition levels one row at a time; on an exact
 //! trace of recursive fib that was about a sixth of the segment thread's instructions
-//! for these nine columns (bench/README.md, "counting instructions"). Here a page's
-//! values are copied as one little-endian slice, its minimum and maximum are a plain
-//! loop the compiler vectorizes, and its definition levels are runs. Pages, headers
-//! and the column's metadata are the crate's own types written by its
-//! [`SerializedPageWriter`], as in [`crate::dictionary_chunk`], so the file is what
-//! the Arrow writer would write, page for page.
+//! for the nine integer columns (bench/README.md, "counting instructions"). Here a
+//! page's values are copied as one little-endian slice, its minimum and maximum are a
+//! plain loop the compiler vectorizes, and its definition levels are runs. The text
+//! goes the same way: the Arrow writer gathers each mini-batch's non-null rows by
+//! index and appends them one at a time through its generic byte array encoder,
+//! counting each text's bytes for the offset index; here a page's texts are copied
+//! from the array's offsets, its bounds found from the offsets alone unless its texts
+//! are long. Pages, headers and the column's metadata are the crate's own types
+//! written by its [`SerializedPageWriter`], as in [`crate::dictionary_chunk`], so the
+//! file is what the Arrow writer would write, page for page.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, AsArray, StringArray};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Int32Type, Int64Type, TimestampNanosecondType, UInt32Type};
 use bytes::Bytes;
@@ -81,10 +86,11 @@ plain_int!(u32, INT32, int32, i32);
 plain_int!(i64, INT64, int64, i64);
 
 /// Encodes `array` (one row group's rows of an `Int32`, `UInt32`, `Int64` or
-/// nanosecond `Timestamp` column) as column `descr`, PLAIN, with `props`'
-/// compression, statistics level and page limits; `None` when the Arrow writer
-/// should do it instead (another type, an encoding or dictionary set for the column,
-/// a compression other than zstd).
+/// nanosecond `Timestamp` column, or of a `Utf8` column without statistics) as
+/// column `descr`, PLAIN, with `props`' compression, statistics level and page
+/// limits; `None` when the Arrow writer should do it instead (another type, an
+/// encoding or dictionary set for the column, a compression other than zstd, text
+/// with statistics).
 pub(crate) fn encode_plain_column(
     array: &dyn Array,
     descr: &ColumnDescPtr,
@@ -111,6 +117,7 @@ pub(crate) fn encode_plain_column(
         DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, _) => {
             chunk.encode(array.as_primitive::<TimestampNanosecondType>().values())
         }
+        DataType::Utf8 => chunk.encode_text(array.as_string::<i32>()),
         _ => Ok(None),
     }
 }
@@ -284,6 +291,126 @@ impl Chunk<'_> {
             offset_index,
             compressed_total,
             rows,
+        )
+    }
+
+    /// Writes a text column without statistics (`args`, `value`, `exception`):
+    /// each page's texts that are not null as PLAIN `BYTE_ARRAY`s (a little-endian
+    /// `u32` length, then the bytes), a page ending at the row limit or at the first
+    /// row that brings its values to the page size limit (the Arrow writer looks at
+    /// the size after each batch of rows, 1,024 by default, so its pages of long
+    /// texts run longer).
+    fn encode_text(&self, array: &StringArray) -> Result<Option<EncodedChunk>> {
+        let descr = self.descr;
+        let path = descr.path();
+        let nullable = descr.max_def_level() > 0;
+        if descr.physical_type() != PhysicalType::BYTE_ARRAY
+            || self.props.statistics_enabled(path) != EnabledStatistics::None
+        {
+            return Ok(None);
+        }
+        if !nullable && self.nulls.is_some_and(|n| n.null_count() > 0) {
+            return Err(ParquetError::General(format!(
+                "column {path} is required but holds nulls"
+            )));
+        }
+        let page_rows = self.props.data_page_row_count_limit().max(1);
+        let page_bytes = self.props.data_page_size_limit();
+        let offsets = array.value_offsets();
+        let data = array.value_data();
+        let text = |row: usize| &data[offsets[row] as usize..offsets[row + 1] as usize];
+        let is_valid = |row: usize| self.nulls.is_none_or(|valid| valid.is_valid(row));
+
+        let mut compress = page_compressor(self.level)?;
+        let mut sink = TrackedWrite::new(Vec::new());
+        let mut pages = SerializedPageWriter::new(&mut sink);
+        let (mut uncompressed_total, mut compressed_total) = (0usize, 0usize);
+        let mut offset_index = OffsetIndexBuilder::new();
+        let mut first_data_offset = None;
+        let mut data_pages = 0;
+        let mut raw = Vec::new();
+        let mut start = 0;
+        while start < array.len() {
+            // The page's rows: up to the row limit, or to the row whose text
+            // brings the page's values to the size limit. The bytes of every row
+            // (a null one's too) and a length for each are an upper bound, below
+            // the limit on pages of short texts: their rows are not looked at.
+            let mut end = (start + page_rows).min(array.len());
+            let most = 4 * (end - start) + (offsets[end] - offsets[start]) as usize;
+            if most >= page_bytes {
+                let mut bytes = 0;
+                end = start;
+                while bytes < page_bytes && end - start < page_rows {
+                    if is_valid(end) {
+                        bytes += 4 + text(end).len();
+                    }
+                    end += 1;
+                }
+            }
+            let rows = end - start;
+            let page_valid = self
+                .nulls
+                .map(|valid| valid.slice(start, rows))
+                .filter(|valid| valid.null_count() > 0);
+            let nulls = page_valid.as_ref().map_or(0, NullBuffer::null_count);
+            raw.clear();
+            if nullable {
+                put_definition_levels(self.nulls, start, rows, nulls, &mut raw);
+            }
+            let values_at = raw.len();
+            let mut put = |row: usize| {
+                let text = text(row);
+                raw.extend_from_slice(&(text.len() as u32).to_le_bytes());
+                raw.extend_from_slice(text);
+            };
+            match &page_valid {
+                Some(valid) => valid.valid_indices().for_each(|row| put(start + row)),
+                None => (start..end).for_each(put),
+            }
+            // The texts' own bytes, as the Arrow writer counts them.
+            let text_bytes = raw.len() - values_at - 4 * (rows - nulls);
+            let data_page = Page::DataPage {
+                buf: compress(&raw)?,
+                num_values: rows as u32,
+                encoding: Encoding::PLAIN,
+                def_level_encoding: Encoding::RLE,
+                rep_level_encoding: Encoding::RLE,
+                statistics: None,
+            };
+            let spec = pages.write_page(CompressedPage::new(data_page, raw.len()))?;
+            first_data_offset.get_or_insert(spec.offset);
+            uncompressed_total += spec.uncompressed_size;
+            compressed_total += spec.compressed_size;
+            offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+            offset_index.append_row_count(rows as i64);
+            offset_index.append_unencoded_byte_array_data_bytes(Some(text_bytes as i64));
+            data_pages += 1;
+            start = end;
+        }
+        pages.close()?;
+        let bytes = Bytes::from(sink.into_inner()?);
+        let metadata = ColumnChunkMetaData::builder(Arc::clone(descr))
+            .set_compression(Compression::ZSTD(parquet::basic::ZstdLevel::try_new(
+                self.level,
+            )?))
+            .set_encodings(vec![Encoding::PLAIN, Encoding::RLE])
+            .set_page_encoding_stats(vec![PageEncodingStats {
+                page_type: PageType::DATA_PAGE,
+                encoding: Encoding::PLAIN,
+                count: data_pages,
+            }])
+            .set_num_values(array.len() as i64)
+            .set_total_compressed_size(compressed_total as i64)
+            .set_total_uncompressed_size(uncompressed_total as i64)
+            .set_data_page_offset(first_data_offset.unwrap_or(0) as i64);
+        finish_chunk(
+            bytes,
+            metadata,
+            None,
+            None,
+            offset_index,
+            compressed_total,
+            array.len() as u64,
         )
     }
 
@@ -504,5 +631,103 @@ mod tests {
         assert!(index.is_null_page(1), "rows 20,000-39,999 are null");
         assert_eq!(index.min_value(0), Some(&0));
         assert_eq!(index.max_value(0), Some(&76));
+    }
+
+    /// Writer properties of the text tests: texts without statistics, as
+    /// `args`, `value` and `exception` are, and `page_bytes` a page.
+    fn text_properties(page_bytes: usize) -> WriterProperties {
+        WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level")))
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(EnabledStatistics::None)
+            .set_data_page_size_limit(page_bytes)
+            // The Arrow writer ends a page of a column with nulls at the first
+            // multiple of this at or past the row limit (20,000): here at the limit.
+            .set_write_batch_size(1000)
+            .build()
+    }
+
+    #[test]
+    fn text_columns_read_back_as_the_arrow_writer_wrote_them() {
+        use crate::chunk_checks::{assert_same_chunks, batch_of, read_back, write_both};
+        use arrow::array::StringArray;
+
+        // More rows than a page holds; texts empty, ASCII, non-ASCII; nulls
+        // scattered, in runs (a page of nothing but nulls), everywhere, nowhere.
+        let rows = 45_003;
+        let text = |i: usize| match i % 5 {
+            0 => String::new(),
+            1 => format!("(n={i})"),
+            2 => format!("'wörker 🧵 {i}'"),
+            3 => "x".repeat(i % 300),
+            _ => format!("ValueError('{}')", i * 7),
+        };
+        let scattered: StringArray = (0..rows)
+            .map(|i| (i % 2 == 1 || i % 7 == 0).then(|| text(i)))
+            .collect();
+        let runs: StringArray = (0..rows)
+            .map(|i| (!(i % 1000 < 300 || (20_000..40_000).contains(&i))).then(|| text(i)))
+            .collect();
+        let all_null = StringArray::from(vec![None::<&str>; rows]);
+        let no_null: StringArray = (0..rows).map(|i| Some(text(i))).collect();
+        let columns: Vec<(&str, bool, ArrayRef)> = vec![
+            ("args", true, Arc::new(scattered)),
+            ("value", true, Arc::new(runs)),
+            ("exception", true, Arc::new(all_null)),
+            ("required", false, Arc::new(no_null)),
+        ];
+        for rows in [0, 1, rows] {
+            let columns = columns
+                .iter()
+                .map(|(name, nullable, array)| (*name, *nullable, array.slice(0, rows)))
+                .collect();
+            let batch = batch_of(columns);
+            let (own, arrow) = write_both(&batch, text_properties(1 << 20), encode_plain_column);
+            assert_eq!(read_back(&own, &batch), batch, "{rows} rows");
+            assert_same_chunks(&own, &arrow);
+        }
+    }
+
+    #[test]
+    fn a_page_of_long_texts_ends_at_the_size_limit() {
+        use crate::chunk_checks::{batch_of, data_pages, read_back, write_both};
+        use arrow::array::StringArray;
+
+        // 1,000 bytes a text (1,004 in the page with its length), one row in ten
+        // null: the 1,161st row of a page brings it to 1 MiB. (The Arrow writer
+        // looks after every 1,000 rows here: its pages are 2,000 and 1,000 rows.)
+        let long: StringArray = (0..3000)
+            .map(|i| (i % 10 != 9).then(|| format!("{i:04}{}", "é".repeat(498))))
+            .collect();
+        let batch = batch_of(vec![("value", true, Arc::new(long) as ArrayRef)]);
+        let (own, _) = write_both(&batch, text_properties(1 << 20), encode_plain_column);
+        assert_eq!(read_back(&own, &batch), batch);
+        let pages = data_pages(&own, 0);
+        assert_eq!(
+            pages.iter().map(|(rows, _)| *rows).collect::<Vec<_>>(),
+            vec![1161, 1161, 678]
+        );
+        assert!(pages
+            .iter()
+            .all(|(_, values)| values.len() < (1 << 20) + 1004));
+    }
+
+    #[test]
+    fn the_text_of_a_null_row_is_not_written() {
+        use crate::chunk_checks::{batch_of, data_pages, read_back, write_both};
+        use arrow::array::StringArray;
+        use arrow::buffer::OffsetBuffer;
+
+        // Arrow lets a null row keep bytes ("hidden"); a reader sees no value there.
+        let array = StringArray::new(
+            OffsetBuffer::from_lengths([1, 6, 1]),
+            arrow::buffer::Buffer::from("ahiddenb".as_bytes()),
+            Some(NullBuffer::from(vec![true, false, true])),
+        );
+        let batch = batch_of(vec![("args", true, Arc::new(array) as ArrayRef)]);
+        let (own, _) = write_both(&batch, text_properties(1 << 20), encode_plain_column);
+        assert_eq!(read_back(&own, &batch), batch);
+        let pages = data_pages(&own, 0);
+        assert_eq!(pages[0].1.as_ref(), b"\x01\0\0\0a\x01\0\0\0b");
     }
 }
