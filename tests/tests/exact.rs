@@ -973,3 +973,60 @@ fn a_filtered_tree_draws_each_call_under_its_own_caller() {
         "{text}"
     );
 }
+
+/// A program that closes the descriptors it inherited (a daemon's
+/// `os.closerange(3, ...)`) frees the number of the hook's socket, and its next
+/// socket or file takes it. The hook never sends into, reads from or closes what now
+/// holds that number: it lets its socket go and stops. Before, the program's own
+/// socket received the hook's event batches, and its file was closed under it
+/// (`f.close()` failed with EBADF, exit code 1).
+#[test]
+fn a_program_that_closes_inherited_descriptors_keeps_its_own_files() {
+    const PROGRAM: &str = r#"
+import os, socket, sys, time
+
+def work(i):
+    return i * i
+
+def main():
+    os.closerange(3, 1024)
+    a, b = socket.socketpair()
+    b.setblocking(False)
+    path = sys.argv[0] + ".out"
+    f = open(path, "w")
+    for i in range(3000):
+        f.write("%d\n" % work(i))
+    time.sleep(0.3)
+    try:
+        foreign = len(b.recv(1 << 20))
+    except BlockingIOError:
+        foreign = 0
+    f.close()
+    a.close()
+    b.close()
+    print("bytes received", foreign, "lines", len(open(path).readlines()))
+
+main()
+"#;
+    for interp in matrix() {
+        let label = &interp.label;
+        let dir = temp_dir(&format!("closerange-{}", label.replace('/', "_")));
+        let path = dir.join("daemon.py");
+        std::fs::write(&path, PROGRAM).expect("write the program");
+        let plain = Command::new(&interp.path)
+            .arg(&path)
+            .output()
+            .expect("run python");
+        assert!(plain.status.success(), "{label}: {plain:?}");
+        let traced = record_file(&interp, &path, &dir.join("t.parquet"), &["--include", "*"]);
+        assert_eq!(
+            String::from_utf8_lossy(&traced.stdout),
+            String::from_utf8_lossy(&plain.stdout),
+            "{label}: {}",
+            String::from_utf8_lossy(&traced.stderr)
+        );
+        assert_eq!(traced.status.code(), Some(0), "{label}");
+        let stderr = String::from_utf8_lossy(&traced.stderr);
+        assert!(!stderr.contains("Error"), "{label}: {stderr}");
+    }
+}

@@ -82,6 +82,8 @@ _NATIVE_FILE = "_tracer_exact_native.abi3.so"
 _cfg = {}
 _boot = ""
 _sock = None
+# (st_dev, st_ino) of the hook's socket: what `_sock_is_ours` checks its number for.
+_sock_id = [None]
 _active = False
 _q = deque()
 _QMAX = 200000
@@ -1746,11 +1748,44 @@ def _pending():
     return _native.pending() if _active_native[0] else len(_backlog)
 
 
+def _sock_is_ours():
+    """Whether the hook's socket still holds its descriptor number. A program may close
+    descriptors it did not open (a daemon's `os.closerange(3, ...)`): the number then
+    goes to the program's next file or socket, which the hook must never send to,
+    read from or close. A socket found lost is let go without closing that number,
+    and the hook stops as if the tracer had gone."""
+    if _sock is None:
+        return False
+    try:
+        if _identity(_sock.fileno()) == _sock_id[0]:
+            return True
+    except OSError:
+        pass
+    _sock.detach()
+    return False
+
+
+def _identity(fd):
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino)
+
+
+def _close_sock():
+    """Closes the hook's socket, unless its number is no longer the hook's."""
+    try:
+        if _sock_is_ours():
+            _sock.close()
+    except OSError:
+        pass
+
+
 def _send_pending():
     """Sends as much of the backlog as the socket takes now; False if it is gone.
     With the native callbacks the queue is the native module's, sent from with the
     GIL released."""
     global _backlog
+    if not _sock_is_ours():
+        return False
     if _active_native[0]:
         return _native.send(_sock.fileno()) >= 0
     while _backlog:
@@ -1836,6 +1871,8 @@ _busy = [False]
 
 
 def _peer_closed():
+    if not _sock_is_ours():
+        return True
     try:
         data = _sock.recv(1, _socket.MSG_DONTWAIT)
     except BlockingIOError:
@@ -1969,10 +2006,7 @@ def _detach():
     if _native is not None and _active_native[0]:
         _native.discard()
     _tls = _thread._local()
-    try:
-        _sock.close()
-    except OSError:
-        pass
+    _close_sock()
 
 
 def _final_flush(deadline_ns):
@@ -2005,7 +2039,7 @@ def _at_exit():
     _active = False
     try:
         _final_flush(_perf() + 5 * 1000000000)
-        _sock.close()
+        _close_sock()
     except Exception:
         pass
     try:
@@ -2048,6 +2082,7 @@ def _connect():
     sock.settimeout(5.0)
     sock.connect(_cfg["sock"])
     _sock = sock
+    _sock_id[0] = _identity(sock.fileno())
 
 
 def _argv():
@@ -2235,10 +2270,7 @@ def _after_fork_in_child():
     if not _active:
         return
     _pid = os.getpid()
-    try:
-        _sock.close()
-    except OSError:
-        pass
+    _close_sock()
     _q.clear()
     _backlog = bytearray()
     _dropped = 0
@@ -2344,7 +2376,7 @@ def start(boot_dir, config=None):
     _send_blocking(_hello(mechanism))
     if problem is not None:
         _send_blocking(_message(_MSG_ERROR, _s(problem)))
-        _sock.close()
+        _close_sock()
         return
     _active = True
     if not _MONITORING:
