@@ -242,36 +242,15 @@ pub(crate) fn call_name_condition(name: &str, alias: &str) -> String {
 
 impl Filters {
     /// The conditions these filters put on `events` rows (qualified by `alias`, such
-    /// as `"e."` or `""`), to be joined with `AND`.
+    /// as `"e."` or `""`), to be joined with `AND`; `--since`/`--until` keep the rows
+    /// whose own `ts` is in the window.
     pub(crate) fn conditions(
         &self,
         alias: &str,
         scope: &RunScope,
         with_module: bool,
     ) -> Result<Vec<String>> {
-        self.conditions_on(alias, scope, with_module, false)
-    }
-
-    /// The conditions, with `--since`/`--until` applied to when each row's call
-    /// started (`by_call_start`): a call row's `ts`, an end row's `ts` less its
-    /// duration. Questions that count calls from call rows and add up their time
-    /// from end rows (`--top`, `--slow`) then take both from the same calls, instead
-    /// of the calls that started in the window and the time of those that ended in it.
-    pub(crate) fn conditions_on(
-        &self,
-        alias: &str,
-        scope: &RunScope,
-        with_module: bool,
-        by_call_start: bool,
-    ) -> Result<Vec<String>> {
-        let started = format!("(CAST({alias}ts AS BIGINT) - COALESCE({alias}duration_ns, 0))");
-        let time = |operator: &str, ns: i64| {
-            if by_call_start {
-                format!("{started} {operator} {ns}")
-            } else {
-                format!("{alias}ts {operator} {}", time_literal(ns))
-            }
-        };
+        let time = |operator: &str, ns: i64| format!("{alias}ts {operator} {}", time_literal(ns));
         let mut conditions = Vec::new();
         if scope.narrowed {
             let ids: Vec<String> = scope.runs.iter().map(|(id, _)| literal(id)).collect();
@@ -344,6 +323,31 @@ impl Filters {
         }
         Ok(conditions)
     }
+
+    /// The `FROM ... WHERE ...` of a question that counts calls on their `call` rows
+    /// and times them on the rows that end them (`--top`, `--slow`): the `rows` (a
+    /// condition on `kind`) of the calls these filters keep.
+    ///
+    /// A time window takes whole calls: a call is in it when the row that starts it
+    /// (`call`, or `resume` for a generator's later stretch) has its `ts` in the
+    /// window, and the rows that end it go with it wherever their own `ts` falls.
+    /// This is the window `--call` applies to its call rows, so the calls and times
+    /// agree with `--call`'s. An end row alone does not say when its call started:
+    /// sampled, its `ts` is the first sample without the call and its `duration_ns`
+    /// ends at the last sample with it, so the window is decided on the call rows
+    /// and the end rows are joined to them by `(run_id, call_id)`.
+    pub(crate) fn whole_calls(&self, scope: &RunScope, rows: &str) -> Result<String> {
+        let conditions = self.conditions("", scope, true)?;
+        if self.since.is_none() && self.until.is_none() {
+            return Ok(format!("events WHERE {}", and_all(rows, &conditions)));
+        }
+        Ok(format!(
+            "(SELECT run_id AS window_run_id, call_id AS window_call_id FROM events \
+             WHERE {}) JOIN events ON run_id = window_run_id AND call_id = window_call_id \
+             WHERE {rows}",
+            and_all("kind IN ('call', 'resume')", &conditions)
+        ))
+    }
 }
 
 /// `AND`-joins conditions after a leading one.
@@ -371,7 +375,7 @@ pub(crate) fn question_sql(
     limit: usize,
 ) -> Result<String> {
     let f = |alias: &str| filters.conditions(alias, scope, true);
-    let by_start = || filters.conditions_on("", scope, true, true);
+    let whole_calls = |rows: &str| filters.whole_calls(scope, rows);
     // What ends a call row's call_id, with the time it ran: its end, or (exact mode)
     // the `yield` of a generator or coroutine, whose later `resume`s open call_ids of
     // their own. The time of a generator is the sum of its stretches.
@@ -482,10 +486,10 @@ pub(crate) fn question_sql(
                   AS BIGINT)) OVER () AS DOUBLE), 2) AS share_pct, \
              SUM(duration_ns) FILTER (WHERE {OUTERMOST}) AS total_ns, \
              module AS exclude \
-             FROM events WHERE {} \
+             FROM {} \
              GROUP BY module, function \
              ORDER BY calls DESC, module, function LIMIT {limit}",
-            and_all(&format!("(kind = 'call' OR {segment_ends})"), &by_start()?)
+            whole_calls(&format!("(kind = 'call' OR {segment_ends})"))?
         ),
         // Calls are counted on their `call` rows and timed on the rows that end a
         // stretch of running: a generator's or coroutine's time is the sum of its
@@ -500,10 +504,10 @@ pub(crate) fn question_sql(
              SUM(duration_max_ns) FILTER (WHERE {OUTERMOST}) AS total_max_ns, \
              SUM(CASE WHEN kind = 'exception' THEN 1 ELSE 0 END) AS exceptions, \
              SUM(CASE WHEN kind = 'unfinished' THEN 1 ELSE 0 END) AS unfinished \
-             FROM events WHERE {} \
+             FROM {} \
              GROUP BY module, function \
              ORDER BY total_ns DESC NULLS LAST, module, function LIMIT {limit}",
-            and_all(&format!("(kind = 'call' OR {segment_ends})"), &by_start()?)
+            whole_calls(&format!("(kind = 'call' OR {segment_ends})"))?
         ),
         Question::Exceptions => format!(
             "WITH raised AS (\

@@ -437,6 +437,78 @@ fn filters_narrow_by_module_thread_and_time() {
     assert!(early.num_rows() > 0 && early.num_rows() < all.num_rows());
 }
 
+/// `--since`/`--until` take whole calls, decided by when each call started: `--top`
+/// and `--slow` count and time the same calls `--call` lists over the window. A
+/// sampled return row's `ts` less its duration is later than the call's start (the
+/// duration ends at the last sample that saw the call), which once let a window
+/// count a call's time but not the call.
+#[test]
+fn a_window_counts_and_times_the_calls_that_started_in_it() {
+    use support::{run_metadata, TraceBuilder};
+    const TICK_NS: i64 = 50_000_000;
+    const UNSEEN_NS: i64 = 5_000_000;
+    let mut t = TraceBuilder::sampled(
+        run_metadata(SAMPLED, &["python3", "ticks.py"], "sampled", "completed"),
+        1_000_000,
+    );
+    t.thread(7, "MainThread");
+    let module = t.call(7, "__main__", "<module>", 1, 0, "{}");
+    let mut starts = Vec::new();
+    for i in 0..5 {
+        t.advance(1_000_000);
+        starts.push(START_NS + t.elapsed());
+        let tick = t.call(7, "__main__", "tick", 2, 9, &format!("{{\"i\": \"{i}\"}}"));
+        t.advance(TICK_NS);
+        t.ret_last_seen(7, tick, &i.to_string(), UNSEEN_NS);
+    }
+    t.advance(1_000_000);
+    t.ret(7, module, "None");
+    let dir = TempDir::new("window");
+    let path = dir.path().join("ticks.parquet");
+    t.write(&path);
+
+    // Each bound falls after the third call's start and before its return row's
+    // `ts` less its duration.
+    let inside_third = TimeBound::At(starts[2] + UNSEEN_NS / 2);
+    for (filters, calls) in [
+        (
+            Filters {
+                since: Some(inside_third),
+                ..Filters::default()
+            },
+            2,
+        ),
+        (
+            Filters {
+                until: Some(inside_third),
+                ..Filters::default()
+            },
+            3,
+        ),
+    ] {
+        let listed = ask(&path, Question::Call("tick".into()), filters.clone());
+        let durations = ints(&listed, "duration_ns");
+        assert_eq!(durations.len(), calls, "--call over {filters:?}");
+        let total: i64 = durations.iter().map(|d| d.expect("a duration")).sum();
+        assert_eq!(total, calls as i64 * (TICK_NS - UNSEEN_NS));
+        for question in [Question::Top(10), Question::Slow(10)] {
+            let answer = ask(&path, question.clone(), filters.clone());
+            let tick = texts(&answer, "function")
+                .iter()
+                .position(|f| *f == text("tick"))
+                .unwrap_or_else(|| panic!("{question:?} over {filters:?} has tick"));
+            assert_eq!(
+                (
+                    ints(&answer, "calls")[tick],
+                    ints(&answer, "total_ns")[tick]
+                ),
+                (Some(calls as i64), Some(total)),
+                "{question:?} over {filters:?} agrees with --call"
+            );
+        }
+    }
+}
+
 /// `--module 'pkg.*'` takes the package itself too, as `record --include 'pkg.*'`
 /// traces it; `--thread 777` a thread named `777` as well as OS thread 777, and
 /// `--thread NAME` the rows of that thread written before its name was known.

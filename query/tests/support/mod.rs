@@ -290,6 +290,17 @@ impl TraceBuilder {
         self.rows.push(row);
     }
 
+    /// Returns from the innermost call of `tid` as the sampler writes a return: the
+    /// row's `ts` is now, the first sample without the call, and its `duration_ns`
+    /// ends when the call was last seen, `unseen_ns` ago (the upper bound stays one
+    /// interval above the time since the call).
+    pub fn ret_last_seen(&mut self, tid: i64, call: CallId, value: &str, unseen_ns: i64) {
+        let mut row = self.close(tid, call, "return");
+        row.duration_ns = row.duration_ns.map(|ns| ns - unseen_ns);
+        row.value = Some(value.to_string());
+        self.rows.push(row);
+    }
+
     /// Ends the innermost call of `tid` by an exception.
     pub fn raise(&mut self, tid: i64, call: CallId, exception: &str, message: &str) {
         let mut row = self.close(tid, call, "exception");
