@@ -501,11 +501,17 @@ mod tests {
         );
         assert!(!looks_secret("order 12345 shipped 2024-01-15"));
         // Luhn-valid, but no network issues numbers that start so, or this long.
-        assert!(!looks_secret("1796677882321039344"), "a nanosecond timestamp");
+        assert!(
+            !looks_secret("1796677882321039344"),
+            "a nanosecond timestamp"
+        );
         assert!(!looks_secret("1733000000005"), "a millisecond timestamp");
         assert!(!looks_secret("{'hash': 9123456789012345672}"));
         assert!(!looks_secret("2845678901234565"), "28xx is no Mastercard");
-        assert!(!looks_secret("41111111111114"), "14 digits is no Visa length");
+        assert!(
+            !looks_secret("41111111111114"),
+            "14 digits is no Visa length"
+        );
         assert!(looks_secret("2221000000000009"), "a 2-series Mastercard");
         assert!(looks_secret("6011111111111117"), "Discover");
         assert!(looks_secret("3530111333300000"), "JCB");
