@@ -34,7 +34,8 @@ pub struct Summary {
     pub exceptions: u64,
     pub unfinished: u64,
     pub gap_rows: u64,
-    /// `(module, function)` to (calls, total lower-bound nanoseconds).
+    /// `(module, function)` to (calls, total lower-bound nanoseconds of the calls
+    /// that ended).
     functions: FunctionTotals,
     /// The first calls: label, depth, call id, and the duration bounds once known.
     tree: Vec<TreeNode>,
@@ -64,8 +65,10 @@ struct FunctionTotals {
 /// `(module, function)`.
 type FunctionName = (Arc<str>, Arc<str>);
 
-/// Calls, and total lower-bound nanoseconds.
-type Totals = (u64, i64);
+/// Calls, and total lower-bound nanoseconds of the calls that ended: `None` while
+/// none has (a killed run's calls still running have no end row, and their time is
+/// unknown, not 0), as `tracer query --top` leaves such a total empty.
+type Totals = (u64, Option<i64>);
 
 impl FunctionTotals {
     fn address(module: &Arc<str>, function: &Arc<str>) -> (usize, usize) {
@@ -103,7 +106,7 @@ impl FunctionTotals {
             None => {
                 let row = self.rows.len();
                 let key = (module.clone(), function.clone());
-                self.rows.push((key.clone(), (0, 0)));
+                self.rows.push((key.clone(), (0, None)));
                 self.by_text.insert(key, row);
                 self.by_address
                     .insert(FunctionTotals::address(module, function), row);
@@ -228,7 +231,7 @@ impl Summary {
                 let ns = e.duration_ns.unwrap_or(0);
                 if !called_by_itself(e) {
                     if let Some(f) = self.functions.get_mut(&e.module, &e.function) {
-                        f.1 += ns;
+                        f.1 = Some(f.1.unwrap_or(0) + ns);
                     }
                 }
                 let in_tree = if e.call_id <= self.tree_max_call_id {
@@ -331,8 +334,7 @@ impl Summary {
         let functions = ask(format!(
             "SELECT module, function, \
                     SUM(CASE WHEN kind = 'call' THEN 1 ELSE 0 END) AS calls, \
-                    SUM(CASE WHEN kind <> 'call' AND {OUTERMOST} \
-                        THEN COALESCE(duration_ns, 0) ELSE 0 END) AS total \
+                    SUM(duration_ns) FILTER (WHERE kind <> 'call' AND {OUTERMOST}) AS total \
              FROM events WHERE {scope} \
                 AND kind IN ('call', 'return', 'exception', 'unfinished', 'yield') \
              GROUP BY module, function"
@@ -345,7 +347,7 @@ impl Summary {
             let module: Arc<str> = modules[i].clone().unwrap_or_default().into();
             let function: Arc<str> = names[i].clone().unwrap_or_default().into();
             *summary.functions.entry(&module, &function) =
-                (calls[i].unwrap_or(0) as u64, totals[i].unwrap_or(0));
+                (calls[i].unwrap_or(0) as u64, totals[i]);
         }
 
         let tree = ask(format!(
@@ -603,11 +605,11 @@ pub fn render(
             Mode::Exact => "",
         };
         for ((module, function), (calls, total)) in top.into_iter().take(10) {
-            let _ = writeln!(
-                out,
-                "  {module}.{function}  {calls} calls, {bound}{} in all",
-                human_duration(*total)
-            );
+            let time = match total {
+                Some(total) => format!("{bound}{} in all", human_duration(*total)),
+                None => "none ended, time unknown".to_string(),
+            };
+            let _ = writeln!(out, "  {module}.{function}  {calls} calls, {time}");
         }
     }
     if !summary.gaps.is_empty() {
@@ -720,6 +722,79 @@ mod tests {
             loud.contains("warning: 40 of 100 samples could not be read"),
             "{loud}"
         );
+    }
+
+    /// A killed run's segments: `<module>` -> `main` -> `step` x `steps`, each step
+    /// returning after 1 µs, killed while `main` ran (no end rows for it or `<module>`).
+    fn killed_run(trace: &Path, steps: u64) -> RunInfo {
+        let run = RunInfo::new(vec!["python3".into(), "steps.py".into()], 4242, Mode::Exact);
+        let mut writer =
+            storage::writer::TraceWriter::create(trace, run.clone(), false).expect("create trace");
+        let event = |seq: u64, kind: EventKind, call_id: u64, function: &str| Event {
+            pid: 4242,
+            tid: 7,
+            thread_name: Some(Arc::from("MainThread")),
+            seq,
+            ts_ns: 1_714_566_896_000_000_000 + seq as i64 * 1_000,
+            kind,
+            source: attach::event::Source::Exact,
+            call_id,
+            parent_id: call_id.checked_sub(1).filter(|&p| p > 0).map(|p| p.min(2)),
+            depth: call_id.min(3) as i32 - 1,
+            function: Arc::from(function),
+            module: Arc::from("__main__"),
+            file: Arc::from("/app/steps.py"),
+            line: 1,
+            caller: match call_id {
+                1 => None,
+                2 => Some(Arc::from("__main__.<module>")),
+                _ => Some(Arc::from("__main__.main")),
+            },
+            caller_line: None,
+            args: (kind == EventKind::Call).then(|| "{}".to_string()),
+            value: (kind == EventKind::Return).then(|| "None".to_string()),
+            exception: None,
+            duration_ns: (kind == EventKind::Return).then_some(1_000),
+            duration_max_ns: None,
+            count: 1,
+        };
+        let mut events = vec![
+            event(1, EventKind::Call, 1, "<module>"),
+            event(2, EventKind::Call, 2, "main"),
+        ];
+        for step in 0..steps {
+            let call_id = 3 + step;
+            events.push(event(3 + 2 * step, EventKind::Call, call_id, "step"));
+            events.push(event(4 + 2 * step, EventKind::Return, call_id, "step"));
+        }
+        for e in &events {
+            writer.write(e).expect("write event");
+        }
+        writer.abandon().expect("leave the segments");
+        run
+    }
+
+    /// A call still running when the tracer was killed has no end row: its time is
+    /// unknown, as `tracer query --top` leaves it empty, not 0 ns.
+    #[test]
+    fn a_killed_runs_functions_that_never_ended_have_no_time() {
+        let dir = std::env::temp_dir().join(format!("tracer-report-killed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let trace = dir.join("killed.parquet");
+        let steps = TREE_CALLS as u64 + 1;
+        let run = killed_run(&trace, steps);
+        let session = QuerySession::open(&trace).expect("open the segments");
+        let summary = Summary::from_trace(&session, &run.run_id).expect("summary");
+        let report = render(&run, &summary, &trace, Default::default(), &[]);
+        let _ = std::fs::remove_dir_all(&dir);
+        for line in [
+            format!("__main__.step  {steps} calls, 61.0 µs in all"),
+            "__main__.main  1 calls, none ended, time unknown".to_string(),
+            "__main__.<module>  1 calls, none ended, time unknown".to_string(),
+        ] {
+            assert!(report.contains(&line), "{line:?} in\n{report}");
+        }
     }
 
     #[test]
