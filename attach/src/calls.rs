@@ -716,6 +716,23 @@ fn continued_frames(old: &[Tracked], stack: &[FrameState]) -> usize {
                 break;
             }
         }
+        if kept > 0
+            && new.args != before.state.args
+            && new.instr_offset <= before.state.instr_offset
+            && before
+                .facts
+                .regions
+                .as_ref()
+                .is_some_and(|r| !r.spans(before.state.line, new.line, before.facts.first_line))
+        {
+            // A caller that shows no progress (a C function calling back: `map`,
+            // `sorted(key=...)`, a parser's hook; a loop whose variables did not
+            // change, `while q: f(q.pop())`) calls again in the same frame memory.
+            // Other objects in the argument slots, with the callee no further on and
+            // no loop or multi-line statement of its own to take it back, are a new
+            // call; a function that reassigns its argument moves on, or loops.
+            break;
+        }
         kept += 1;
     }
     kept
@@ -803,11 +820,16 @@ impl SourceRegions {
     /// can next be at line `to`: always when `to` is not earlier, else only within a
     /// region that starts inside the code (at or after `first_line`).
     pub fn may_go_back(&self, from: i32, to: i32, first_line: i32) -> bool {
-        to >= from
-            || self
-                .regions
-                .iter()
-                .any(|&(start, end)| start >= first_line && start <= to && from <= end)
+        to >= from || self.spans(from, to, first_line)
+    }
+
+    /// Whether a region that starts inside the code holds both line `from` and the
+    /// earlier or same line `to`: a loop, `with`, `try` or multi-line statement one
+    /// call can stay in or go round.
+    pub fn spans(&self, from: i32, to: i32, first_line: i32) -> bool {
+        self.regions
+            .iter()
+            .any(|&(start, end)| start >= first_line && start <= to && from <= end)
     }
 
     /// Whether line `first_line` of the text can start the code object `name`: the

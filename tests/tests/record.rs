@@ -551,6 +551,60 @@ fn a_loop_of_calls_sampled_records_each_call_once() {
     }
 }
 
+/// Calls that C code makes one after another (`map`, `sorted(key=...)`), or a loop
+/// whose variables do not change (`while q: f(q.pop())`), start in the frame memory
+/// the call before left, under a caller that shows no progress: each is its own call,
+/// with its own argument. They were merged into one call of the first call's
+/// arguments and the time of them all.
+#[test]
+fn calls_a_c_function_makes_one_after_another_are_each_their_own() {
+    let _serial = e2e::serial();
+    for interp in matrix() {
+        let label = &interp.label;
+        let dir = temp_dir(&format!("callbacks-{}", label.replace('/', "_")));
+        let trace = dir.join("t.parquet");
+        let out = Command::new(tracer_bin())
+            .args(["record", "-o"])
+            .arg(&trace)
+            .arg("--")
+            .arg(&interp.path)
+            .arg(script("callbacks.py"))
+            .output()
+            .expect("run tracer record");
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (rows, _) = read_trace(&trace);
+        let slow_calls: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["function"] == "slow" && r["kind"] == "return")
+            .collect();
+        assert!(
+            slow_calls.len() >= 8,
+            "{label}: {} calls of slow seen of 10",
+            slow_calls.len()
+        );
+        for call in &slow_calls {
+            let ms = call["duration_ns"].as_i64().unwrap_or_default() / 1_000_000;
+            assert!(
+                ms < 140,
+                "{label}: a call of slow lasting {ms} ms (each sleeps 80 ms): calls merged"
+            );
+        }
+        let mut args: Vec<String> = rows
+            .iter()
+            .filter(|r| r["function"] == "slow" && r["kind"] == "call")
+            .filter_map(|r| r["args"].as_str().map(str::to_string))
+            .collect();
+        let total = args.len();
+        args.sort();
+        args.dedup();
+        assert_eq!(args.len(), total, "{label}: an argument seen on two calls");
+    }
+}
+
 /// A command started with SIGINT and SIGTERM ignored (a script's background job,
 /// `trap '' INT TERM`) still has them ignored under the tracer, in both modes.
 #[test]
