@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use attach::event::SinkError;
 use attach::names::Names;
 use attach::repr::ReprOptions;
-use attach::sampler::{Sampler, SamplerOptions};
+use attach::sampler::{Sampler, SamplerError, SamplerOptions};
 use attach::snapshot::{take_snapshot, SnapshotOptions};
 use attach::{Event, EventSink, PythonProcess, Walker};
 use clap::Args;
@@ -609,8 +609,16 @@ impl Session {
     /// Starts sampling one more process into the run.
     fn add(&mut self, process: PythonProcess) -> CliResult {
         let pid = process.pid;
-        let mut sampler = Sampler::new(process, self.options.clone())
-            .map_err(|e| CliError::usage(e.to_string()))?;
+        let mut sampler = match Sampler::new(process, self.options.clone()) {
+            Ok(sampler) => sampler,
+            // Gone between being found and being set up to sample (a command that
+            // ends within milliseconds): nothing of it is sampled, and the run ends
+            // as the process did.
+            Err(SamplerError::Read(attach::Error::Exited(_) | attach::Error::NoSuchProcess(_))) => {
+                return Ok(());
+            }
+            Err(e) => return Err(CliError::usage(e.to_string())),
+        };
         let mut sink = ProcessSink {
             shared: self.shared.clone(),
             call_id_base: (self.samplers.len() as u64) << CALL_ID_BITS,
@@ -690,10 +698,12 @@ impl Session {
     }
 
     /// Whether the first process's sampler stopped by itself (the target exited).
+    /// Whether the first process's sampling has ended (none was started when that
+    /// process exited before it could be set up).
     fn first_sampler_done(&self) -> bool {
         self.samplers
             .first()
-            .is_some_and(|s| s.done.load(Ordering::SeqCst))
+            .is_none_or(|s| s.done.load(Ordering::SeqCst))
     }
 
     fn finish(
