@@ -335,12 +335,13 @@ impl Chunk<'_> {
             // brings the page's values to the size limit. The bytes of every row
             // (a null one's too) and a length for each are an upper bound, below
             // the limit on pages of short texts: their rows are not looked at.
-            let mut end = (start + page_rows).min(array.len());
+            let last = (start + page_rows).min(array.len());
+            let mut end = last;
             let most = 4 * (end - start) + (offsets[end] - offsets[start]) as usize;
             if most >= page_bytes {
                 let mut bytes = 0;
                 end = start;
-                while bytes < page_bytes && end - start < page_rows {
+                while bytes < page_bytes && end < last {
                     if is_valid(end) {
                         bytes += 4 + text(end).len();
                     }
@@ -710,6 +711,24 @@ mod tests {
         assert!(pages
             .iter()
             .all(|(_, values)| values.len() < (1 << 20) + 1004));
+    }
+
+    #[test]
+    fn a_last_page_whose_nulls_only_seem_to_fill_it_ends_with_the_column() {
+        use crate::chunk_checks::{batch_of, data_pages, read_back, write_both};
+        use arrow::array::StringArray;
+
+        // 10 texts of 10 bytes, then 100 nulls: the bound of 4 bytes a row (540)
+        // passes the 300-byte page, the texts (140) do not. The page is walked row
+        // by row to the column's end, not past it (a panic on json with values).
+        let array: StringArray = (0..110)
+            .map(|i| (i < 10).then(|| format!("text {i:05}")))
+            .collect();
+        let batch = batch_of(vec![("value", true, Arc::new(array) as ArrayRef)]);
+        let (own, _) = write_both(&batch, text_properties(300), encode_plain_column);
+        assert_eq!(read_back(&own, &batch), batch);
+        let pages = data_pages(&own, 0);
+        assert_eq!(pages.iter().map(|(rows, _)| *rows).sum::<u32>(), 110);
     }
 
     #[test]
