@@ -436,23 +436,7 @@ fn sampled_arguments_are_never_another_calls_values() {
     let _serial = e2e::serial();
     for interp in matrix() {
         let label = &interp.label;
-        let dir = temp_dir(&format!("arg-churn-{}", label.replace('/', "_")));
-        let trace = dir.join("t.parquet");
-        let out = Command::new("taskset")
-            .args(["-c", "0"])
-            .arg(tracer_bin())
-            .args(["record", "-o"])
-            .arg(&trace)
-            .args(["--", "taskset", "-c", "1"])
-            .arg(&interp.path)
-            .arg(script("arg_churn.py"))
-            .output()
-            .expect("run taskset tracer record");
-        assert!(
-            out.status.success(),
-            "{label}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (trace, out) = record_across_cores(&interp, "arg-churn", &["arg_churn.py"]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let made: i64 = stdout
             .trim()
@@ -497,6 +481,37 @@ fn sampled_arguments_are_never_another_calls_values() {
     }
 }
 
+/// `tracer record -o TRACE -- PYTHON tests/scripts/SCRIPT ARGS...` (`script_and_args`:
+/// the script's name, then its arguments) in a fresh folder named after `name`, with
+/// the tracer pinned to one core and the program to the other, so that the program
+/// changes its frames while they are read; must succeed. The trace and the output.
+fn record_across_cores(
+    interp: &e2e::Interpreter,
+    name: &str,
+    script_and_args: &[&str],
+) -> (std::path::PathBuf, std::process::Output) {
+    let label = &interp.label;
+    let dir = temp_dir(&format!("{name}-{}", label.replace('/', "_")));
+    let trace = dir.join("t.parquet");
+    let out = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(tracer_bin())
+        .args(["record", "-o"])
+        .arg(&trace)
+        .args(["--", "taskset", "-c", "1"])
+        .arg(&interp.path)
+        .arg(script(script_and_args[0]))
+        .args(&script_and_args[1..])
+        .output()
+        .expect("run taskset tracer record");
+    assert!(
+        out.status.success(),
+        "{label}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (trace, out)
+}
+
 /// One sampled call is one `call` row. A loop calling the same function starts each
 /// call in the frame memory the last one left; a sample that saw a call at its
 /// `return` read that call's arguments after the next call had taken the frame, so
@@ -507,24 +522,7 @@ fn a_loop_of_calls_sampled_records_each_call_once() {
     let _serial = e2e::serial();
     for interp in matrix() {
         let label = &interp.label;
-        let dir = temp_dir(&format!("loop-calls-{}", label.replace('/', "_")));
-        let trace = dir.join("t.parquet");
-        let out = Command::new("taskset")
-            .args(["-c", "0"])
-            .arg(tracer_bin())
-            .args(["record", "-o"])
-            .arg(&trace)
-            .args(["--", "taskset", "-c", "1"])
-            .arg(&interp.path)
-            .arg(script("loop_calls.py"))
-            .arg("10000")
-            .output()
-            .expect("run taskset tracer record");
-        assert!(
-            out.status.success(),
-            "{label}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (trace, _) = record_across_cores(&interp, "loop-calls", &["loop_calls.py", "10000"]);
         let (rows, _) = read_trace(&trace);
         let mut seen = std::collections::HashMap::new();
         for call in rows
