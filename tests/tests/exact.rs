@@ -1030,3 +1030,61 @@ main()
         assert!(!stderr.contains("Error"), "{label}: {stderr}");
     }
 }
+
+/// A program that replaces itself with `os.execv` (a launcher, a re-exec; the other
+/// `os.exec*` functions call `os.execv` or `os.execve`) keeps the calls it made
+/// before: the hook sends what is pending before the exec, as it does before
+/// `os._exit`. Before, the exec took every event not yet sent with it: the trace of
+/// this program was empty.
+#[test]
+fn a_program_that_execs_keeps_the_calls_made_before() {
+    const PROGRAM: &str = r#"
+import os, sys
+
+def stage(n):
+    return n * 10
+
+if len(sys.argv) > 1:
+    print("second", stage(2), flush=True)
+else:
+    print("first", stage(1), flush=True)
+    os.execv(sys.executable, [sys.executable, sys.argv[0], "again"])
+"#;
+    for interp in matrix() {
+        let label = &interp.label;
+        let (trace, out) = record_program(&interp, "execs", PROGRAM, &[]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "first 10\nsecond 20\n",
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(0), "{label}");
+        let rows = ask(
+            &trace,
+            &[
+                "--sql",
+                "SELECT kind, args, value FROM events WHERE function = 'stage' ORDER BY seq",
+            ],
+        );
+        let rows: Vec<(String, String, String)> = rows
+            .iter()
+            .map(|r| {
+                let text = |key: &str| r[key].as_str().unwrap_or_default().to_string();
+                (text("kind"), text("args"), text("value"))
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "call".to_string(),
+                    r#"{"n":"1"}"#.to_string(),
+                    String::new()
+                ),
+                ("return".to_string(), String::new(), "10".to_string()),
+            ],
+            "{label}"
+        );
+    }
+}

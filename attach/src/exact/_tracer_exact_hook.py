@@ -1980,6 +1980,10 @@ def _detach():
         atexit.unregister(_at_exit)
         if os._exit is _exit:
             os._exit = _original_exit
+        if os.execv is _execv:
+            os.execv = _original_execv
+        if os.execve is _execve:
+            os.execve = _original_execve
     except Exception:
         pass
     try:
@@ -2049,27 +2053,59 @@ def _at_exit():
 
 
 _original_exit = os._exit
+_original_execv = os.execv
+_original_execve = os.execve
 
 
-def _exit(status):
-    """os._exit, after sending what is pending (multiprocessing workers end so)."""
+def _send_before_leaving(bye):
+    """Sends what is pending (then a goodbye when `bye`), waiting for the socket up to
+    2 s: the process is about to end or to become another program."""
     if _active and os.getpid() == _pid:
         try:
             with _flush_lock:
                 _flush()
-                _queue(_message(_MSG_BYE, _I64(_dropped)))
+                if bye:
+                    _queue(_message(_MSG_BYE, _I64(_dropped)))
                 deadline = _perf() + 2 * 1000000000
                 while _pending() and _perf() < deadline and _send_pending():
                     if _pending():
                         sleep(0.002)
         except Exception:
             pass
+
+
+def _exit(status):
+    """os._exit, after sending what is pending (multiprocessing workers end so)."""
+    _send_before_leaving(True)
     _original_exit(status)
+
+
+# An exec replaces the process's memory, the hook's queue with it: a program that
+# ends in `os.execv` (a launcher, a re-exec) lost every event it had not sent. The
+# `os.exec*` functions all call these two. No goodbye: an exec that fails returns,
+# and the program runs on, traced.
+def _execv(path, argv):
+    """os.execv, after sending what is pending."""
+    _send_before_leaving(False)
+    _original_execv(path, argv)
+
+
+def _execve(path, argv, env):
+    """os.execve, after sending what is pending."""
+    _send_before_leaving(False)
+    _original_execve(path, argv, env)
 
 
 # The hook's functions that a program calls in place of its own: a call of one is a
 # gap into what it stands for, (name, module).
-_STANDS_FOR = {_exit.__code__: ("_exit", getattr(_original_exit, "__module__", None) or "posix")}
+_STANDS_FOR = {
+    wrapper.__code__: (name, getattr(original, "__module__", None) or "posix")
+    for wrapper, name, original in (
+        (_exit, "_exit", _original_exit),
+        (_execv, "execv", _original_execv),
+        (_execve, "execve", _original_execve),
+    )
+}
 
 
 def _connect():
@@ -2394,6 +2430,8 @@ def start(boot_dir, config=None):
         after_in_child=_fork_trampoline(_fork_handler),
     )
     os._exit = _exit
+    os.execv = _execv
+    os.execve = _execve
     _start_flusher()
     if "--multiprocessing-fork" in _argv():
         _become_worker()

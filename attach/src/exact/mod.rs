@@ -91,8 +91,8 @@
 //!   (5 ms while batches are large); the socket is non-blocking, so a slow tracer
 //!   makes the hook hold up to 32 MiB (and the native buffer up to 8 MiB more) and
 //!   then drop events, counted
-//!   ([`ProcessStats::dropped_events`]). At exit (and before `os._exit`) everything
-//!   pending is sent, waiting at most 5 s. When the tracer goes away the hook
+//!   ([`ProcessStats::dropped_events`]). At exit (and before `os._exit` or an
+//!   `os.exec*`) everything pending is sent, waiting at most 5 s (2 s before those). When the tracer goes away the hook
 //!   removes itself within 50 ms and the program runs on.
 //! * Without `subprocesses`, the hook restores `PYTHONPATH` and removes
 //!   `TRACER_EXACT` from `os.environ` once started, so the program sees its own
