@@ -197,6 +197,28 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Whether `module` matches a `--include` / `--exclude` glob as the recorder reads
+/// one (attach's `ModuleGlob`): `*` is any run of characters, `?` one, and a glob
+/// ending in `.*` matches the package itself too.
+pub(crate) fn module_glob_matches(glob: &str, module: &str) -> bool {
+    fn whole(pattern: &[char], text: &[char]) -> bool {
+        match pattern.split_first() {
+            None => text.is_empty(),
+            Some(('*', rest)) => (0..=text.len()).any(|i| whole(rest, &text[i..])),
+            Some((&c, rest)) => text
+                .split_first()
+                .is_some_and(|(&t, text)| (c == '?' || c == t) && whole(rest, text)),
+        }
+    }
+    let glob = glob.trim();
+    let module: Vec<char> = module.chars().collect();
+    let chars = |s: &str| s.chars().collect::<Vec<char>>();
+    whole(&chars(glob), &module)
+        || glob
+            .strip_suffix(".*")
+            .is_some_and(|package| whole(&chars(package), &module))
+}
+
 /// A `LIKE` pattern for a module glob (`*` and `?`), with `%`, `_` and `\` escaped.
 fn like_pattern(glob: &str) -> String {
     let mut pattern = String::new();
@@ -600,5 +622,17 @@ mod tests {
     fn module_globs_escape_like_wildcards() {
         assert_eq!(like_pattern("my_app.*"), "my\\_app.%");
         assert_eq!(like_pattern("a?c"), "a_c");
+    }
+
+    #[test]
+    fn module_globs_match_as_the_recorder_matches_them() {
+        assert!(module_glob_matches("pkg.sub.*", "pkg.sub.util"));
+        assert!(module_glob_matches("pkg.sub.*", "pkg.sub"));
+        assert!(!module_glob_matches("pkg.sub.*", "pkg.subway"));
+        assert!(!module_glob_matches("pkg.sub.*", "pkg"));
+        assert!(module_glob_matches("*", "json"));
+        assert!(module_glob_matches("js?n", "json"));
+        assert!(module_glob_matches("*.util", "pkg.sub.util"));
+        assert!(!module_glob_matches("json", "json.decoder"));
     }
 }

@@ -21,7 +21,7 @@ use datafusion::prelude::{col, SessionConfig, SessionContext};
 
 use crate::dictionary_groups::GroupByDictionaryIds;
 use crate::error::{QueryError, Result};
-use crate::questions::{literal, question_sql, Filters, Question, RunScope};
+use crate::questions::{literal, module_glob_matches, question_sql, Filters, Question, RunScope};
 use crate::readonly;
 use crate::runs::{run_time, runs_batch, shell_join, shell_quote};
 use crate::trace::{locate, RunFiles};
@@ -87,6 +87,12 @@ impl Answer {
     /// The non-null text values of column `name`, in row order (empty if the column
     /// is missing). String and dictionary-of-string columns are read.
     pub fn text_column(&self, name: &str) -> Vec<String> {
+        self.texts(name).into_iter().flatten().collect()
+    }
+
+    /// Column `name` as text, a value per row (`None` for a null; empty if the column
+    /// is missing).
+    fn texts(&self, name: &str) -> Vec<Option<String>> {
         let mut values = Vec::new();
         for batch in &self.batches {
             let Some(column) = batch.column_by_name(name) else {
@@ -100,9 +106,7 @@ impl Answer {
             };
             let text = text.as_string::<i32>();
             values.extend(
-                (0..text.len())
-                    .filter(|&i| text.is_valid(i))
-                    .map(|i| text.value(i).to_string()),
+                (0..text.len()).map(|i| text.is_valid(i).then(|| text.value(i).to_string())),
             );
         }
         values
@@ -552,8 +556,15 @@ impl QuerySession {
     }
 
     /// `tracer record` commands, one per distinct command line of the runs in scope,
-    /// with the run's own patterns plus `extra` ones.
-    fn record_commands(&self, scope: &RunScope, extra: &[(&str, String)]) -> Vec<String> {
+    /// with the run's own patterns plus `extra` ones, less its `--exclude` patterns
+    /// that match a module of `to_trace`: an exclude wins over every include (the
+    /// recorder's filter), so a command that kept it would not trace that module.
+    fn record_commands(
+        &self,
+        scope: &RunScope,
+        extra: &[(&str, String)],
+        to_trace: &[String],
+    ) -> Vec<String> {
         let mut commands: Vec<String> = Vec::new();
         for run in self.scoped_runs(scope) {
             let mut words = vec!["tracer record".to_string()];
@@ -567,7 +578,9 @@ impl QuerySession {
                 words.push(format!("--include {}", shell_quote(&pattern)));
             }
             for pattern in run.exclude() {
-                words.push(format!("--exclude {}", shell_quote(&pattern)));
+                if !to_trace.iter().any(|m| module_glob_matches(&pattern, m)) {
+                    words.push(format!("--exclude {}", shell_quote(&pattern)));
+                }
             }
             for (flag, pattern) in extra {
                 let option = format!("{flag} {}", shell_quote(pattern));
@@ -592,22 +605,51 @@ impl QuerySession {
 
     fn gaps_tip(&self, answer: &Answer, scope: &RunScope) -> Option<Tip> {
         let mut patterns: Vec<String> = Vec::new();
-        for pattern in answer.text_column("include") {
+        let mut to_trace: Vec<String> = Vec::new();
+        for (module, include) in answer
+            .texts("module")
+            .into_iter()
+            .zip(answer.texts("include"))
+        {
+            let Some(pattern) = include else { continue };
             if !patterns.contains(&pattern) && patterns.len() < 5 {
-                patterns.push(pattern);
+                patterns.push(pattern.clone());
+            }
+            if let Some(module) = module.filter(|_| patterns.contains(&pattern)) {
+                to_trace.push(module);
             }
         }
         if patterns.is_empty() {
             return None;
         }
+        let mut left_out: Vec<String> = Vec::new();
+        for pattern in self.scoped_runs(scope).flat_map(RunFiles::exclude) {
+            if to_trace.iter().any(|m| module_glob_matches(&pattern, m))
+                && !left_out.contains(&pattern)
+            {
+                left_out.push(pattern);
+            }
+        }
+        let without = if left_out.is_empty() {
+            String::new()
+        } else {
+            let excludes: Vec<String> = left_out
+                .iter()
+                .map(|p| format!("--exclude {}", shell_quote(p)))
+                .collect();
+            format!(
+                " (without {}, which would keep them out: an exclude wins over an include)",
+                excludes.join(", ")
+            )
+        };
         let extra: Vec<(&str, String)> =
             patterns.iter().map(|p| ("--include", p.clone())).collect();
         Some(Tip {
             text: format!(
-                "to trace the untraced code these calls went into ({}), record again with:",
+                "to trace the untraced code these calls went into ({}), record again with{without}:",
                 patterns.join(", ")
             ),
-            commands: self.record_commands(scope, &extra),
+            commands: self.record_commands(scope, &extra, &to_trace),
         })
     }
 
@@ -627,7 +669,7 @@ impl QuerySession {
                 "to trace less, leave out the busiest modules ({}) with:",
                 modules.join(", ")
             ),
-            commands: self.record_commands(scope, &extra),
+            commands: self.record_commands(scope, &extra, &[]),
         })
     }
 }

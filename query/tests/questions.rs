@@ -189,6 +189,30 @@ fn gaps_group_untraced_calls_and_tip_the_include_that_traces_them() {
     );
 }
 
+/// A module the run left out with `--exclude` is a gap like any other, but no
+/// `--include` traces it while that exclude stays (an exclude wins): the tip's
+/// command leaves out the excludes that match a module it is to trace, and says so.
+/// Before, it kept them, and the command's own gaps gave the same tip again.
+#[test]
+fn gaps_tip_leaves_out_the_excludes_that_would_keep_its_modules_untraced() {
+    let dir = TempDir::new("billing-excludes");
+    let path = dir.path().join("billing.parquet");
+    let mut run = billing_run(BILLING);
+    run.set_metadata("exclude", serde_json::json!(["json.*", "myapp.billing"]));
+    run.write(&path);
+    let answer = ask(&path, Question::Gaps, Filters::default());
+    let tip = answer.tip.expect("gaps carry a tip");
+    assert_eq!(
+        tip.commands,
+        vec!["tracer record --exact --include 'myapp.*' --exclude myapp.billing --include 'json.*' --include 'socket.*' -- python3 app.py --orders=3"]
+    );
+    assert!(
+        tip.text.contains("without --exclude 'json.*'"),
+        "{}",
+        tip.text
+    );
+}
+
 #[test]
 fn flow_lists_every_event_in_order_with_depth_and_says_when_cut() {
     let (_dir, path) = billing_trace();

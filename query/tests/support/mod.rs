@@ -180,6 +180,11 @@ impl TraceBuilder {
         }
     }
 
+    /// Sets one field of the run's `tracer.run` metadata.
+    pub fn set_metadata(&mut self, key: &str, value: Value) {
+        self.metadata[key] = value;
+    }
+
     /// Names a thread; its rows carry the name.
     pub fn thread(&mut self, tid: i64, name: &str) {
         self.thread_names.insert(tid, name.to_string());
