@@ -92,8 +92,9 @@
 //!   makes the hook hold up to 32 MiB (and the native buffer up to 8 MiB more) and
 //!   then drop events, counted
 //!   ([`ProcessStats::dropped_events`]). At exit (and before `os._exit` or an
-//!   `os.exec*`) everything pending is sent, waiting at most 5 s (2 s before those). When the tracer goes away the hook
-//!   removes itself within 50 ms and the program runs on.
+//!   `os.exec*`) everything pending is sent, waiting at most 5 s (2 s before those).
+//!   When the tracer goes away the hook removes itself within 50 ms and the program
+//!   runs on.
 //! * Without `subprocesses`, the hook restores `PYTHONPATH` and removes
 //!   `TRACER_EXACT` from `os.environ` once started, so the program sees its own
 //!   environment and its children run untraced; with it, both stay (the program can
