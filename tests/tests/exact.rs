@@ -1088,3 +1088,38 @@ else:
         );
     }
 }
+
+/// An exception group's message is its own str(), `message (N sub-exceptions)`, as
+/// a TaskGroup's failure prints: it runs no class's code. Before, the group's
+/// arguments were rendered instead, `('two failures', [<ValueError object at
+/// 0x...>, ...])`. (3.11+: exception groups.)
+#[test]
+fn an_exception_group_s_message_is_its_str() {
+    const PROGRAM: &str = r#"
+def fails():
+    raise ExceptionGroup("two failures", [ValueError("a"), TypeError("b")])
+
+try:
+    fails()
+except* ValueError:
+    pass
+except* TypeError:
+    pass
+"#;
+    for interp in matrix().into_iter().filter(|i| i.minor >= 11) {
+        let label = &interp.label;
+        let (trace, out) = record_program(&interp, "group", PROGRAM, &[]);
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows = ask(&trace, &["--exceptions"]);
+        let messages: Vec<&str> = rows.iter().filter_map(|r| r["message"].as_str()).collect();
+        assert_eq!(
+            messages,
+            ["two failures (2 sub-exceptions)"],
+            "{label}: {rows:?}"
+        );
+    }
+}

@@ -861,6 +861,8 @@ def _exception_text(exc):
         surrogate = _with_base_args(t, str_impl, args) if c_str and not plain else None
         if plain:
             message = str_impl(exc)
+        elif str_impl is _GROUP_STR and type(_GROUP_MESSAGE(exc)) is str:
+            message = str_impl(exc)
         elif surrogate is not None:
             message = str_impl(surrogate)
         elif len(args) == 0:
@@ -916,6 +918,15 @@ def _with_base_args(t, str_impl, args):
 _PLAIN_ITEMS = 200
 _SCALARS = (str, bytes, int, float, bool, type(None))
 _KEY_ERROR_STR = KeyError.__dict__["__str__"]
+# An exception group's own str(), `message (N sub-exceptions)`, reads its message and
+# counts its exceptions, running no class's code (with a message of type str): its
+# arguments, the exceptions, are no plain values, and rendered they said
+# `('message', [<ValueError object at 0x...>])` (a TaskGroup's failure). 3.11+.
+try:
+    _GROUP_STR = BaseExceptionGroup.__dict__["__str__"]
+    _GROUP_MESSAGE = BaseExceptionGroup.__dict__["message"].__get__
+except NameError:
+    _GROUP_STR = _GROUP_MESSAGE = None
 # The most characters an exception message rendered from its arguments is built to
 # (then `...`): the rendering stops there rather than walking a huge value.
 _TEXT_CHARS = 4096
