@@ -75,20 +75,31 @@ static inline uint8_t *put(uint8_t *p, const void *src, size_t n)
     } while (0)
 
 /* ------------------------------------------------------------------------------ */
-/* Open-addressing hash map from a 64-bit key to a 64-bit value. */
+/* Open-addressing hash map from a 64-bit key to a 64-bit value. A key and its value
+ * sit side by side, so that a lookup in a map bigger than the caches (a program of
+ * thousands of traced functions: every event looks up its code and line) misses
+ * once, not once for the key and once for the value. */
 
 #define EMPTY_KEY UINT64_MAX
 
 typedef struct {
-    uint64_t *keys;
-    int64_t *values;
+    uint64_t key;
+    int64_t value;
+} Entry;
+
+typedef struct {
+    Entry *entries;
     size_t cap; /* a power of two, or 0 */
     size_t len;
 } Map;
 
+/* Fibonacci hashing: the top bits of the product, which depend on every bit of the
+ * key. (Its middle bits depend only on the key's low bits: a line's key is
+ * `cid << 32 | offset`, and every code's keys of one offset fell into one chain, so
+ * a lookup walked one key per traced function.) `cap` is at least 256. */
 static inline size_t slot_of(uint64_t key, size_t cap)
 {
-    return (size_t)((key * 0x9E3779B97F4A7C15ULL) >> 17) & (cap - 1);
+    return (size_t)((key * 0x9E3779B97F4A7C15ULL) >> (64 - __builtin_ctzll(cap)));
 }
 
 static int map_get(const Map *m, uint64_t key, int64_t *value)
@@ -97,12 +108,12 @@ static int map_get(const Map *m, uint64_t key, int64_t *value)
         return 0;
     size_t i = slot_of(key, m->cap);
     for (;;) {
-        uint64_t k = m->keys[i];
-        if (k == key) {
-            *value = m->values[i];
+        const Entry *e = &m->entries[i];
+        if (e->key == key) {
+            *value = e->value;
             return 1;
         }
-        if (k == EMPTY_KEY)
+        if (e->key == EMPTY_KEY)
             return 0;
         i = (i + 1) & (m->cap - 1);
     }
@@ -111,27 +122,20 @@ static int map_get(const Map *m, uint64_t key, int64_t *value)
 static int map_grow(Map *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 256;
-    uint64_t *keys = malloc(cap * sizeof *keys);
-    int64_t *values = malloc(cap * sizeof *values);
-    if (keys == NULL || values == NULL) {
-        free(keys);
-        free(values);
+    Entry *entries = malloc(cap * sizeof *entries);
+    if (entries == NULL)
         return -1;
-    }
-    memset(keys, 0xff, cap * sizeof *keys);
+    memset(entries, 0xff, cap * sizeof *entries);
     for (size_t j = 0; j < m->cap; j++) {
-        if (m->keys[j] == EMPTY_KEY)
+        if (m->entries[j].key == EMPTY_KEY)
             continue;
-        size_t i = slot_of(m->keys[j], cap);
-        while (keys[i] != EMPTY_KEY)
+        size_t i = slot_of(m->entries[j].key, cap);
+        while (entries[i].key != EMPTY_KEY)
             i = (i + 1) & (cap - 1);
-        keys[i] = m->keys[j];
-        values[i] = m->values[j];
+        entries[i] = m->entries[j];
     }
-    free(m->keys);
-    free(m->values);
-    m->keys = keys;
-    m->values = values;
+    free(m->entries);
+    m->entries = entries;
     m->cap = cap;
     return 0;
 }
@@ -141,19 +145,19 @@ static int map_put(Map *m, uint64_t key, int64_t value)
     if ((m->len + 1) * 2 > m->cap && map_grow(m) < 0)
         return -1;
     size_t i = slot_of(key, m->cap);
-    while (m->keys[i] != EMPTY_KEY && m->keys[i] != key)
+    while (m->entries[i].key != EMPTY_KEY && m->entries[i].key != key)
         i = (i + 1) & (m->cap - 1);
-    if (m->keys[i] == EMPTY_KEY)
+    if (m->entries[i].key == EMPTY_KEY)
         m->len++;
-    m->keys[i] = key;
-    m->values[i] = value;
+    m->entries[i].key = key;
+    m->entries[i].value = value;
     return 0;
 }
 
 static void map_clear(Map *m)
 {
     if (m->cap)
-        memset(m->keys, 0xff, m->cap * sizeof *m->keys);
+        memset(m->entries, 0xff, m->cap * sizeof *m->entries);
     m->len = 0;
 }
 
