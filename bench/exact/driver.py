@@ -75,8 +75,9 @@ def main():
         ("fib", ["fib.py", os.environ.get("FIB_N", "27")]),
         ("json", ["bm_json.py", os.environ.get("JSON_N", "10")]),
         ("regex", ["bm_regex.py", os.environ.get("REGEX_N", "1000")]),
+        ("wide", ["wide.py", os.environ.get("WIDE_F", "3000"), os.environ.get("WIDE_R", "300")]),
     ]
-    selected = set(os.environ.get("WORKLOADS", "fib json regex").split())
+    selected = set(os.environ.get("WORKLOADS", "fib json regex wide").split())
     workloads = [w for w in workloads if w[0] in selected]
     trace_out = os.path.join(workdir, "viztracer.json")
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The exact-mode benchmark: wall time of the whole process (writing included) for a
-# call-heavy workload (recursive fib) and two library-heavy ones after pyperformance
-# (json, regex), untraced, under exact mode with and without values and with
+# call-heavy workload (recursive fib), two library-heavy ones after pyperformance
+# (json, regex) and one of calls spread over thousands of functions (wide), untraced, under exact mode with and without values and with
 # `--include '*'` or the default include, under cProfile, and under viztracer with
 # and without its argument logging, in one run. Writes bench/exact/RESULTS.md.
 #
@@ -15,8 +15,9 @@
 #                stderr gives the events, dropped events and mechanism columns
 #   PY           the interpreter (default pyenv's 3.12.1)
 #   RUNS         runs of each row (default 7; the report gives the best and the median)
-#   WORKLOADS    any of fib json regex (default all)
+#   WORKLOADS    any of fib json regex wide (default all)
 #   FIB_N JSON_N REGEX_N   the size of each workload (defaults 27, 10, 1000)
+#   WIDE_F WIDE_R          wide's functions and rounds (defaults 3000, 300)
 #   PYTHON_HOOK  1 adds a row with the hook's pure-Python callbacks
 #                (TRACER_EXACT_NATIVE=0)
 #   SLOW         a row whose first run takes longer (seconds, default 60) runs once
