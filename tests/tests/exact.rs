@@ -1123,3 +1123,53 @@ except* TypeError:
         );
     }
 }
+
+/// A generator left by a StopIteration gives its caller a RuntimeError (PEP 479), and
+/// its exception row says so on every version: 3.12+ raise the RuntimeError in the
+/// frame, 3.8-3.11 after its last event. Before, 3.8-3.11 said `StopIteration`.
+#[test]
+fn a_generator_left_by_stop_iteration_ends_by_the_runtime_error_its_caller_gets() {
+    const PROGRAM: &str = r#"
+def leaks():
+    yield next(iter([]))
+
+async def coro():
+    raise StopIteration("c")
+
+for f in (leaks, lambda: coro().send(None)):
+    try:
+        list(f()) if f is leaks else f()
+    except RuntimeError as e:
+        print(e)
+"#;
+    for interp in matrix() {
+        let label = &interp.label;
+        let (trace, out) = record_program(&interp, "pep479", PROGRAM, &[]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "generator raised StopIteration\ncoroutine raised StopIteration\n",
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows = ask(
+            &trace,
+            &[
+                "--sql",
+                "SELECT function, exception, value FROM events \
+                 WHERE kind = 'exception' AND function IN ('leaks', 'coro') ORDER BY seq",
+            ],
+        );
+        let rows: Vec<[&str; 3]> = rows
+            .iter()
+            .map(|r| ["function", "exception", "value"].map(|k| r[k].as_str().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ["leaks", "RuntimeError", "generator raised StopIteration"],
+                ["coro", "RuntimeError", "coroutine raised StopIteration"],
+            ],
+            "{label}"
+        );
+    }
+}

@@ -1593,7 +1593,10 @@ def _trace_local(frame, event, arg):
             _trace_return(frame, arg)
             _ended(frame.f_code)
         elif event == "exception":
-            if arg[1] is not None:
+            pep479 = _pep479(frame.f_code.co_flags, arg[0])
+            if pep479 is not None:
+                qualified, message = "RuntimeError", pep479
+            elif arg[1] is not None:
                 qualified, message = _exception_text(arg[1])
             else:
                 qualified, message = _kind(arg[0])[3], ""
@@ -1629,6 +1632,21 @@ def _trace_local(frame, event, arg):
     except Exception:
         pass
     return _trace_local
+
+
+def _pep479(flags, exc_type):
+    """The message of the RuntimeError that a generator, coroutine or async generator
+    left by an exception of `exc_type` gives its caller instead (PEP 479), or None.
+    3.12+ raise it in the frame; 3.8-3.11 only as the exception leaves it, after the
+    frame's last event, which saw the StopIteration."""
+    if flags & 0x200:
+        if issubclass(exc_type, StopIteration):
+            return "async generator raised StopIteration"
+        if issubclass(exc_type, StopAsyncIteration):
+            return "async generator raised StopAsyncIteration"
+    elif flags & (0x20 | 0x80) and issubclass(exc_type, StopIteration):
+        return "coroutine raised StopIteration" if flags & 0x80 else "generator raised StopIteration"
+    return None
 
 
 def _trace_return(frame, value):
