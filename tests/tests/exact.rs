@@ -1031,13 +1031,18 @@ main()
     }
 }
 
-/// A program that replaces itself with `os.execv` (a launcher, a re-exec; the other
-/// `os.exec*` functions call `os.execv` or `os.execve`) keeps the calls it made
+/// A program that replaces itself with `os.execv` (a launcher, a re-exec; every
+/// `os.exec*` raises the audit event the hook listens to) keeps the calls it made
 /// before: the hook sends what is pending before the exec, as it does before
 /// `os._exit`. Before, the exec took every event not yet sent with it: the trace of
-/// this program was empty.
+/// this program was empty. An exec that fails leaves the program's traceback as it
+/// is (no frame of the hook's in it).
 #[test]
 fn a_program_that_execs_keeps_the_calls_made_before() {
+    const FAILS: &str = r#"
+import os
+os.execvp("no-such-program-for-the-tracer", ["no-such-program-for-the-tracer"])
+"#;
     const PROGRAM: &str = r#"
 import os, sys
 
@@ -1085,6 +1090,17 @@ else:
                 ("return".to_string(), String::new(), "10".to_string()),
             ],
             "{label}"
+        );
+        let (fails, traced) = record_program(&interp, "exec-fails", FAILS, &[]);
+        let plain = Command::new(&interp.path)
+            .arg(fails.with_file_name("exec-fails.py"))
+            .output()
+            .expect("run python");
+        let stderr = String::from_utf8_lossy(&traced.stderr);
+        let plain_stderr = String::from_utf8_lossy(&plain.stderr);
+        assert!(
+            plain_stderr.contains("FileNotFoundError") && stderr.starts_with(&*plain_stderr),
+            "{label}: the program's traceback comes first, unchanged:\n{stderr}"
         );
     }
 }

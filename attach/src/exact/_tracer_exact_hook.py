@@ -2009,10 +2009,6 @@ def _detach():
         atexit.unregister(_at_exit)
         if os._exit is _exit:
             os._exit = _original_exit
-        if os.execv is _execv:
-            os.execv = _original_execv
-        if os.execve is _execve:
-            os.execve = _original_execve
     except Exception:
         pass
     try:
@@ -2082,8 +2078,6 @@ def _at_exit():
 
 
 _original_exit = os._exit
-_original_execv = os.execv
-_original_execve = os.execve
 
 
 def _send_before_leaving(bye):
@@ -2109,32 +2103,23 @@ def _exit(status):
     _original_exit(status)
 
 
-# An exec replaces the process's memory, the hook's queue with it: a program that
-# ends in `os.execv` (a launcher, a re-exec) lost every event it had not sent. The
-# `os.exec*` functions all call these two. No goodbye: an exec that fails returns,
-# and the program runs on, traced.
-def _execv(path, argv):
-    """os.execv, after sending what is pending."""
-    _send_before_leaving(False)
-    _original_execv(path, argv)
+def _audit(event, args):
+    """An audit hook (PEP 578): an exec replaces the process's memory, the hook's
+    queue with it, and a program that ended in `os.execv` (a launcher, a re-exec) lost
+    every event it had not sent. Every `os.exec*` raises `os.exec` first. An audit hook
+    and not a wrapper of `os.execv`: a failed exec's traceback has no frame of the
+    hook's. No goodbye: an exec that fails returns, and the program runs on, traced."""
+    if event == "os.exec":
+        _send_before_leaving(False)
 
 
-def _execve(path, argv, env):
-    """os.execve, after sending what is pending."""
-    _send_before_leaving(False)
-    _original_execve(path, argv, env)
+# Audit hooks cannot be removed: one per process, doing nothing once inactive.
+_audit_added = [False]
 
 
 # The hook's functions that a program calls in place of its own: a call of one is a
 # gap into what it stands for, (name, module).
-_STANDS_FOR = {
-    wrapper.__code__: (name, getattr(original, "__module__", None) or "posix")
-    for wrapper, name, original in (
-        (_exit, "_exit", _original_exit),
-        (_execv, "execv", _original_execv),
-        (_execve, "execve", _original_execve),
-    )
-}
+_STANDS_FOR = {_exit.__code__: ("_exit", getattr(_original_exit, "__module__", None) or "posix")}
 
 
 def _connect():
@@ -2459,8 +2444,9 @@ def start(boot_dir, config=None):
         after_in_child=_fork_trampoline(_fork_handler),
     )
     os._exit = _exit
-    os.execv = _execv
-    os.execve = _execve
+    if not _audit_added[0]:
+        _audit_added[0] = True
+        sys.addaudithook(_audit)
     _start_flusher()
     if "--multiprocessing-fork" in _argv():
         _become_worker()
