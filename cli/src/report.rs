@@ -616,9 +616,19 @@ pub fn render(
         let _ = writeln!(out, "\nCalls into code that was not traced:");
         let mut gaps: Vec<_> = summary.gaps.iter().collect();
         gaps.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
+        // An exclude wins over every include: a module the run left out is not
+        // traced by adding one.
+        let excluded_by = |module: &str| {
+            run.exclude.iter().find(|pattern| {
+                attach::filter::ModuleGlob::new(pattern, "--exclude")
+                    .is_ok_and(|glob| glob.matches(module))
+            })
+        };
         for ((module, function, caller), (count, native)) in gaps.iter().take(10) {
             let how = if *native {
                 "a C function, not traceable".to_string()
+            } else if let Some(pattern) = excluded_by(module) {
+                format!("left out by --exclude '{pattern}'")
             } else {
                 format!("trace it with --include '{}'", include_pattern(module))
             };
@@ -627,7 +637,9 @@ pub fn render(
                 "  {module}.{function} from {caller}: {count} calls ({how})"
             );
         }
-        let traceable = gaps.iter().find(|(_, (_, native))| !native);
+        let traceable = gaps
+            .iter()
+            .find(|((module, _, _), (_, native))| !native && excluded_by(module).is_none());
         if let Some(((module, _, _), _)) = traceable {
             let command: Vec<String> = run.command.iter().map(|a| shell_quote(a)).collect();
             if run.launched && !command.is_empty() {
@@ -721,6 +733,55 @@ mod tests {
         assert!(
             loud.contains("warning: 40 of 100 samples could not be read"),
             "{loud}"
+        );
+    }
+
+    /// A gap into a module the run left out with `--exclude` says so: an `--include`
+    /// does not trace it while the exclude stays. Before, the report told to trace it
+    /// with `--include 'pkg.*'`, and its example command did.
+    #[test]
+    fn a_gap_into_an_excluded_module_says_it_was_left_out() {
+        let mut run = RunInfo::new(vec!["python3".into(), "app.py".into()], 7, Mode::Exact);
+        run.launched = true;
+        run.exclude = vec!["pkg.sub.*".into()];
+        let mut summary = Summary {
+            events: 6,
+            ..Summary::default()
+        };
+        summary.gaps.insert(
+            (
+                "pkg.sub.util".into(),
+                "norm".into(),
+                "pkg.core.process".into(),
+            ),
+            (3, false),
+        );
+        summary.gaps.insert(
+            ("json".into(), "dumps".into(), "__main__.main".into()),
+            (1, false),
+        );
+        let text = render(
+            &run,
+            &summary,
+            Path::new("t.parquet"),
+            Default::default(),
+            &[],
+        );
+        assert!(
+            text.contains(
+                "pkg.sub.util.norm from pkg.core.process: 3 calls (left out by --exclude 'pkg.sub.*')"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "json.dumps from __main__.main: 1 calls (trace it with --include 'json.*')"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("e.g. tracer record --exact --include 'json.*' -- python3 app.py"),
+            "{text}"
         );
     }
 
