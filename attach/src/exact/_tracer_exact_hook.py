@@ -1996,13 +1996,15 @@ def _stop_flusher():
 def _detach():
     """Stops tracing and frees what the hook took: the tracer is gone. A process the
     hook was placed into while running is left as it was: the exit hooks are taken
-    back and the hook's tables emptied (the fork handler, which cannot be taken back,
-    does nothing once inactive), so attaching again and again does not add up."""
+    back and the hook's tables emptied (the fork handlers and the audit hook, which
+    cannot be taken back, do nothing once inactive), so attaching again and again does
+    not add up."""
     global _active, _backlog, _tls
     if not _active:
         return
     _active = False
     _fork_handler[0] = None
+    _exec_handler[0] = None
     _fork_before[0] = None
     _fork_parent[0] = None
     try:
@@ -2103,18 +2105,13 @@ def _exit(status):
     _original_exit(status)
 
 
-def _audit(event, args):
-    """An audit hook (PEP 578): an exec replaces the process's memory, the hook's
-    queue with it, and a program that ended in `os.execv` (a launcher, a re-exec) lost
-    every event it had not sent. Every `os.exec*` raises `os.exec` first. An audit hook
-    and not a wrapper of `os.execv`: a failed exec's traceback has no frame of the
-    hook's. No goodbye: an exec that fails returns, and the program runs on, traced."""
-    if event == "os.exec":
-        _send_before_leaving(False)
-
-
-# Audit hooks cannot be removed: one per process, doing nothing once inactive.
-_audit_added = [False]
+def _before_exec():
+    """An exec replaces the process's memory, the hook's queue with it: a program that
+    ended in `os.execv` (a launcher, a re-exec) lost every event it had not sent. Called
+    from an audit hook (PEP 578) at the `os.exec` event that every `os.exec*` raises
+    first, not from a wrapper of `os.execv`: a failed exec's traceback has no frame of
+    the hook's. No goodbye: an exec that fails returns, and the program runs on, traced."""
+    _send_before_leaving(False)
 
 
 # The hook's functions that a program calls in place of its own: a call of one is a
@@ -2168,6 +2165,8 @@ def _send_blocking(data):
 _fork_handler = [None]
 _fork_before = [None]
 _fork_parent = [None]
+# So does the audit hook's (`_before_exec`): an audit hook cannot be removed either.
+_exec_handler = [None]
 
 
 def _after_fork():
@@ -2181,6 +2180,19 @@ def _fork_trampoline(cell):
     code of `_after_fork` with a namespace of its own (made without `exec`, which would
     compile at every start)."""
     return _FunctionType(_after_fork.__code__, {"cell": cell}, "after_fork")
+
+
+def _on_audit(event, args):
+    if event == "os.exec":
+        handler = cell[0]  # noqa: F821 (the global of the trampoline's own namespace)
+        if handler is not None:
+            handler()
+
+
+def _audit_trampoline(cell):
+    """The audit hook: `_on_audit`'s code with the cell alone as its globals, as
+    `_fork_trampoline` makes the fork handlers."""
+    return _FunctionType(_on_audit.__code__, {"cell": cell}, "audit")
 
 
 # The flusher's thread id (the kernel's), for `_before_fork`.
@@ -2444,9 +2456,8 @@ def start(boot_dir, config=None):
         after_in_child=_fork_trampoline(_fork_handler),
     )
     os._exit = _exit
-    if not _audit_added[0]:
-        _audit_added[0] = True
-        sys.addaudithook(_audit)
+    _exec_handler[0] = _before_exec
+    sys.addaudithook(_audit_trampoline(_exec_handler))
     _start_flusher()
     if "--multiprocessing-fork" in _argv():
         _become_worker()
