@@ -1189,3 +1189,71 @@ for f in (leaks, lambda: coro().send(None)):
         );
     }
 }
+
+/// Each call's recorded time lies between the time the function measured inside
+/// itself and the time its caller measured around the call (both with
+/// `perf_counter_ns`), for sleeps and for work, in two threads at once, long and
+/// short: what the hook stamps (on 3.12+ ticks of the time-stamp counter where the
+/// kernel keeps time by it, turned into nanoseconds by the tracer) is the program's
+/// own clock.
+#[test]
+fn a_call_s_recorded_time_is_the_time_the_program_measured() {
+    let program = "import threading, time\n\
+                   clock = time.perf_counter_ns\n\n\
+                   def timed(kind, n):\n    start = clock()\n    \
+                   if kind == 'sleep':\n        time.sleep(n / 1000)\n    \
+                   else:\n        x = 0\n        for i in range(n * 20000):\n            \
+                   x += i\n    return clock() - start\n\n\
+                   def run(tag, out):\n    \
+                   for kind, n in [('sleep', 30), ('spin', 5), ('sleep', 120), ('spin', 20), ('sleep', 2)]:\n        \
+                   before = clock()\n        inner = timed(kind, n)\n        \
+                   out.append((tag, inner, clock() - before))\n\n\
+                   out = []\n\
+                   worker = threading.Thread(target=run, args=('worker', out))\n\
+                   worker.start()\nrun('main', out)\nworker.join()\n\
+                   for tag, inner, outer in out:\n    print(tag, inner, outer)\n";
+    for interp in matrix() {
+        let label = &interp.label;
+        let (trace, out) = record_program(&interp, "timed", program, &[]);
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let rows = ask(
+            &trace,
+            &[
+                "--sql",
+                "SELECT thread_name, duration_ns FROM events \
+                 WHERE function = 'timed' AND kind = 'return' ORDER BY seq",
+            ],
+        );
+        for tag in ["main", "worker"] {
+            let measured: Vec<(i64, i64)> = stdout
+                .lines()
+                .filter_map(|line| line.strip_prefix(tag)?.strip_prefix(' '))
+                .map(|rest| {
+                    let (inner, outer) = rest.split_once(' ').expect("two numbers");
+                    (inner.parse().expect("inner"), outer.parse().expect("outer"))
+                })
+                .collect();
+            let recorded: Vec<i64> = rows
+                .iter()
+                .filter(|r| (r["thread_name"] == "MainThread") == (tag == "main"))
+                .map(|r| r["duration_ns"].as_i64().expect("a duration"))
+                .collect();
+            assert_eq!(recorded.len(), 5, "{label} {tag}: {rows:?}");
+            assert_eq!(measured.len(), 5, "{label} {tag}: {stdout}");
+            for (&ns, &(inner, outer)) in recorded.iter().zip(&measured) {
+                // Room for the kernel's clock being slewed (500 ppm at most) between
+                // the tracer's two readings around the call, and for rounding.
+                let slack = 20_000 + outer / 2000;
+                assert!(
+                    inner - slack <= ns && ns <= outer + slack,
+                    "{label} {tag}: recorded {ns} ns, measured {inner} inside and {outer} around"
+                );
+            }
+        }
+    }
+}

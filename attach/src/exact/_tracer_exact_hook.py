@@ -2150,6 +2150,13 @@ def _hello(mechanism):
     body += _s("%d.%d.%d" % sys.version_info[:3]) + _s(sys.executable or "")
     body += _U32(len(argv)) + b"".join(_s(a) for a in argv)
     body += _I64(wall) + _I64(perf) + _s(mechanism) + _s(os.getcwd())
+    # The native callbacks may stamp events with the CPU's time-stamp counter; then
+    # the greeting carries its first anchor (wire.rs).
+    anchor = _native.anchor() if _active_native[0] else None
+    if anchor is None:
+        body += b"\x00"
+    else:
+        body += b"\x01" + _I64(anchor[0]) + _I64(anchor[1])
     return _message(_MSG_HELLO, body)
 
 

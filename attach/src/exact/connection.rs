@@ -19,7 +19,7 @@ use crate::redact::{is_secret_name, looks_secret, REDACTED};
 use crate::repr::ReprOptions;
 
 use super::value::render_into;
-use super::wire::{ArgValues, EventHead, Hello, Record, WireError};
+use super::wire::{Anchor, ArgValues, EventClock, EventHead, Hello, Record, WireError};
 
 /// A code object the hook described.
 #[derive(Debug)]
@@ -95,6 +95,9 @@ pub struct Connection {
     threads: AHashMap<u32, Thread>,
     /// The last event's wall-clock time: the end of calls left open.
     last_ts: i64,
+    /// With events stamped in ticks, the anchors around the current batch's events:
+    /// the one before them and the batch's own.
+    anchors: Option<(Anchor, Anchor)>,
     pub counts: ConnectionCounts,
     /// The row handed to the sink, filled anew for each event. Sinks borrow it and
     /// keep nothing, so its names are replaced only when they change: on call-heavy
@@ -112,6 +115,10 @@ impl Connection {
         Connection {
             pid: i32::try_from(hello.pid).unwrap_or(i32::MAX),
             last_ts: hello.wall_ns,
+            anchors: match hello.clock {
+                EventClock::PerfCounter => None,
+                EventClock::Ticks(anchor) => Some((anchor, anchor)),
+            },
             hello,
             codes: ById::default(),
             callees: ById::default(),
@@ -129,7 +136,12 @@ impl Connection {
             .map(|c| (c.module.clone(), c.function.clone()))
     }
 
-    fn wall(&self, perf_ns: i64) -> i64 {
+    /// The wall-clock time of an event stamped `ts`.
+    fn wall(&self, ts: i64) -> i64 {
+        let perf_ns = match self.anchors {
+            None => ts,
+            Some((before, after)) => ticks_to_perf_ns(ts, before, after),
+        };
         self.hello
             .wall_ns
             .saturating_add(perf_ns.saturating_sub(self.hello.perf_ns))
@@ -242,6 +254,11 @@ impl Connection {
             } => self.gap(head, callee, count, counters, sink)?,
             Record::Limited { code, count } => {
                 *self.counts.limited.entry(code).or_default() += u64::from(count);
+            }
+            Record::Anchor(anchor) => {
+                if let Some((_, after)) = self.anchors {
+                    self.anchors = Some((after, anchor));
+                }
             }
         }
         Ok(())
@@ -570,6 +587,22 @@ impl<T> ById<T> {
     }
 }
 
+/// `perf_counter_ns` at `ticks` of the time-stamp counter, on the line through the
+/// two anchors around it (the counter runs at a constant rate, which the pair
+/// measures over the batch). Events of one batch keep their order, and a batch's
+/// times meet the next one's at their shared anchor. Without a span to measure (no
+/// batch yet) every time is the anchor's.
+fn ticks_to_perf_ns(ticks: i64, before: Anchor, after: Anchor) -> i64 {
+    let span_ticks = i128::from(after.ticks) - i128::from(before.ticks);
+    if span_ticks <= 0 {
+        return before.perf_ns;
+    }
+    let span_ns = i128::from(after.perf_ns) - i128::from(before.perf_ns);
+    let elapsed = i128::from(ticks) - i128::from(before.ticks);
+    let perf_ns = i128::from(before.perf_ns) + elapsed * span_ns / span_ticks;
+    i64::try_from(perf_ns).unwrap_or(if perf_ns < 0 { i64::MIN } else { i64::MAX })
+}
+
 /// A row with every field empty, filled before each use.
 fn empty_row() -> Event {
     let empty: Arc<str> = Arc::from("");
@@ -670,7 +703,41 @@ impl From<SinkError> for RecordError {
 
 #[cfg(test)]
 mod tests {
-    use super::push_json_string;
+    use super::{push_json_string, ticks_to_perf_ns, Anchor};
+
+    #[test]
+    fn ticks_become_nanoseconds_on_the_line_between_the_anchors() {
+        // 3 ticks a nanosecond, from 1000 ns at tick 5000 to 2000 ns at tick 8000.
+        let before = Anchor {
+            ticks: 5_000,
+            perf_ns: 1_000,
+        };
+        let after = Anchor {
+            ticks: 8_000,
+            perf_ns: 2_000,
+        };
+        let at = |ticks| ticks_to_perf_ns(ticks, before, after);
+        assert_eq!(at(5_000), 1_000);
+        assert_eq!(at(6_500), 1_500);
+        assert_eq!(at(8_000), 2_000);
+        // A tick read a little before the anchor (another CPU's counter) stays close.
+        assert_eq!(at(4_997), 999);
+        // Without a span, the anchor's time.
+        assert_eq!(ticks_to_perf_ns(9_999, before, before), 1_000);
+        // Counters of real machines: 2.5 GHz for an hour, no overflow.
+        let start = Anchor {
+            ticks: 1 << 60,
+            perf_ns: 1 << 50,
+        };
+        let hour = Anchor {
+            ticks: start.ticks + 9_000_000_000_000,
+            perf_ns: start.perf_ns + 3_600_000_000_000,
+        };
+        assert_eq!(
+            ticks_to_perf_ns(start.ticks + 2_500_000_000, start, hour),
+            start.perf_ns + 1_000_000_000
+        );
+    }
 
     #[test]
     fn a_json_string_is_what_serde_json_writes() {

@@ -12,7 +12,7 @@
 //!
 //! | type | name | body |
 //! |---|---|---|
-//! | 1 | HELLO | `str` token, `u32` pid, `u32` ppid, `str` Python version (`3.12.1`), `str` executable, `u32` n + n × `str` argv (`/proc/self/cmdline`), `i64` wall clock ns, `i64` `perf_counter_ns` read right after it, `str` mechanism (`sys.monitoring tool 3`, `sys.settrace`, `none`), `str` cwd |
+//! | 1 | HELLO | `str` token, `u32` pid, `u32` ppid, `str` Python version (`3.12.1`), `str` executable, `u32` n + n × `str` argv (`/proc/self/cmdline`), `i64` wall clock ns, `i64` `perf_counter_ns` read right after it, `str` mechanism (`sys.monitoring tool 3`, `sys.settrace`, `none`), `str` cwd, then optionally `u8` clock: 0 (or absent) events are stamped with `perf_counter_ns`, 1 with ticks of the CPU's time-stamp counter, followed by the first anchor (`i64` ticks, `i64` `perf_counter_ns` at the same moment) |
 //! | 2 | ERROR | `str` why the hook is not tracing (e.g. no free `sys.monitoring` tool id) |
 //! | 3 | BATCH | `u64` events dropped so far (a running total), then records until the end of the frame |
 //! | 4 | BYE | `u64` events dropped in total; the process is exiting and sent everything |
@@ -24,7 +24,11 @@
 //! # Records (in a BATCH)
 //!
 //! Each starts with a `u8` tag. Event timestamps (`ts`) are `perf_counter_ns`
-//! readings, turned into wall-clock time with the HELLO's pair of clocks. `code` and
+//! readings, turned into wall-clock time with the HELLO's pair of clocks; or, when
+//! the HELLO says so, ticks of the time-stamp counter, turned into `perf_counter_ns`
+//! by interpolating between the two anchors around them: each BATCH then starts with
+//! an anchor read after every event in it, so its events lie between the anchor
+//! before it (the previous batch's, or the HELLO's) and its own. `code` and
 //! `thread` are small ids defined by earlier records of the same connection.
 //!
 //! | tag | record | fields |
@@ -39,6 +43,7 @@
 //! | `x` | exception | `u32` code, `u32` thread, `i64` ts, `i32` line, `str` qualified type, `str` message |
 //! | `g` | gap | `u32` caller code, `u32` thread, `i64` ts of the first call, `i32` caller's line, `u32` callee, `u32` count |
 //! | `l` | limited | `u32` code, `u32` calls counted but not recorded (`max_calls`) |
+//! | `A` | anchor | `i64` ticks, `i64` `perf_counter_ns` read at the same moment |
 //!
 //! Gap records of one call come before the record that ends that call.
 //!
@@ -215,6 +220,33 @@ pub struct Hello {
     pub perf_ns: i64,
     pub mechanism: String,
     pub cwd: String,
+    /// How events are stamped.
+    pub clock: EventClock,
+}
+
+/// The clock of a process's event timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventClock {
+    /// `perf_counter_ns`.
+    PerfCounter,
+    /// Ticks of the time-stamp counter, from this anchor on.
+    Ticks(Anchor),
+}
+
+/// A reading of the time-stamp counter and of `perf_counter_ns` at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    pub ticks: i64,
+    pub perf_ns: i64,
+}
+
+impl Anchor {
+    fn parse(r: &mut Reader<'_>) -> Result<Anchor, WireError> {
+        Ok(Anchor {
+            ticks: r.i64()?,
+            perf_ns: r.i64()?,
+        })
+    }
 }
 
 /// One frame of the stream.
@@ -252,6 +284,11 @@ impl<'a> Message<'a> {
                 let perf_ns = r.i64()?;
                 let mechanism = r.string()?;
                 let cwd = r.string()?;
+                let clock = match if r.is_empty() { 0 } else { r.u8()? } {
+                    0 => EventClock::PerfCounter,
+                    1 => EventClock::Ticks(Anchor::parse(&mut r)?),
+                    other => return Err(malformed(format!("unknown clock {other}"))),
+                };
                 Ok(Message::Hello(Hello {
                     token,
                     pid,
@@ -263,6 +300,7 @@ impl<'a> Message<'a> {
                     perf_ns,
                     mechanism,
                     cwd,
+                    clock,
                 }))
             }
             MSG_ERROR => Ok(Message::Error(r.string()?)),
@@ -342,6 +380,7 @@ pub enum Record<'a> {
         code: u32,
         count: u32,
     },
+    Anchor(Anchor),
 }
 
 impl<'a> Record<'a> {
@@ -422,6 +461,7 @@ impl<'a> Record<'a> {
                 code: r.u32()?,
                 count: r.u32()?,
             },
+            b'A' => Record::Anchor(Anchor::parse(r)?),
             other => return Err(malformed(format!("unknown record tag {other:#x}"))),
         })
     }
@@ -568,5 +608,62 @@ mod tests {
         let mut r = Reader::new(&cut);
         assert_eq!(value_bytes(&mut r).map(<[u8]>::len), Ok(11));
         assert!(value_bytes(&mut Reader::new(&[b'l', 1, 0])).is_err());
+    }
+
+    /// A HELLO of pid 7 with one argument, ending in `clock`.
+    fn hello(clock: &[u8]) -> Vec<u8> {
+        let string = |out: &mut Vec<u8>, text: &str| {
+            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
+        };
+        let mut out = vec![MSG_HELLO];
+        string(&mut out, "token");
+        out.extend_from_slice(&7u32.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        string(&mut out, "3.12.1");
+        string(&mut out, "/usr/bin/python3");
+        out.extend_from_slice(&1u32.to_le_bytes());
+        string(&mut out, "app.py");
+        out.extend_from_slice(&1_000i64.to_le_bytes());
+        out.extend_from_slice(&50i64.to_le_bytes());
+        string(&mut out, "sys.monitoring tool 3 (native)");
+        string(&mut out, "/home");
+        out.extend_from_slice(clock);
+        out
+    }
+
+    fn clock_of(frame: &[u8]) -> Result<EventClock, WireError> {
+        match Message::parse(frame)? {
+            Message::Hello(hello) => Ok(hello.clock),
+            other => panic!("not a HELLO: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_hello_says_how_events_are_stamped_and_a_batch_may_start_with_an_anchor() {
+        assert_eq!(clock_of(&hello(&[])), Ok(EventClock::PerfCounter));
+        assert_eq!(clock_of(&hello(&[0])), Ok(EventClock::PerfCounter));
+        let mut anchor = vec![1];
+        anchor.extend_from_slice(&123_456i64.to_le_bytes());
+        anchor.extend_from_slice(&789i64.to_le_bytes());
+        assert_eq!(
+            clock_of(&hello(&anchor)),
+            Ok(EventClock::Ticks(Anchor {
+                ticks: 123_456,
+                perf_ns: 789
+            }))
+        );
+        assert!(clock_of(&hello(&[2])).is_err());
+        assert!(clock_of(&hello(&anchor[..9])).is_err());
+
+        anchor[0] = b'A';
+        let mut r = Reader::new(&anchor);
+        match Record::parse(&mut r) {
+            Ok(Record::Anchor(Anchor { ticks, perf_ns })) => {
+                assert_eq!((ticks, perf_ns), (123_456, 789))
+            }
+            other => panic!("not an anchor: {other:?}"),
+        }
+        assert!(r.is_empty());
     }
 }
