@@ -17,7 +17,7 @@ use parquet::file::reader::FileReader;
 use parquet::file::serialized_reader::SerializedFileReader;
 use parquet::schema::types::ColumnDescPtr;
 
-use crate::dictionary_chunk::EncodedChunk;
+use crate::chunk_pages::EncodedChunk;
 use crate::parquet_io::write_row_group;
 
 /// A column chunk encoder of the crate, as [`write_row_group`] calls it.

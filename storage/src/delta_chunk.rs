@@ -8,30 +8,24 @@
 //! Here a page's minimum and maximum are a plain loop, its definition levels runs
 //! (as in [`crate::plain_chunk`]), and a miniblock's deltas are packed 64 bits at a
 //! time. Pages, headers and the column's metadata are the crate's own types written
-//! by its [`SerializedPageWriter`]; a page's values are byte for byte those of the
-//! crate's `DeltaBitPackEncoder`, blocks of 256 values in 4 miniblocks of 64 (the
-//! Parquet format's layout, with the miniblock size arrow-rs chose for 64-bit values
-//! so that its reader unpacks a miniblock in one call), and its statistics and page
-//! indexes those of the Arrow writer.
-
-use std::sync::Arc;
+//! by its `SerializedPageWriter` ([`crate::chunk_pages`]); a page's values are byte
+//! for byte those of the crate's `DeltaBitPackEncoder`, blocks of 256 values in 4
+//! miniblocks of 64 (the Parquet format's layout, with the miniblock size arrow-rs
+//! chose for 64-bit values so that its reader unpacks a miniblock in one call), and
+//! its statistics and page indexes those of the Arrow writer.
 
 use arrow::array::{Array, AsArray};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::UInt64Type;
-use bytes::Bytes;
 use parquet::basic::{BoundaryOrder, Compression, Encoding, PageType, Type as PhysicalType};
-use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::{
-    ColumnChunkMetaData, ColumnIndexBuilder, LevelHistogram, OffsetIndexBuilder, PageEncodingStats,
-};
+use parquet::file::metadata::{ColumnIndexBuilder, LevelHistogram, PageEncodingStats};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
-use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-use crate::dictionary_chunk::{finish_chunk, page_compressor, put_uleb128, EncodedChunk};
+use crate::chunk_pages::{ChunkPages, EncodedChunk};
+use crate::dictionary_chunk::put_uleb128;
 use crate::plain_chunk::put_definition_levels;
 
 /// Values of a miniblock: bit-packed at one width.
@@ -81,16 +75,10 @@ pub(crate) fn encode_delta_column(
     let statistics = props.statistics_enabled(path) != EnabledStatistics::None;
     let page_index = props.statistics_enabled(path) == EnabledStatistics::Page;
 
-    let mut compress = page_compressor(level.compression_level())?;
-    let mut sink = TrackedWrite::new(Vec::new());
-    let mut pages = SerializedPageWriter::new(&mut sink);
-    let (mut uncompressed_total, mut compressed_total) = (0usize, 0usize);
-    let mut offset_index = OffsetIndexBuilder::new();
+    let mut pages = ChunkPages::new(level)?;
     let mut column_index = ColumnIndexBuilder::new(PhysicalType::INT64);
     let mut order = PageOrder::default();
     let mut chunk_range: Option<(u64, u64)> = None;
-    let mut first_data_offset = None;
-    let mut data_pages = 0;
     let mut raw = Vec::new();
     let mut defined = Vec::new();
     for start in (0..values.len()).step_by(page_rows) {
@@ -103,21 +91,7 @@ pub(crate) fn encode_delta_column(
             put_definition_levels(valid, start, rows, nulls, &mut raw);
         }
         let range = encode_deltas(page, &mut raw);
-        let data_page = Page::DataPage {
-            buf: compress(&raw)?,
-            num_values: rows as u32,
-            encoding: Encoding::DELTA_BINARY_PACKED,
-            def_level_encoding: Encoding::RLE,
-            rep_level_encoding: Encoding::RLE,
-            statistics: None,
-        };
-        let spec = pages.write_page(CompressedPage::new(data_page, raw.len()))?;
-        first_data_offset.get_or_insert(spec.offset);
-        uncompressed_total += spec.uncompressed_size;
-        compressed_total += spec.compressed_size;
-        offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
-        offset_index.append_row_count(rows as i64);
-        data_pages += 1;
+        pages.data(&raw, rows, Encoding::DELTA_BINARY_PACKED)?;
         if !statistics {
             continue;
         }
@@ -142,23 +116,18 @@ pub(crate) fn encode_delta_column(
             None => column_index.append(true, Vec::new(), Vec::new(), nulls as i64),
         }
     }
-    pages.close()?;
-    let bytes = Bytes::from(sink.into_inner()?);
     column_index.set_boundary_order(order.boundary_order());
 
     let rows = values.len() as u64;
-    let mut metadata = ColumnChunkMetaData::builder(Arc::clone(descr))
-        .set_compression(Compression::ZSTD(level))
+    let data_pages = pages.data_pages();
+    let mut metadata = pages
+        .metadata(descr, rows)
         .set_encodings(vec![Encoding::RLE, Encoding::DELTA_BINARY_PACKED])
         .set_page_encoding_stats(vec![PageEncodingStats {
             page_type: PageType::DATA_PAGE,
             encoding: Encoding::DELTA_BINARY_PACKED,
             count: data_pages,
-        }])
-        .set_num_values(rows as i64)
-        .set_total_compressed_size(compressed_total as i64)
-        .set_total_uncompressed_size(uncompressed_total as i64)
-        .set_data_page_offset(first_data_offset.unwrap_or(0) as i64);
+        }]);
     let null_count = array.null_count() as u64;
     if statistics && nullable {
         // Rows per definition level (null, not null), as the Arrow writer adds them.
@@ -175,13 +144,10 @@ pub(crate) fn encode_delta_column(
             false,
         )
     });
-    finish_chunk(
-        bytes,
+    pages.finish(
         metadata,
         chunk_statistics,
         (page_index && data_pages > 0).then_some(column_index),
-        offset_index,
-        compressed_total,
         rows,
     )
 }
@@ -331,6 +297,9 @@ fn zigzag(value: i64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use bytes::Bytes;
+    use std::sync::Arc;
 
     use arrow::array::{ArrayRef, UInt64Array};
     use parquet::basic::ZstdLevel;

@@ -10,35 +10,21 @@
 //! distinct text and page: on an exact trace of recursive fib those took a sixth of
 //! the run's CPU (bench/README.md, exact mode). The pages, their headers and
 //! the column's metadata are the crate's own types, written by its
-//! [`SerializedPageWriter`], so the file is what the Arrow writer would produce but
-//! for the order of the dictionary's entries. The RLE/bit-packing hybrid encoder is
+//! `SerializedPageWriter` ([`crate::chunk_pages`]), so the file is what the Arrow
+//! writer would produce but for the order of the dictionary's entries. The RLE/bit-packing hybrid encoder is
 //! written here because the crate keeps its own behind its `experimental` feature.
-
-use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, DictionaryArray};
 use arrow::datatypes::Int32Type;
-use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, PageType, Type as PhysicalType};
-use parquet::column::page::{CompressedPage, Page, PageWriter};
-use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::{
-    ColumnChunkMetaData, ColumnChunkMetaDataBuilder, ColumnIndexBuilder, OffsetIndexBuilder,
-    PageEncodingStats,
-};
+use parquet::file::metadata::{ColumnIndexBuilder, PageEncodingStats};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
-use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-/// A column chunk encoded in memory: its bytes from offset 0 and what
-/// `SerializedRowGroupWriter::append_column` needs to place them.
-pub(crate) struct EncodedChunk {
-    pub bytes: Bytes,
-    pub close: ColumnCloseResult,
-}
+use crate::chunk_pages::{ChunkPages, EncodedChunk};
 
 /// Encodes `array` (one row group's rows of a `Dictionary(Int32, Utf8)` column) as
 /// column `descr` with `props`' compression, statistics level and data page row
@@ -103,10 +89,7 @@ pub(crate) fn encode_dictionary_column(
         return Ok(None);
     }
     let statistics = props.statistics_enabled(path) != EnabledStatistics::None;
-    let mut compress = page_compressor(level.compression_level())?;
-
-    let mut sink = TrackedWrite::new(Vec::new());
-    let mut pages = SerializedPageWriter::new(&mut sink);
+    let mut pages = ChunkPages::new(level)?;
 
     // The dictionary page: every text, PLAIN (a u32 length, then the bytes).
     let mut raw = Vec::with_capacity(dictionary_bytes);
@@ -114,25 +97,15 @@ pub(crate) fn encode_dictionary_column(
         raw.extend_from_slice(&(text.len() as u32).to_le_bytes());
         raw.extend_from_slice(text.as_bytes());
     }
-    let dictionary_page = Page::DictionaryPage {
-        buf: compress(&raw)?,
-        num_values: values.len() as u32,
-        encoding: Encoding::PLAIN,
-        is_sorted: false,
-    };
-    let dictionary_spec = pages.write_page(CompressedPage::new(dictionary_page, raw.len()))?;
-    let mut uncompressed_total = dictionary_spec.uncompressed_size;
-    let mut compressed_total = dictionary_spec.compressed_size;
+    pages.dictionary(&raw, values.len() as u32, false)?;
 
     let bit_width = bits_for(values.len() as u32 - 1);
     let page_rows = props.data_page_row_count_limit().max(1);
-    let mut offset_index = OffsetIndexBuilder::new();
     let mut column_index = ColumnIndexBuilder::new(PhysicalType::BYTE_ARRAY);
     // Per key, the last page it was seen on: each distinct text is compared once
     // per page for the statistics.
     let mut seen_on_page = vec![usize::MAX; values.len()];
     let mut chunk_range: Option<(usize, usize)> = None;
-    let mut data_pages = 0;
     // A page's keys as runs of one key: (key, rows).
     let mut key_runs: Vec<(u32, usize)> = Vec::new();
     let mut levels = Vec::new();
@@ -176,19 +149,7 @@ pub(crate) fn encode_dictionary_column(
         }
         raw.push(bit_width);
         encode_hybrid(key_runs.iter().copied(), bit_width, &mut raw);
-        let data_page = Page::DataPage {
-            buf: compress(&raw)?,
-            num_values: (end - start) as u32,
-            encoding: Encoding::RLE_DICTIONARY,
-            def_level_encoding: Encoding::RLE,
-            rep_level_encoding: Encoding::RLE,
-            statistics: None,
-        };
-        let spec = pages.write_page(CompressedPage::new(data_page, raw.len()))?;
-        uncompressed_total += spec.uncompressed_size;
-        compressed_total += spec.compressed_size;
-        offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
-        offset_index.append_row_count((end - start) as i64);
+        pages.data(&raw, end - start, Encoding::RLE_DICTIONARY)?;
         if statistics {
             match page_range {
                 Some((min, max)) => {
@@ -203,15 +164,12 @@ pub(crate) fn encode_dictionary_column(
                 None => column_index.append(true, Vec::new(), Vec::new(), nulls as i64),
             }
         }
-        data_pages += 1;
     }
-    pages.close()?;
-    let bytes = Bytes::from(sink.into_inner()?);
 
     let rows = keys.len() as u64;
     let null_count = keys.null_count() as u64;
-    let metadata = ColumnChunkMetaData::builder(Arc::clone(descr))
-        .set_compression(Compression::ZSTD(level))
+    let metadata = pages
+        .metadata(descr, rows)
         .set_encodings(vec![
             Encoding::PLAIN,
             Encoding::RLE,
@@ -226,16 +184,9 @@ pub(crate) fn encode_dictionary_column(
             PageEncodingStats {
                 page_type: PageType::DATA_PAGE,
                 encoding: Encoding::RLE_DICTIONARY,
-                count: data_pages,
+                count: pages.data_pages(),
             },
-        ])
-        .set_num_values(rows as i64)
-        .set_total_compressed_size(compressed_total as i64)
-        .set_total_uncompressed_size(uncompressed_total as i64)
-        .set_dictionary_page_offset(Some(dictionary_spec.offset as i64))
-        .set_data_page_offset(
-            (dictionary_spec.offset + dictionary_spec.compressed_size as u64) as i64,
-        );
+        ]);
     let chunk_statistics = statistics.then(|| {
         let (min, max) = chunk_range.map_or((None, None), |(min, max)| {
             let text = |key: usize| ByteArray::from(values[key].as_bytes().to_vec());
@@ -244,54 +195,12 @@ pub(crate) fn encode_dictionary_column(
         Statistics::new(min, max, None, Some(null_count), false)
     });
     let page_index = props.statistics_enabled(path) == EnabledStatistics::Page;
-    finish_chunk(
-        bytes,
+    pages.finish(
         metadata,
         chunk_statistics,
         page_index.then_some(column_index),
-        offset_index,
-        compressed_total,
         rows,
     )
-}
-
-/// A page compressor at zstd `level`: a page's raw bytes in, its compressed bytes out.
-pub(crate) fn page_compressor(level: i32) -> Result<impl FnMut(&[u8]) -> Result<Bytes>> {
-    let mut compressor =
-        zstd::bulk::Compressor::new(level).map_err(|e| ParquetError::External(Box::new(e)))?;
-    Ok(move |raw: &[u8]| -> Result<Bytes> {
-        compressor
-            .compress(raw)
-            .map(Bytes::from)
-            .map_err(|e| ParquetError::External(Box::new(e)))
-    })
-}
-
-/// The encoded chunk: its bytes, and the metadata, statistics and page indexes
-/// that `SerializedRowGroupWriter::append_column` places in the footer.
-pub(crate) fn finish_chunk(
-    bytes: Bytes,
-    mut metadata: ColumnChunkMetaDataBuilder,
-    statistics: Option<Statistics>,
-    column_index: Option<ColumnIndexBuilder>,
-    offset_index: OffsetIndexBuilder,
-    compressed_total: usize,
-    rows: u64,
-) -> Result<Option<EncodedChunk>> {
-    if let Some(statistics) = statistics {
-        metadata = metadata.set_statistics(statistics);
-    }
-    Ok(Some(EncodedChunk {
-        bytes,
-        close: ColumnCloseResult {
-            bytes_written: compressed_total as u64,
-            rows_written: rows,
-            metadata: metadata.build()?,
-            bloom_filter: None,
-            column_index: column_index.map(ColumnIndexBuilder::build).transpose()?,
-            offset_index: Some(offset_index.build()),
-        },
-    }))
 }
 
 /// `range` (keys of the smallest and largest text so far) widened by `key`.
@@ -437,6 +346,9 @@ pub(crate) fn put_uleb128(mut value: u64, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use bytes::Bytes;
+    use std::sync::Arc;
 
     use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};

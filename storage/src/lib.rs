@@ -44,6 +44,7 @@
 mod batch;
 #[cfg(test)]
 mod chunk_checks;
+mod chunk_pages;
 mod delta_chunk;
 mod dictionary_chunk;
 pub mod error;

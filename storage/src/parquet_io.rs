@@ -18,8 +18,9 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
+use crate::chunk_pages::EncodedChunk;
 use crate::delta_chunk::encode_delta_column;
-use crate::dictionary_chunk::{encode_dictionary_column, EncodedChunk};
+use crate::dictionary_chunk::encode_dictionary_column;
 use crate::error::{Error, Result};
 use crate::layout::{create_private_file, rename_into_place, segment_file_name, temp_path};
 use crate::plain_chunk::encode_plain_column;

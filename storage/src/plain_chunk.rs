@@ -15,29 +15,21 @@
 //! counting each text's bytes for the offset index; here a page's texts are copied
 //! from the array's offsets, its bounds found from the offsets alone unless its texts
 //! are long. Pages, headers and the column's metadata are the crate's own types
-//! written by its [`SerializedPageWriter`], as in [`crate::dictionary_chunk`], so the
+//! written by its `SerializedPageWriter` ([`crate::chunk_pages`]), so the
 //! file is what the Arrow writer would write, page for page.
-
-use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, StringArray};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Int32Type, Int64Type, TimestampNanosecondType, UInt32Type};
-use bytes::Bytes;
-use parquet::basic::{Compression, Encoding, PageType, Type as PhysicalType};
-use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::basic::{Compression, Encoding, PageType, Type as PhysicalType, ZstdLevel};
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::{
-    ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder, PageEncodingStats,
-};
+use parquet::file::metadata::{ColumnIndexBuilder, PageEncodingStats};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
-use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-use crate::dictionary_chunk::{
-    encode_hybrid, finish_chunk, page_compressor, put_uleb128, EncodedChunk,
-};
+use crate::chunk_pages::{ChunkPages, EncodedChunk};
+use crate::dictionary_chunk::{encode_hybrid, put_uleb128};
 
 /// An integer as Parquet stores it: its physical type's little-endian bytes, ordered
 /// as its logical type orders it (`count` is a `UInt32` stored as `INT32`, so its
@@ -107,7 +99,7 @@ pub(crate) fn encode_plain_column(
     let chunk = Chunk {
         descr,
         props,
-        level: level.compression_level(),
+        level,
         nulls: nulls.as_ref(),
     };
     match array.data_type() {
@@ -126,7 +118,7 @@ pub(crate) fn encode_plain_column(
 struct Chunk<'a> {
     descr: &'a ColumnDescPtr,
     props: &'a WriterProperties,
-    level: i32,
+    level: ZstdLevel,
     nulls: Option<&'a NullBuffer>,
 }
 
@@ -182,29 +174,14 @@ impl Chunk<'_> {
         // for zstd to squeeze.
         let constant = chunk_min.is_some() && chunk_min == chunk_max;
 
-        let mut compress = page_compressor(self.level)?;
-        let mut sink = TrackedWrite::new(Vec::new());
-        let mut pages = SerializedPageWriter::new(&mut sink);
-        let (mut uncompressed_total, mut compressed_total) = (0usize, 0usize);
+        let mut pages = ChunkPages::new(self.level)?;
         let mut raw = Vec::new();
-        let mut dictionary_offset = None;
         if let (true, Some(value)) = (constant, chunk_min) {
             raw.extend_from_slice(&value.le_bytes());
-            let page = Page::DictionaryPage {
-                buf: compress(&raw)?,
-                num_values: 1,
-                encoding: Encoding::PLAIN,
-                is_sorted: true,
-            };
-            let spec = pages.write_page(CompressedPage::new(page, raw.len()))?;
-            dictionary_offset = Some(spec.offset);
-            uncompressed_total += spec.uncompressed_size;
-            compressed_total += spec.compressed_size;
+            pages.dictionary(&raw, 1, true)?;
         }
         let statistics = self.props.statistics_enabled(path) != EnabledStatistics::None;
-        let mut offset_index = OffsetIndexBuilder::new();
         let mut column_index = ColumnIndexBuilder::new(T::PHYSICAL);
-        let mut first_data_offset = None;
         for span in &spans {
             let rows = span.end - span.start;
             raw.clear();
@@ -223,20 +200,7 @@ impl Chunk<'_> {
                 );
                 Encoding::PLAIN
             };
-            let data_page = Page::DataPage {
-                buf: compress(&raw)?,
-                num_values: rows as u32,
-                encoding,
-                def_level_encoding: Encoding::RLE,
-                rep_level_encoding: Encoding::RLE,
-                statistics: None,
-            };
-            let spec = pages.write_page(CompressedPage::new(data_page, raw.len()))?;
-            first_data_offset.get_or_insert(spec.offset);
-            uncompressed_total += spec.uncompressed_size;
-            compressed_total += spec.compressed_size;
-            offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
-            offset_index.append_row_count(rows as i64);
+            pages.data(&raw, rows, encoding)?;
             match (span.min, span.max) {
                 (Some(min), Some(max)) => {
                     column_index.append(false, min.le_bytes(), max.le_bytes(), span.nulls as i64)
@@ -244,12 +208,9 @@ impl Chunk<'_> {
                 _ => column_index.append(true, Vec::new(), Vec::new(), span.nulls as i64),
             }
         }
-        pages.close()?;
-        let bytes = Bytes::from(sink.into_inner()?);
 
         let rows = values.len() as u64;
         let null_count = self.nulls.map_or(0, NullBuffer::null_count) as u64;
-        let level = parquet::basic::ZstdLevel::try_new(self.level)?;
         let data_encoding = if constant {
             Encoding::RLE_DICTIONARY
         } else {
@@ -272,24 +233,16 @@ impl Chunk<'_> {
                 },
             );
         }
-        let metadata = ColumnChunkMetaData::builder(Arc::clone(descr))
-            .set_compression(Compression::ZSTD(level))
+        let metadata = pages
+            .metadata(descr, rows)
             .set_encodings(encodings)
-            .set_page_encoding_stats(encoding_stats)
-            .set_num_values(rows as i64)
-            .set_total_compressed_size(compressed_total as i64)
-            .set_total_uncompressed_size(uncompressed_total as i64)
-            .set_dictionary_page_offset(dictionary_offset.map(|o| o as i64))
-            .set_data_page_offset(first_data_offset.unwrap_or(0) as i64);
+            .set_page_encoding_stats(encoding_stats);
         let page_index =
             self.props.statistics_enabled(path) == EnabledStatistics::Page && !spans.is_empty();
-        finish_chunk(
-            bytes,
+        pages.finish(
             metadata,
             statistics.then(|| T::statistics(chunk_min, chunk_max, null_count)),
             (statistics && page_index).then_some(column_index),
-            offset_index,
-            compressed_total,
             rows,
         )
     }
@@ -321,13 +274,7 @@ impl Chunk<'_> {
         let text = |row: usize| &data[offsets[row] as usize..offsets[row + 1] as usize];
         let is_valid = |row: usize| self.nulls.is_none_or(|valid| valid.is_valid(row));
 
-        let mut compress = page_compressor(self.level)?;
-        let mut sink = TrackedWrite::new(Vec::new());
-        let mut pages = SerializedPageWriter::new(&mut sink);
-        let (mut uncompressed_total, mut compressed_total) = (0usize, 0usize);
-        let mut offset_index = OffsetIndexBuilder::new();
-        let mut first_data_offset = None;
-        let mut data_pages = 0;
+        let mut pages = ChunkPages::new(self.level)?;
         let mut raw = Vec::new();
         let mut start = 0;
         while start < array.len() {
@@ -370,49 +317,21 @@ impl Chunk<'_> {
             }
             // The texts' own bytes, as the Arrow writer counts them.
             let text_bytes = raw.len() - values_at - 4 * (rows - nulls);
-            let data_page = Page::DataPage {
-                buf: compress(&raw)?,
-                num_values: rows as u32,
-                encoding: Encoding::PLAIN,
-                def_level_encoding: Encoding::RLE,
-                rep_level_encoding: Encoding::RLE,
-                statistics: None,
-            };
-            let spec = pages.write_page(CompressedPage::new(data_page, raw.len()))?;
-            first_data_offset.get_or_insert(spec.offset);
-            uncompressed_total += spec.uncompressed_size;
-            compressed_total += spec.compressed_size;
-            offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
-            offset_index.append_row_count(rows as i64);
-            offset_index.append_unencoded_byte_array_data_bytes(Some(text_bytes as i64));
-            data_pages += 1;
+            pages.data(&raw, rows, Encoding::PLAIN)?;
+            pages
+                .offset_index()
+                .append_unencoded_byte_array_data_bytes(Some(text_bytes as i64));
             start = end;
         }
-        pages.close()?;
-        let bytes = Bytes::from(sink.into_inner()?);
-        let metadata = ColumnChunkMetaData::builder(Arc::clone(descr))
-            .set_compression(Compression::ZSTD(parquet::basic::ZstdLevel::try_new(
-                self.level,
-            )?))
+        let metadata = pages
+            .metadata(descr, array.len() as u64)
             .set_encodings(vec![Encoding::PLAIN, Encoding::RLE])
             .set_page_encoding_stats(vec![PageEncodingStats {
                 page_type: PageType::DATA_PAGE,
                 encoding: Encoding::PLAIN,
-                count: data_pages,
-            }])
-            .set_num_values(array.len() as i64)
-            .set_total_compressed_size(compressed_total as i64)
-            .set_total_uncompressed_size(uncompressed_total as i64)
-            .set_data_page_offset(first_data_offset.unwrap_or(0) as i64);
-        finish_chunk(
-            bytes,
-            metadata,
-            None,
-            None,
-            offset_index,
-            compressed_total,
-            array.len() as u64,
-        )
+                count: pages.data_pages(),
+            }]);
+        pages.finish(metadata, None, None, array.len() as u64)
     }
 
     /// The values of rows `start..end` that are not null: a slice of `values` when
@@ -492,6 +411,9 @@ fn bit_packed_levels(valid: &NullBuffer, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use bytes::Bytes;
+    use std::sync::Arc;
 
     use arrow::array::{
         ArrayRef, Int32Array, Int64Array, RecordBatch, TimestampNanosecondArray, UInt32Array,
