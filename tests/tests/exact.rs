@@ -1257,3 +1257,55 @@ fn a_call_s_recorded_time_is_the_time_the_program_measured() {
         }
     }
 }
+
+/// A call whose function starts without a CALL event (a property's getter) right after
+/// a call of the same function failed before it started (a TypeError binding its
+/// arguments) has its own argument and caller line: 3.12+'s native hook takes a
+/// one-argument function's argument from the CALL before its start, and kept the
+/// failed call's for the next start. Before, `balance(self=alice)` was recorded for
+/// bob's balance, at the failed call's line.
+#[test]
+fn a_call_after_a_failed_call_of_the_same_function_has_its_own_argument() {
+    const PROGRAM: &str = r#"
+class Account:
+    def __init__(self, owner):
+        self.owner = owner
+    def balance(self):
+        return len(self.owner) * 100
+    total = property(balance)
+
+alice, bob = Account("alice"), Account("bob")
+try:
+    Account.balance(alice, "EUR")
+except TypeError:
+    pass
+t = bob.total
+print(hex(id(bob)), t)
+"#;
+    for interp in matrix() {
+        let label = &interp.label;
+        let (trace, out) = record_program(&interp, "failed-call", PROGRAM, &[]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let bob = stdout.split_whitespace().next().unwrap_or_default();
+        assert!(stdout.ends_with(" 300\n"), "{label}: {stdout}");
+        let rows = ask(
+            &trace,
+            &[
+                "--sql",
+                "SELECT args, caller_line FROM events \
+                 WHERE kind = 'call' AND function = 'Account.balance'",
+            ],
+        );
+        assert_eq!(rows.len(), 1, "{label}: {rows:?}");
+        let args = rows[0]["args"].as_str().unwrap_or_default();
+        assert!(
+            args.contains(&format!("object at {bob}>")),
+            "{label}: {args}, bob {bob}"
+        );
+        assert_eq!(
+            rows[0]["caller_line"].as_i64(),
+            Some(14),
+            "{label}: {rows:?}"
+        );
+    }
+}

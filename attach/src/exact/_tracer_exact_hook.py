@@ -1451,18 +1451,23 @@ def _start_monitoring():
             n = _native
             callbacks = (
                 n.on_start, n.on_return, n.on_yield, n.on_resume, n.on_throw, n.on_unwind,
-                n.on_call,
+                n.on_call, n.on_handled,
             )
+            # The native CALL callback keeps the argument of the start it expects
+            # next; a caught exception drops it (the call failed before its start).
+            _EVENTS += (ev.EXCEPTION_HANDLED,)
         except Exception as exc:
             _native = None
             _native_why = "native did not configure: %s: %s" % (_tname(type(exc)), exc)
     for event, callback in zip(_EVENTS, callbacks):
         mon.register_callback(_tool, event, callback)
-    # PY_THROW and PY_UNWIND cannot be set per code object. A hook placed into a
-    # running process takes every PY_RESUME until each code is decided, so that the
-    # generators and coroutines already running are learnt when they next resume
-    # (their PY_START came before the hook).
+    # PY_THROW, PY_UNWIND and EXCEPTION_HANDLED cannot be set per code object. A hook
+    # placed into a running process takes every PY_RESUME until each code is decided,
+    # so that the generators and coroutines already running are learnt when they next
+    # resume (their PY_START came before the hook).
     events = ev.PY_START | ev.PY_THROW | ev.PY_UNWIND
+    if ev.EXCEPTION_HANDLED in _EVENTS:
+        events |= ev.EXCEPTION_HANDLED
     if _attached[0]:
         events |= ev.PY_RESUME
     mon.set_events(_tool, events)

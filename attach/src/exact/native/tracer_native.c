@@ -1702,6 +1702,22 @@ static PyObject *on_throw(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return on_resume(self, args, 2);
 }
 
+/* EXCEPTION_HANDLED(code, offset, exception): a CALL that failed before its function
+ * started (a TypeError binding its arguments) left its pending state, which the next
+ * start of that function without a CALL (a property, `__bool__`, a C slot) took for its
+ * own: the failed call's argument and caller line. The exception is caught here, or
+ * ends the caller (on_unwind), before that thread runs anything else. */
+static PyObject *on_handled(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    (void)args;
+    (void)nargs;
+    Thread *t = &tls;
+    if (G.configured && t->epoch == G.epoch)
+        clear_pending(t);
+    return none();
+}
+
 /* PY_UNWIND(code, offset, exception) */
 static PyObject *on_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -2245,6 +2261,8 @@ static PyMethodDef methods[] = {
     {"on_resume", (PyCFunction)(void (*)(void))on_resume, METH_FASTCALL, "PY_RESUME"},
     {"on_throw", (PyCFunction)(void (*)(void))on_throw, METH_FASTCALL, "PY_THROW"},
     {"on_unwind", (PyCFunction)(void (*)(void))on_unwind, METH_FASTCALL, "PY_UNWIND"},
+    {"on_handled", (PyCFunction)(void (*)(void))on_handled, METH_FASTCALL,
+     "EXCEPTION_HANDLED"},
     {"on_call", (PyCFunction)(void (*)(void))on_call, METH_FASTCALL, "CALL"},
     {NULL, NULL, 0, NULL},
 };
