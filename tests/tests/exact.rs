@@ -1258,6 +1258,59 @@ fn a_call_s_recorded_time_is_the_time_the_program_measured() {
     }
 }
 
+/// A thread renamed while it runs (`threading.current_thread().name = ...`) has its
+/// new name on the rows after the change and its old one on the rows before, in the
+/// main thread and in another, as sampled mode reads it (the hook looks for changed
+/// names once a batch: a sleep lets a batch go between the rename and the next call).
+#[test]
+fn a_thread_renamed_while_it_runs_has_its_new_name_on_the_later_rows() {
+    let program = "import threading, time\n\n\
+                   def before():\n    return 1\n\n\
+                   def after():\n    return 2\n\n\
+                   def work():\n    before()\n    \
+                   threading.current_thread().name = 'renamed-worker'\n    \
+                   time.sleep(0.2)\n    after()\n\n\
+                   t = threading.Thread(target=work, name='first-name')\n\
+                   t.start()\nt.join()\n\
+                   threading.current_thread().name = 'main-renamed'\n\
+                   time.sleep(0.2)\nafter()\n";
+    for interp in matrix() {
+        let label = &interp.label;
+        let (trace, out) = record_program(&interp, "rename", program, &[]);
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows = ask(
+            &trace,
+            &[
+                "--sql",
+                "SELECT function, thread_name FROM events \
+                 WHERE kind = 'call' AND function IN ('before', 'after') ORDER BY seq",
+            ],
+        );
+        let seen: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["function"].as_str().unwrap_or_default(),
+                    r["thread_name"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("before", "first-name"),
+                ("after", "renamed-worker"),
+                ("after", "main-renamed")
+            ],
+            "{label}"
+        );
+    }
+}
+
 /// A call whose function starts without a CALL event (a property's getter) right after
 /// a call of the same function failed before it started (a TypeError binding its
 /// arguments) has its own argument and caller line: 3.12+'s native hook takes a

@@ -110,6 +110,9 @@ _kinds = {}
 _tls = _thread._local()
 _next_thread = [0]
 _main_ident = _thread.get_ident()
+# Python's thread id -> [wire id, OS thread id, name last sent] of each thread the hook
+# numbered, for `_renamed_threads`.
+_thread_names = {}
 _tool = None
 _pid = os.getpid()
 _max_calls = 0
@@ -379,8 +382,35 @@ def _thread_index():
     name = _thread_name(ident)
     if name is None and ident == _main_ident:
         name = "MainThread"
-    _q.append((_THREAD, i, _thread.get_native_id(), name if type(name) is str else ""))
+    name = name if type(name) is str else ""
+    native_id = _thread.get_native_id()
+    _thread_names[ident] = [i, native_id, name]
+    _q.append((_THREAD, i, native_id, name))
     return i
+
+
+def _renamed_threads():
+    """Thread records for the threads renamed since their name was sent (`thread.name
+    = ...` after it started), looked at once a batch, not at every event: they go
+    after the batch's events, so a name applies from the batch after the one in which
+    it changed, never to events from before the change. Threads that ended are
+    forgotten."""
+    threading = sys.modules.get("threading")
+    active = getattr(threading, "_active", None)
+    if type(active) is not dict or not _thread_names:
+        return []
+    records = []
+    for ident in list(_thread_names):
+        thread = active.get(ident)
+        if thread is None:
+            _thread_names.pop(ident, None)
+            continue
+        entry = _thread_names.get(ident)
+        name = getattr(thread, "_name", None)
+        if entry is not None and type(name) is str and name != entry[2]:
+            entry[2] = name
+            records.append((_THREAD, entry[0], entry[1], name))
+    return records
 
 
 def _thread_name(ident):
@@ -1878,11 +1908,14 @@ def _flush():
             items = _without_events(items)
             _dropped += events
         size = _native.frame(b"".join(_encode(items)), _dropped, drop, _MSG_BATCH)
+        renamed = _renamed_threads()
+        if renamed:
+            size += _native.frame(b"".join(_encode(renamed)), _dropped, 0, _MSG_BATCH)
         alive = _send_pending()
         # A big batch, or a socket that did not take it all: come back soon.
         _busy[0] = size > _BUSY_BATCH or _native.pending() > 0
         return alive
-    items = _take_items()
+    items = _take_items() + _renamed_threads()
     if items:
         if len(_backlog) > _BACKLOG_MAX:
             items = _without_events(items)
@@ -2038,6 +2071,7 @@ def _detach():
     _task_loops.clear()
     _limited.clear()
     _pending_exc.clear()
+    _thread_names.clear()
     _backlog = bytearray()
     if _native is not None and _active_native[0]:
         _native.discard()
@@ -2350,6 +2384,7 @@ def _after_fork_in_child():
     _dropped = 0
     _tls = _thread._local()
     _next_thread[0] = 0
+    _thread_names.clear()
     _limited.clear()
     _pending_exc.clear()
     _flush_lock = _thread.allocate_lock()
