@@ -1362,3 +1362,44 @@ print(hex(id(bob)), t)
         );
     }
 }
+
+/// The frames a RecursionError unwinds have exception rows that name it, the innermost
+/// ones too: 3.12+'s native hook could not call its Python helper there and wrote them
+/// with no exception type (the two innermost) or `<repr failed: RecursionError>`; it
+/// now writes a builtin exception's type and message itself.
+#[test]
+fn the_frames_a_recursion_error_unwinds_name_it() {
+    const PROGRAM: &str = r#"
+def down(n):
+    return down(n + 1)
+
+try:
+    down(0)
+except RecursionError as e:
+    print("caught", e)
+"#;
+    for interp in matrix().into_iter().filter(|i| i.minor >= 12) {
+        let label = &interp.label;
+        let (trace, out) = record_program(&interp, "recursion-error", PROGRAM, &[]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "caught maximum recursion depth exceeded\n",
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows = ask(
+            &trace,
+            &[
+                "--sql",
+                "SELECT COUNT(*) AS calls, \
+                 COUNT(*) FILTER (WHERE kind = 'exception' AND exception = 'RecursionError' \
+                   AND value = 'maximum recursion depth exceeded') AS named \
+                 FROM events WHERE function = 'down' AND kind IN ('call', 'exception') \
+                 GROUP BY kind ORDER BY kind",
+            ],
+        );
+        let calls = rows[0]["calls"].as_i64().unwrap_or_default();
+        assert!(calls > 900, "{label}: {rows:?}");
+        assert_eq!(rows[1]["named"].as_i64(), Some(calls), "{label}: {rows:?}");
+    }
+}

@@ -873,8 +873,11 @@ def _args(frame, cid):
     return _U16(count) + bytes(out)
 
 
-def _exception_text(exc):
-    """(qualified type, message) of an exception, without running its class's code."""
+def _exception_text(exc, strict=False):
+    """(qualified type, message) of an exception, without running its class's code.
+    `strict` (the native callbacks) lets a RecursionError of its own calls through: a
+    frame just below the recursion limit, for which the caller writes what it can
+    without Python (tracer_native.c `put_exception_without_helper`)."""
     t = type(exc)
     entry = _kind(t)
     qualified = entry[3]
@@ -905,6 +908,8 @@ def _exception_text(exc):
         else:
             message = _text_of(args[0] if len(args) == 1 else args)
     except BaseException as err:
+        if strict and type(err) is RecursionError:
+            raise
         message = "<repr failed: " + _tname(type(err)) + ">"
     return qualified, message
 

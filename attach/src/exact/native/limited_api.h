@@ -99,7 +99,16 @@ long PyLong_AsLong(PyObject *);
 long long PyLong_AsLongLongAndOverflow(PyObject *, int *);
 double PyFloat_AsDouble(PyObject *);
 
+/* Include/object.h: a type's names and slots (stable ABI; PyType_GetSlot: 3.4, of a
+ * static type 3.10; PyType_GetQualName: 3.11). Include/typeslots.h: Py_tp_str. */
+PyObject *PyType_GetQualName(PyTypeObject *);
+void *PyType_GetSlot(PyTypeObject *, int);
+#define Py_tp_str 70
+
 /* Include/unicodeobject.h (stable ABI 3.2; PyUnicode_AsUTF8AndSize: 3.10). */
+PyObject *PyUnicode_FromString(const char *);
+PyObject *PyUnicode_FromFormat(const char *, ...);
+int PyUnicode_CompareWithASCIIString(PyObject *, const char *);
 Py_ssize_t PyUnicode_GetLength(PyObject *);
 const char *PyUnicode_AsUTF8AndSize(PyObject *, Py_ssize_t *);
 PyObject *PyUnicode_AsEncodedString(PyObject *, const char *, const char *);
@@ -127,6 +136,7 @@ PyObject *PyObject_GetAttrString(PyObject *, const char *);
 PyObject *PyObject_GetItem(PyObject *, PyObject *);
 
 /* Include/pyerrors.h (stable ABI 3.2). */
+extern PyObject *PyExc_BaseException;
 PyObject *PyErr_Occurred(void);
 void PyErr_Clear(void);
 void PyErr_SetString(PyObject *, const char *);

@@ -1718,6 +1718,49 @@ static PyObject *on_handled(PyObject *self, PyObject *const *args, Py_ssize_t na
     return none();
 }
 
+/* An exception's (qualified type, message) written without the hook's helper, which
+ * cannot be called within a few frames of the recursion limit (the frames a
+ * RecursionError unwinds: their rows had no type, or `<repr failed: RecursionError>`;
+ * raising the limit for the call would not do, as 3.12 lowers a thread's limit again
+ * only lazily). The type's name as the helper writes it, and the message when it is
+ * BaseException's str() of no argument or of one str (a RecursionError's), else
+ * empty: no class's code runs. */
+static int put_exception_without_helper(Buf *b, PyObject *exc)
+{
+    PyTypeObject *tp = Py_TYPE(exc);
+    PyObject *module = PyObject_GetAttrString((PyObject *)tp, "__module__");
+    PyObject *name = PyType_GetQualName(tp);
+    PyObject *qualified = NULL;
+    if (module != NULL && name != NULL && Py_TYPE(module) == &PyUnicode_Type)
+        qualified = PyUnicode_CompareWithASCIIString(module, "builtins") == 0
+                        ? new_ref(name)
+                        : PyUnicode_FromFormat("%U.%U", module, name);
+    Py_DecRef(module);
+    Py_DecRef(name);
+    PyObject *message = NULL;
+    PyObject *exc_args = PyObject_GetAttrString(exc, "args");
+    PyTypeObject *base = (PyTypeObject *)PyExc_BaseException;
+    if (exc_args != NULL && Py_TYPE(exc_args) == &PyTuple_Type &&
+        PyType_GetSlot(tp, Py_tp_str) == PyType_GetSlot(base, Py_tp_str)) {
+        Py_ssize_t n = PyTuple_Size(exc_args);
+        PyObject *first = n == 1 ? PyTuple_GetItem(exc_args, 0) : NULL;
+        if (n == 0)
+            message = PyUnicode_FromString("");
+        else if (first != NULL && Py_TYPE(first) == &PyUnicode_Type)
+            message = new_ref(first);
+    }
+    Py_DecRef(exc_args);
+    if (message == NULL)
+        message = PyUnicode_FromString("");
+    int status = qualified != NULL && message != NULL && put_utf8(b, qualified) == 0 &&
+                         put_utf8(b, message) == 0
+                     ? 0
+                     : -1;
+    Py_DecRef(qualified);
+    Py_DecRef(message);
+    return status;
+}
+
 /* PY_UNWIND(code, offset, exception) */
 static PyObject *on_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1745,7 +1788,7 @@ static PyObject *on_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nar
     int32_t line = frame != NULL ? PyFrame_GetLineNumber(frame) : -1;
     if (line < 0)
         line = line_of((uint32_t)cid, code, args[1]);
-    PyObject *text = PyObject_CallFunctionObjArgs(G.exception_helper, args[2], NULL);
+    PyObject *text = PyObject_CallFunctionObjArgs(G.exception_helper, args[2], Py_True, NULL);
     Buf *b = &t->scratch;
     b->len = 0;
     PyObject *qualified = text ? PyTuple_GetItem(text, 0) : NULL;
@@ -1754,7 +1797,11 @@ static PyObject *on_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nar
         put_utf8(b, message) < 0) {
         PyErr_Clear();
         b->len = 0;
-        if (buf_reserve(b, 8) == 0) {
+        if (put_exception_without_helper(b, args[2]) < 0) {
+            PyErr_Clear();
+            b->len = 0;
+        }
+        if (b->len == 0 && buf_reserve(b, 8) == 0) {
             memset(b->data, 0, 8);
             b->len = 8;
         }
