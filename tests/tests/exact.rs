@@ -1403,3 +1403,43 @@ except RecursionError as e:
         assert_eq!(rows[1]["named"].as_i64(), Some(calls), "{label}: {rows:?}");
     }
 }
+
+/// A program that recurses to one frame below its recursion limit and there makes an
+/// audited call (`sys._getframe`, `open`) runs as without the tracer on 3.12+: the
+/// hook's audit hook (it sends what is pending before an exec) is a C function that
+/// pushes no frame; a Python one made that call fail with RecursionError.
+#[test]
+fn an_audited_call_just_below_the_recursion_limit_runs_as_without_the_tracer() {
+    const PROGRAM: &str = r#"
+import sys
+
+def go(n):
+    if n == 0:
+        return sys._getframe() is not None
+    return go(n - 1)
+
+def deepest():
+    n = 900
+    while True:
+        try:
+            go(n + 1)
+        except RecursionError:
+            return n
+        n += 1
+
+print("deepest", deepest())
+"#;
+    for interp in matrix().into_iter().filter(|i| i.minor >= 12) {
+        let label = &interp.label;
+        let (trace, traced) = record_program(&interp, "audit-depth", PROGRAM, &[]);
+        let plain = Command::new(&interp.path)
+            .arg(trace.with_file_name("audit-depth.py"))
+            .output()
+            .expect("run python");
+        assert_eq!(
+            String::from_utf8_lossy(&traced.stdout),
+            String::from_utf8_lossy(&plain.stdout),
+            "{label}"
+        );
+    }
+}

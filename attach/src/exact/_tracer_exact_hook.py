@@ -2048,6 +2048,8 @@ def _detach():
     _active = False
     _fork_handler[0] = None
     _exec_handler[0] = None
+    if _active_native[0]:
+        _native.set_exec_handler(None)
     _fork_before[0] = None
     _fork_parent[0] = None
     try:
@@ -2241,8 +2243,9 @@ def _on_audit(event, args):
 
 
 def _audit_trampoline(cell):
-    """The audit hook: `_on_audit`'s code with the cell alone as its globals, as
-    `_fork_trampoline` makes the fork handlers."""
+    """The audit hook where the native callbacks do not run (3.8-3.11; their
+    `on_audit` pushes no frame): `_on_audit`'s code with the cell alone as its
+    globals, as `_fork_trampoline` makes the fork handlers."""
     return _FunctionType(_on_audit.__code__, {"cell": cell}, "audit")
 
 
@@ -2508,8 +2511,12 @@ def start(boot_dir, config=None):
         after_in_child=_fork_trampoline(_fork_handler),
     )
     os._exit = _exit
-    _exec_handler[0] = _before_exec
-    sys.addaudithook(_audit_trampoline(_exec_handler))
+    if _active_native[0]:
+        if _native.set_exec_handler(_before_exec):
+            sys.addaudithook(_native.on_audit)
+    else:
+        _exec_handler[0] = _before_exec
+        sys.addaudithook(_audit_trampoline(_exec_handler))
     _start_flusher()
     if "--multiprocessing-fork" in _argv():
         _become_worker()

@@ -265,6 +265,10 @@ static struct {
     PyObject *next_call_helper;
     PyObject *code_helper, *callee_helper, *line_helper, *thread_helper, *value_helper,
         *exception_helper;
+    /* What runs before an exec (on_audit), or NULL; whether on_audit is an audit hook
+     * of this process yet (one cannot be removed: one for every attach). */
+    PyObject *exec_handler;
+    int audit_hook_added;
     /* Types that tell callables apart. */
     PyTypeObject *function_type, *method_type, *builtin_type, *method_descriptor_type,
         *slot_wrapper_type, *classmethod_descriptor_type, *method_wrapper_type;
@@ -1761,6 +1765,39 @@ static int put_exception_without_helper(Buf *b, PyObject *exc)
     return status;
 }
 
+/* An audit hook (PEP 578): at the `os.exec` event every os.exec* raises first, the
+ * hook's `_before_exec` sends what is pending. A C function pushes no frame, where a
+ * Python hook made every audited operation (an open(), sys._getframe()) of a program
+ * one frame below its recursion limit fail with RecursionError. */
+static PyObject *on_audit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    PyObject *handler = G.exec_handler;
+    if (handler != NULL && nargs >= 1 && Py_TYPE(args[0]) == &PyUnicode_Type &&
+        PyUnicode_CompareWithASCIIString(args[0], "os.exec") == 0) {
+        Py_IncRef(handler);
+        PyObject *r = PyObject_CallFunctionObjArgs(handler, NULL);
+        if (r == NULL)
+            PyErr_Clear();
+        Py_DecRef(r);
+        Py_DecRef(handler);
+    }
+    return none();
+}
+
+/* set_exec_handler(handler or None): what on_audit calls; True when on_audit is to be
+ * added as an audit hook (the first time in this process). */
+static PyObject *set_exec_handler(PyObject *self, PyObject *handler)
+{
+    (void)self;
+    PyObject *old = G.exec_handler;
+    G.exec_handler = handler == Py_None ? NULL : new_ref(handler);
+    Py_DecRef(old);
+    int add = !G.audit_hook_added;
+    G.audit_hook_added = 1;
+    return new_ref(add ? Py_True : Py_False);
+}
+
 /* PY_UNWIND(code, offset, exception) */
 static PyObject *on_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -2308,6 +2345,8 @@ static PyMethodDef methods[] = {
     {"on_resume", (PyCFunction)(void (*)(void))on_resume, METH_FASTCALL, "PY_RESUME"},
     {"on_throw", (PyCFunction)(void (*)(void))on_throw, METH_FASTCALL, "PY_THROW"},
     {"on_unwind", (PyCFunction)(void (*)(void))on_unwind, METH_FASTCALL, "PY_UNWIND"},
+    {"on_audit", (PyCFunction)(void (*)(void))on_audit, METH_FASTCALL, "audit hook"},
+    {"set_exec_handler", (PyCFunction)set_exec_handler, METH_O, "on_audit's handler"},
     {"on_handled", (PyCFunction)(void (*)(void))on_handled, METH_FASTCALL,
      "EXCEPTION_HANDLED"},
     {"on_call", (PyCFunction)(void (*)(void))on_call, METH_FASTCALL, "CALL"},
