@@ -1443,3 +1443,77 @@ print("deepest", deepest())
         );
     }
 }
+
+/// A coroutine that runs on after the one it awaits came back from a throw() (an
+/// awaited task cancelled, the CancelledError caught there) has a `resume` row for
+/// that stretch, and the calls it then makes are its own: 3.11 resumes it without a
+/// settrace `call` event, and `after()` was put under `<module>`, main's next yield lost.
+#[test]
+fn a_coroutine_resumed_after_a_throw_into_the_one_it_awaits_makes_its_own_calls() {
+    const PROGRAM: &str = r#"
+import asyncio
+
+async def sleeper():
+    await asyncio.sleep(1)
+
+async def cancel_me():
+    t = asyncio.ensure_future(sleeper())
+    await asyncio.sleep(0.01)
+    t.cancel()
+    try:
+        await t
+    except asyncio.CancelledError:
+        return "was-cancelled"
+
+async def after():
+    await asyncio.sleep(0)
+    return 1
+
+async def main():
+    print(await cancel_me())
+    await after()
+
+asyncio.run(main())
+"#;
+    for interp in matrix() {
+        let label = &interp.label;
+        let (trace, out) = record_program(&interp, "throw-resume", PROGRAM, &[]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "was-cancelled\n",
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows = ask(
+            &trace,
+            &[
+                "--sql",
+                "SELECT kind, caller FROM events \
+                 WHERE function IN ('after', 'main') AND kind IN ('call', 'yield') \
+                 ORDER BY seq",
+            ],
+        );
+        let rows: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["kind"].as_str().unwrap_or(""),
+                    r["caller"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        assert!(
+            rows.contains(&"call __main__.main".to_string()),
+            "{label}: after() is main's call: {rows:?}"
+        );
+        // main yields at the sleep, at the awaited task and in after().
+        assert_eq!(
+            rows.iter()
+                .filter(|r| *r == "yield __main__.<module>")
+                .count(),
+            3,
+            "{label}: {rows:?}"
+        );
+    }
+}

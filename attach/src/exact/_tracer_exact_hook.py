@@ -1561,6 +1561,27 @@ def _first_start(frame, code):
     return lasti < _body_start(code)
 
 
+# 3.11 resumes a coroutine or generator without a `call` event when the one it awaits
+# (or delegates to) returns from a throw() (a cancelled task's CancelledError, caught
+# there): _gen_throw goes on with gen_send. Its calls then went under its caller and
+# its next yield was lost. The traced frames that yielded, by id, with their code: one
+# that makes a call or leaves while it is here ran again unseen.
+_suspended = {}
+_UNSEEN_RESUMES = _V[:2] == (3, 11)
+
+
+def _resumed_unseen(frame):
+    """The resume record of a suspended traced `frame` that runs again (3.11)."""
+    code = frame.f_code
+    if _suspended.get(id(frame)) is not code:
+        return
+    del _suspended[id(frame)]
+    cid = _codes.get(id(code))
+    ts = _perf()
+    if cid is not None and cid >= 0 and _opens(cid, ts, code):
+        _q.append((_RESUME, cid, _thread_index(), ts, frame.f_lineno))
+
+
 def _trace_call(frame, event, arg):
     if not _active:
         sys.settrace(None)
@@ -1570,6 +1591,14 @@ def _trace_call(frame, event, arg):
         cid = _codes.get(id(code))
         if cid is None:
             cid = _learn(code, frame.f_globals)
+        if _suspended:
+            # A first start made by a suspended frame (a resume is that of a frame it
+            # awaits: 3.11's throw() into a delegating one puts it on the chain
+            # without running it).
+            _suspended.pop(id(frame), None)
+            back = frame.f_back
+            if back is not None and id(back) in _suspended and _first_start(frame, code):
+                _resumed_unseen(back)
         if cid < 0:
             back = frame.f_back
             if back is not None and _codes.get(id(back.f_code), -1) >= 0 and _first_start(frame, code):
@@ -1698,19 +1727,23 @@ def _trace_return(frame, value):
     pending = _pending_exc.pop(id(frame), None)
     if pending is not None and _V >= (3, 10):
         frame.f_trace_opcodes = False
-    if not _closes():
-        return
+    if _suspended:
+        _resumed_unseen(frame)
     lasti = frame.f_lasti
     ops = code.co_code
     op = ops[lasti] if 0 <= lasti < len(ops) else -1
-    tid = _thread_index()
-    line = frame.f_lineno
     if op == _RETURN_VALUE:
         kind = _RETURN
     elif _at_yield(ops, lasti):
         kind = _EXC if pending is not None and pending[2] in (lasti, _LEAVING) else _YIELD
     else:
         kind = _EXC
+    if kind == _YIELD and _UNSEEN_RESUMES:
+        _suspended[id(frame)] = code
+    if not _closes():
+        return
+    tid = _thread_index()
+    line = frame.f_lineno
     if kind == _EXC:
         qualified, message = pending[:2] if pending is not None else ("", "")
         _q.append((_EXC, cid, tid, ts, line, qualified, message))
@@ -2078,6 +2111,7 @@ def _detach():
     _task_loops.clear()
     _limited.clear()
     _pending_exc.clear()
+    _suspended.clear()
     _thread_names.clear()
     _backlog = bytearray()
     if _native is not None and _active_native[0]:
@@ -2395,6 +2429,7 @@ def _after_fork_in_child():
     _thread_names.clear()
     _limited.clear()
     _pending_exc.clear()
+    _suspended.clear()
     _flush_lock = _thread.allocate_lock()
     _flusher_running = _thread.allocate_lock()
     _generation[0] += 1
