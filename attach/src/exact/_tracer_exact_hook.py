@@ -1591,6 +1591,11 @@ def _trace_call(frame, event, arg):
         cid = _codes.get(id(code))
         if cid is None:
             cid = _learn(code, frame.f_globals)
+        if cid < 0:
+            back = frame.f_back
+            if back is not None and _codes.get(id(back.f_code), -1) >= 0 and _first_start(frame, code):
+                _trace_gap(frame, code, back)
+            return None
         if _suspended:
             # A first start made by a suspended frame (a resume is that of a frame it
             # awaits: 3.11's throw() into a delegating one puts it on the chain
@@ -1599,11 +1604,6 @@ def _trace_call(frame, event, arg):
             back = frame.f_back
             if back is not None and id(back) in _suspended and _first_start(frame, code):
                 _resumed_unseen(back)
-        if cid < 0:
-            back = frame.f_back
-            if back is not None and _codes.get(id(back.f_code), -1) >= 0 and _first_start(frame, code):
-                _trace_gap(frame, code, back)
-            return None
         ts = _perf()
         frame.f_trace_lines = False
         if _method_arg[cid] is not None:
