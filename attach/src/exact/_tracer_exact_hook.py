@@ -2081,8 +2081,8 @@ def _detach():
     _active = False
     _fork_handler[0] = None
     _exec_handler[0] = None
-    if _active_native[0]:
-        _native.set_exec_handler(None)
+    if _audit_module[0] is not None:
+        _audit_module[0].set_exec_handler(None)
     _fork_before[0] = None
     _fork_parent[0] = None
     try:
@@ -2254,6 +2254,8 @@ _fork_before = [None]
 _fork_parent = [None]
 # So does the audit hook's (`_before_exec`): an audit hook cannot be removed either.
 _exec_handler = [None]
+# The native module whose C audit hook calls `_before_exec`, or None.
+_audit_module = [None]
 
 
 def _after_fork():
@@ -2546,9 +2548,17 @@ def start(boot_dir, config=None):
         after_in_child=_fork_trampoline(_fork_handler),
     )
     os._exit = _exit
-    if _active_native[0]:
-        if _native.set_exec_handler(_before_exec):
-            sys.addaudithook(_native.on_audit)
+    # The native module's C audit hook wherever the module loads (3.12+), also under
+    # the Python callbacks (`TRACER_EXACT_NATIVE=0`, a module that did not configure):
+    # a Python audit hook pushes a frame at every audited call (`sys._getframe` in the
+    # callbacks too), which fails one frame below the recursion limit.
+    audit = _native
+    if audit is None and _MONITORING:
+        audit = _load_native(_boot)[0]
+    _audit_module[0] = audit
+    if audit is not None:
+        if audit.set_exec_handler(_before_exec):
+            sys.addaudithook(audit.on_audit)
     else:
         _exec_handler[0] = _before_exec
         sys.addaudithook(_audit_trampoline(_exec_handler))
