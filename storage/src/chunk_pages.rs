@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{
@@ -64,18 +64,13 @@ impl ChunkPages {
             .map_err(|e| ParquetError::External(Box::new(e)))
     }
 
-    /// Writes `page`, whose bytes before compression were `raw_len`; returns where
-    /// it starts.
-    fn write(&mut self, page: Page, raw_len: usize) -> Result<u64> {
+    /// Writes `page`, whose bytes before compression were `raw_len`.
+    fn write(&mut self, page: Page, raw_len: usize) -> Result<PageWriteSpec> {
         let spec = SerializedPageWriter::new(&mut self.sink)
             .write_page(CompressedPage::new(page, raw_len))?;
         self.uncompressed += spec.uncompressed_size;
         self.compressed += spec.compressed_size;
-        if spec.page_type != parquet::basic::PageType::DICTIONARY_PAGE {
-            self.offset_index
-                .append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
-        }
-        Ok(spec.offset)
+        Ok(spec)
     }
 
     /// Writes the dictionary page (it comes first): `values` values PLAIN in `raw`.
@@ -86,7 +81,7 @@ impl ChunkPages {
             encoding: Encoding::PLAIN,
             is_sorted,
         };
-        self.dictionary_offset = Some(self.write(page, raw.len())?);
+        self.dictionary_offset = Some(self.write(page, raw.len())?.offset);
         Ok(())
     }
 
@@ -101,8 +96,10 @@ impl ChunkPages {
             rep_level_encoding: Encoding::RLE,
             statistics: None,
         };
-        let offset = self.write(page, raw.len())?;
-        self.first_data_offset.get_or_insert(offset);
+        let spec = self.write(page, raw.len())?;
+        self.first_data_offset.get_or_insert(spec.offset);
+        self.offset_index
+            .append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
         self.offset_index.append_row_count(rows as i64);
         self.data_pages += 1;
         Ok(())
