@@ -400,14 +400,13 @@ def _renamed_threads():
     if type(active) is not dict or not _thread_names:
         return []
     records = []
-    for ident in list(_thread_names):
+    for ident, entry in list(_thread_names.items()):
         thread = active.get(ident)
         if thread is None:
             _thread_names.pop(ident, None)
             continue
-        entry = _thread_names.get(ident)
         name = getattr(thread, "_name", None)
-        if entry is not None and type(name) is str and name != entry[2]:
+        if type(name) is str and name != entry[2]:
             entry[2] = name
             records.append((_THREAD, entry[0], entry[1], name))
     return records
@@ -2279,7 +2278,7 @@ def _on_audit(event, args):
 
 
 def _audit_trampoline(cell):
-    """The audit hook where the native callbacks do not run (3.8-3.11; their
+    """The audit hook where the native module does not load (3.8-3.11; its
     `on_audit` pushes no frame): `_on_audit`'s code with the cell alone as its
     globals, as `_fork_trampoline` makes the fork handlers."""
     return _FunctionType(_on_audit.__code__, {"cell": cell}, "audit")

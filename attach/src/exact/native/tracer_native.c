@@ -26,9 +26,9 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h>
 #include <sys/socket.h>
 #include <time.h>
 #if defined(__x86_64__)
@@ -248,7 +248,7 @@ static pthread_key_t thread_key;
 
 static struct {
     int configured;
-    /* Events are stamped with the CPU's time-stamp counter (read_ticks), not the
+    /* Events are stamped with the CPU's time-stamp counter (now_ticks), not the
      * monotonic clock. */
     int ticks;
     uint64_t epoch;
