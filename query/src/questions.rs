@@ -16,6 +16,8 @@
 
 use std::str::FromStr;
 
+use attach::filter::ModuleGlob;
+
 use crate::error::{QueryError, Result};
 
 /// One named question.
@@ -198,25 +200,10 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// Whether `module` matches a `--include` / `--exclude` glob as the recorder reads
-/// one (attach's `ModuleGlob`): `*` is any run of characters, `?` one, and a glob
-/// ending in `.*` matches the package itself too.
+/// one: attach's own [`ModuleGlob`] (a glob ending in `.*` matches the package itself
+/// too). A glob the recorder would refuse (empty) matches nothing.
 pub(crate) fn module_glob_matches(glob: &str, module: &str) -> bool {
-    fn whole(pattern: &[char], text: &[char]) -> bool {
-        match pattern.split_first() {
-            None => text.is_empty(),
-            Some(('*', rest)) => (0..=text.len()).any(|i| whole(rest, &text[i..])),
-            Some((&c, rest)) => text
-                .split_first()
-                .is_some_and(|(&t, text)| (c == '?' || c == t) && whole(rest, text)),
-        }
-    }
-    let glob = glob.trim();
-    let module: Vec<char> = module.chars().collect();
-    let chars = |s: &str| s.chars().collect::<Vec<char>>();
-    whole(&chars(glob), &module)
-        || glob
-            .strip_suffix(".*")
-            .is_some_and(|package| whole(&chars(package), &module))
+    ModuleGlob::new(glob, "--exclude").is_ok_and(|glob| glob.matches(module))
 }
 
 /// A `LIKE` pattern for a module glob (`*` and `?`), with `%`, `_` and `\` escaped.
